@@ -1,0 +1,110 @@
+"""The measurement schema shared by every oracle (MD, continuum, a user's own).
+
+Units: nA for currents, ions/ns for fluxes (positive = along +z), ns for time, V/nm for fields.
+A failed measurement carries its reason and no numbers: it is never a zero current.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sim.design import Conditions, Design, design_id
+
+E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
+
+
+class SpeciesResult(BaseModel):
+    """Transport of one ion species at one field. Crossings are full transits of the membrane."""
+
+    model_config = ConfigDict(extra="forbid")
+    crossings_up: int | None = None  # transits along +z (MD only)
+    crossings_down: int | None = None  # transits along -z (MD only)
+    crossings: float = 0.0  # net transits, up - down (continuum: flux x time)
+    flux_per_ns: float
+    flux_ci_per_ns: tuple[float, float]
+    flux_displacement_per_ns: float | None = None  # displacement estimator (MD only)
+
+
+class FieldResult(BaseModel):
+    """Everything measured at one signed field value."""
+
+    model_config = ConfigDict(extra="forbid")
+    field_V_per_nm: float
+    time_ns: float  # production length the numbers come from (continuum: 0)
+    current_nA: float
+    current_ci_nA: tuple[float, float]
+    current_displacement_nA: float | None = None
+    current_displacement_ci_nA: tuple[float, float] | None = None
+    charge_crossings_e: float | None = None  # net charge moved through the membrane, e (MD)
+    species: dict[str, SpeciesResult]
+
+
+class ICRResult(BaseModel):
+    """Rectification at one |E|: ICR = |I(+E)| / |I(-E)|."""
+
+    model_config = ConfigDict(extra="forbid")
+    field_abs_V_per_nm: float
+    icr: float  # point estimate, or the lower bound when censored
+    icr_ci: tuple[float, float | None]  # upper end None: unbounded (censored)
+    icr_censored: bool  # True: OFF current indistinguishable from zero; icr is a lower bound
+
+
+class Measurement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    design_id: str
+    design: Design
+    conditions: Conditions
+    fidelity: Literal["md", "continuum"] | str = "md"
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+    fields: list[FieldResult] = Field(default_factory=list)
+    icr: list[ICRResult] = Field(default_factory=list)
+    provenance: dict = Field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, design: Design, conditions: Conditions, fidelity: str, error: str,
+               provenance: dict | None = None) -> Measurement:
+        return cls(design_id=design_id(design, conditions), design=design, conditions=conditions,
+                   fidelity=fidelity, status="failed", error=error, provenance=provenance or {})
+
+    def field(self, e: float) -> FieldResult:
+        for f in self.fields:
+            if math.isclose(f.field_V_per_nm, e, abs_tol=1e-9):
+                return f
+        raise KeyError(f"no result at field {e} V/nm")
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, allow_nan=False)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Measurement:
+        return cls.model_validate_json(Path(path).read_text())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temp file in the same directory, fsync, then rename over `path`."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
