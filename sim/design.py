@@ -278,8 +278,11 @@ def make_conditions(spec: dict | None = None) -> Conditions:
         raise DesignError(f"conditions: {err}") from None
 
 
-def load_design_file(path: str | Path) -> tuple[Design, Conditions]:
-    """Read a design YAML: top-level keys `preset` (optional), `design` and `conditions`."""
+def load_design_file(path: str | Path, preset: str | None = None) -> tuple[Design, Conditions]:
+    """Read a design YAML: top-level keys `preset` (optional), `design` and `conditions`.
+
+    `preset` overrides the file's preset.
+    """
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -297,7 +300,7 @@ def load_design_file(path: str | Path) -> tuple[Design, Conditions]:
     for key in ("design", "conditions"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise DesignError(f"{path}: '{key}' must be a mapping")
-    return make_design(doc.get("design"), doc.get("preset")), make_conditions(doc.get("conditions"))
+    return make_design(doc.get("design"), preset or doc.get("preset")), make_conditions(doc.get("conditions"))
 
 
 def dump_design_file(design: Design, conditions: Conditions, path: str | Path) -> None:

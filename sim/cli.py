@@ -1,0 +1,162 @@
+"""The `porelab` command line: build a design's PDB, simulate it (MD or continuum)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sim.design import DesignError, design_id, load_design_file
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="porelab: Janus nanopore membranes, simulated and learned.")
+console = Console()
+
+
+def fail(msg: str, code: int = 2):
+    """Print a one-line error and exit non-zero (no traceback)."""
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path, preset: str | None):
+    try:
+        return load_design_file(path, preset=preset)
+    except DesignError as err:
+        fail(str(err))
+
+
+def _parse_fields(text: str, both_signs: bool) -> list[float]:
+    try:
+        vals = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        fail(f"--fields {text!r}: expected comma-separated numbers in V/nm, e.g. 0.5,1,2")
+    if not vals:
+        fail("--fields is empty")
+    if both_signs:
+        vals = sorted({v for x in vals for v in (abs(x), -abs(x))}, key=lambda v: (abs(v), -v))
+    return vals
+
+
+@app.command()
+def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
+          out: Annotated[Path | None, typer.Option(help="PDB path (default: <design>.pdb)")] = None,
+          preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None):
+    """Build the membrane atom by atom and write a PDB (membrane only)."""
+    from sim.builder import build as build_structure
+    from sim.builder import built_pore_size
+
+    design, conditions = _load(design_file, preset)
+    try:
+        s = build_structure(design)
+    except DesignError as err:
+        fail(str(err))
+    out = out or design_file.with_suffix(".pdb")
+    s.write_pdb(out)
+    sizes = ", ".join(f"{w:.2f}x{h:.2f}" for w, h in (built_pore_size(s, k) for k in range(len(design.layers))))
+    console.print(f"{design_id(design, conditions)}: {s.n_atoms} atoms, box {s.box.round(3).tolist()} nm, "
+                  f"layer charges {s.layer_charge().round(3).tolist()} e, pores {sizes} nm -> {out}")
+
+
+@app.command()
+def simulate(
+    design_file: Annotated[Path, typer.Argument(help="design YAML")],
+    out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes)")],
+    fidelity: Annotated[str, typer.Option(help="md | continuum")] = "md",
+    fields: Annotated[str | None, typer.Option(help="comma-separated |E| values, V/nm (default: the file's)")] = None,
+    both_signs: Annotated[bool, typer.Option(help="run each field at +E and -E")] = True,
+    time_ps: Annotated[float, typer.Option(help="production length per field, ps")] = 100.0,
+    equil_ps: Annotated[float, typer.Option(help="equilibration (field off), ps")] = 20.0,
+    timestep_fs: Annotated[float, typer.Option(help="2, or 4 (rigid water, frozen membrane)")] = 2.0,
+    preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")] = 0,
+    platform: Annotated[str | None, typer.Option(help="OpenMM platform (default: CUDA if present, else CPU)")] = None,
+):
+    """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
+    from sim.measurement import Measurement
+    from sim.plots import plot_icr, plot_iv
+
+    design, conditions = _load(design_file, preset)
+    if fields is not None:
+        conditions = conditions.with_fields(_parse_fields(fields, both_signs))
+    elif both_signs:
+        conditions = conditions.with_fields(_parse_fields(",".join(map(str, conditions.fields_V_per_nm)), True))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"--out {out}: {err.strerror}")
+    try:
+        if fidelity == "md":
+            from sim.protocol import MDSettings, run_md
+
+            settings = MDSettings(production_ps=time_ps, equil_ps=equil_ps, timestep_fs=timestep_fs, seed=seed,
+                                  platform=platform)
+            m: Measurement = run_md(design, conditions, out, settings)
+            if m.status == "ok":
+                _structure_plots(m, out)
+        elif fidelity == "continuum":
+            from sim.continuum import run_continuum
+
+            m = run_continuum(design, conditions)
+            m.save(out / "measurement.json")
+        else:
+            fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
+    except DesignError as err:
+        fail(str(err))
+    if m.status != "ok":
+        fail(f"{m.design_id}: simulation failed: {m.error} (nothing recorded as a current)", code=1)
+    plot_iv(m, out / "iv.png")
+    plot_icr(m, out / "icr.png")
+    _print_summary(m, out)
+
+
+def _structure_plots(m, out: Path) -> None:
+    """Density and hydration profiles from each field's trajectory."""
+    import mdtraj as md
+
+    from sim.builder import build as build_structure
+    from sim.protocol import _tag
+    from sim.structure import ion_species, plot_profiles
+
+    s = build_structure(m.design)
+    axis = s.pore_center.mean(axis=0)
+    for f in m.fields:
+        dcd = out / f"traj_{_tag(f.field_V_per_nm)}.dcd"
+        if dcd.exists():
+            traj = md.load(str(dcd), top=str(out / "ions.pdb"))
+            plot_profiles(traj, ion_species(traj), axis, m.design.layer_z_nm(),
+                          out / f"profiles_{_tag(f.field_V_per_nm)}.png")
+
+
+def _print_summary(m, out: Path) -> None:
+    t = Table(title=f"{m.design_id} ({m.fidelity}, {m.provenance.get('platform', '')})")
+    t.add_column("E (V/nm)", justify="right")
+    t.add_column("I (nA) [95% CI]", justify="right")
+    species = list(m.conditions.electrolyte)
+    for sp in species:
+        t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns)", justify="right")
+    t.add_column("time (ns)", justify="right")
+    for f in sorted(m.fields, key=lambda f: f.field_V_per_nm):
+        lo, hi = f.current_ci_nA
+        cells = [f"{f.species[sp].crossings:+.0f}" if m.fidelity == "md" else f"{f.species[sp].flux_per_ns:+.3g}"
+                 for sp in species]
+        t.add_row(f"{f.field_V_per_nm:+g}", f"{f.current_nA:+.3g} [{lo:+.3g}, {hi:+.3g}]", *cells,
+                  f"{f.time_ns:g}")
+    console.print(t)
+    for r in m.icr:
+        hi = "inf" if r.icr_ci[1] is None else f"{r.icr_ci[1]:.3g}"
+        kind = "lower bound (OFF current indistinguishable from 0)" if r.icr_censored else ""
+        console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {r.icr:.3g} [{r.icr_ci[0]:.3g}, {hi}] {kind}")
+    console.print(f"results in {out}/measurement.json")
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted; run the same command again to resume")
+        sys.exit(130)

@@ -1,0 +1,347 @@
+"""Ion transport through the membrane: on-the-fly crossing counts, currents, fluxes and ICR with intervals.
+
+Units: nm, ps inside the counter; ns, ions/ns, nA, V/nm in the estimators (GUIDE §3). Positive flux and
+current point along +z. Crossings are full transits of the membrane: an ion changes side only when it
+leaves the hysteresis band around a membrane image on the other side from where it entered.
+
+Intervals: counts are Poisson. Each group of counts with the same weight is pooled (a sum of Poisson counts
+is Poisson) and given a Garwood exact interval (`statsmodels.stats.rates.confint_poisson`, "exact-c");
+the groups are combined by MOVER (Zou & Donner 2008), the same construction as statsmodels'
+`confint_poisson_2indep(compare="diff", method="mover")`. The displacement current's error uses the
+statistical inefficiency of its series (pymbar). ICR combines the two current intervals by MOVER on the log
+scale, and becomes a censored lower bound when the OFF current's interval includes zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from openmm import unit
+from scipy import stats
+from statsmodels.stats.rates import confint_poisson
+
+from sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, SpeciesResult
+
+PS_PER_NS = 1000.0
+
+
+class CrossingCounter:
+    """Counts each ion's full transits of the membrane (all periodic images) and sums its displacements.
+
+    charges: (n_ions,) e; species: (n_ions,) labels; z0: (n_ions,) initial z, nm (wrapped or not);
+    box_z: Lz, nm; z_mid: membrane mid-plane, nm; half_width: half-width of the hysteresis band, nm.
+    The membrane's images sit at z_mid + m*Lz. An ion's cell is the reservoir it was last seen in: cell m
+    lies between the bands of images m and m+1. A transit is a change of cell; time inside a band changes
+    nothing. The initial cell is the side of the nearest image the ion starts on.
+    """
+
+    def __init__(self, charges, species, z0, box_z: float, z_mid: float, half_width: float):
+        self.charges = np.asarray(charges, dtype=float).copy()
+        self.species = [str(s) for s in species]
+        z0 = np.asarray(z0, dtype=float)
+        n = self.charges.shape[0]
+        if self.charges.ndim != 1 or len(self.species) != n or z0.shape != (n,):
+            raise ValueError(f"charges, species and z0 must all have shape (n_ions,); got "
+                             f"{self.charges.shape}, {len(self.species)}, {z0.shape}")
+        if not np.all(np.isfinite(z0)):
+            raise ValueError("z0 holds a non-finite coordinate")
+        self.box_z, self.z_mid, self.half_width = float(box_z), float(z_mid), float(half_width)
+        if not 0.0 < self.half_width < self.box_z / 2:
+            raise ValueError(f"half_width={half_width} nm must lie in (0, box_z/2={self.box_z / 2}) nm")
+        self.species_names = list(dict.fromkeys(self.species))
+        self._species_index = np.array([self.species_names.index(s) for s in self.species], dtype=np.intp)
+        self.species_charge: dict[str, float] = {}
+        for name in self.species_names:
+            q = np.unique(self.charges[self._species_index == self.species_names.index(name)])
+            if q.size != 1:
+                raise ValueError(f"species {name!r} has ions with different charges {q.tolist()} e")
+            self.species_charge[name] = float(q[0])
+        self.z = z0.copy()  # unwrapped z, nm
+        self.cell = np.floor((self.z - self.z_mid) / self.box_z).astype(np.int64)
+        self.up = np.zeros(n, dtype=np.int64)
+        self.down = np.zeros(n, dtype=np.int64)
+        self.time_ps = 0.0
+        self.charge_displacement = 0.0  # sum of q*dz over all updates, e*nm
+        self.species_displacement = np.zeros(len(self.species_names))  # sum of dz per species, nm
+        self.current_series: list[float] = []  # instantaneous displacement current per update, e/ns
+
+    def update(self, z, dt_ps: float) -> None:
+        """Advance by dt_ps (ps) to new positions z: (n_ions,) nm, wrapped or unwrapped.
+
+        Valid while no ion moves more than box_z/2 between updates (minimum-image unwrapping).
+        """
+        z = np.asarray(z, dtype=float)
+        if z.shape != self.z.shape:
+            raise ValueError(f"z has shape {z.shape}, expected {self.z.shape}")
+        if not dt_ps > 0:
+            raise ValueError(f"dt_ps={dt_ps} must be positive")
+        dz = z - self.z
+        dz -= self.box_z * np.round(dz / self.box_z)
+        self.z += dz
+        u = self.z - self.z_mid
+        k = np.floor(u / self.box_z)
+        r = u - k * self.box_z
+        in_reservoir = (r > self.half_width) & (r < self.box_z - self.half_width)
+        new_cell = np.where(in_reservoir, k.astype(np.int64), self.cell)
+        step = new_cell - self.cell
+        self.up += np.maximum(step, 0)
+        self.down += np.maximum(-step, 0)
+        self.cell = new_cell
+        qdz = float(self.charges @ dz)
+        self.charge_displacement += qdz
+        self.species_displacement += np.bincount(self._species_index, weights=dz,
+                                                 minlength=len(self.species_names))
+        self.time_ps += float(dt_ps)
+        self.current_series.append(qdz / (self.box_z * dt_ps) * PS_PER_NS)
+
+    # --- summaries ---------------------------------------------------------------------------------
+    @property
+    def time_ns(self) -> float:
+        return self.time_ps / PS_PER_NS
+
+    def species_counts(self) -> dict[str, tuple[int, int]]:
+        """Transits (up, down) summed over the ions of each species."""
+        up = np.bincount(self._species_index, weights=self.up, minlength=len(self.species_names))
+        down = np.bincount(self._species_index, weights=self.down, minlength=len(self.species_names))
+        return {s: (int(up[i]), int(down[i])) for i, s in enumerate(self.species_names)}
+
+    def net_charge_crossings(self) -> float:
+        """Net charge carried through the membrane along +z, e."""
+        return float(self.charges @ (self.up - self.down))
+
+    def displacement_current_e_per_ns(self) -> float:
+        """Mean displacement current sum(q*dz) / (Lz*T), e/ns."""
+        return self.charge_displacement / (self.box_z * self.time_ps) * PS_PER_NS
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Full state as JSON-serialisable lists and floats; load_state_dict restores it exactly."""
+        return {
+            "charges": self.charges.tolist(), "species": list(self.species), "box_z": self.box_z,
+            "z_mid": self.z_mid, "half_width": self.half_width, "z": self.z.tolist(),
+            "cell": self.cell.tolist(), "up": self.up.tolist(), "down": self.down.tolist(),
+            "time_ps": self.time_ps, "charge_displacement": self.charge_displacement,
+            "species_displacement": self.species_displacement.tolist(),
+            "current_series": list(self.current_series),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state_dict() taken from a counter with the same ions and geometry."""
+        for key in ("box_z", "z_mid", "half_width"):
+            if float(state[key]) != getattr(self, key):
+                raise ValueError(f"state has {key}={state[key]}, this counter has {getattr(self, key)}")
+        if state["species"] != self.species or not np.array_equal(state["charges"], self.charges):
+            raise ValueError("state was saved for different ions (species or charges differ)")
+        self.z = np.array(state["z"], dtype=float)
+        self.cell = np.array(state["cell"], dtype=np.int64)
+        self.up = np.array(state["up"], dtype=np.int64)
+        self.down = np.array(state["down"], dtype=np.int64)
+        self.time_ps = float(state["time_ps"])
+        self.charge_displacement = float(state["charge_displacement"])
+        self.species_displacement = np.array(state["species_displacement"], dtype=float)
+        self.current_series = [float(x) for x in state["current_series"]]
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> CrossingCounter:
+        counter = cls(state["charges"], state["species"], state["z"], state["box_z"], state["z_mid"],
+                      state["half_width"])
+        counter.load_state_dict(state)
+        return counter
+
+
+class TransportReporter:
+    """OpenMM reporter feeding the z of `ion_indices` to a CrossingCounter every `interval` steps.
+
+    counter: a CrossingCounter whose z0 are the ions' positions at simulation time `time_ps` (ps).
+    periodic: passed to OpenMM; None (default) shares the wrapped-position State with other reporters.
+    """
+
+    def __init__(self, counter: CrossingCounter, ion_indices, interval: int, time_ps: float,
+                 periodic: bool | None = None):
+        self.counter = counter
+        self.ion_indices = np.asarray(ion_indices, dtype=np.intp)
+        if self.ion_indices.shape != counter.z.shape:
+            raise ValueError(f"{self.ion_indices.size} ion indices for a counter of {counter.z.size} ions")
+        if interval < 1:
+            raise ValueError(f"interval={interval} must be at least 1 step")
+        self.interval = int(interval)
+        self.time_ps = float(time_ps)
+        self.periodic = periodic
+
+    @classmethod
+    def from_simulation(cls, simulation, ion_indices, charges, species, z_mid: float, half_width: float,
+                        interval: int, periodic: bool | None = None) -> TransportReporter:
+        """A reporter whose counter starts from the simulation's current positions, box and time."""
+        state = simulation.context.getState(getPositions=True)
+        z0 = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)[np.asarray(ion_indices), 2]
+        box_z = state.getPeriodicBoxVectors()[2][2].value_in_unit(unit.nanometer)
+        counter = CrossingCounter(charges, species, z0, box_z, z_mid, half_width)
+        return cls(counter, ion_indices, interval, state.getTime().value_in_unit(unit.picosecond), periodic)
+
+    def describeNextReport(self, simulation):
+        steps = self.interval - simulation.currentStep % self.interval
+        return {"steps": steps, "periodic": self.periodic, "include": ["positions"]}
+
+    def report(self, simulation, state) -> None:
+        t = state.getTime().value_in_unit(unit.picosecond)
+        if t < self.time_ps:
+            raise ValueError(f"simulation time {t} ps precedes the counter's {self.time_ps} ps: was the "
+                             "reporter state saved after the checkpoint it is resumed from?")
+        if t == self.time_ps:
+            return
+        z = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)[self.ion_indices, 2]
+        self.counter.update(z, t - self.time_ps)
+        self.time_ps = t
+
+    def sync(self, simulation) -> None:
+        """Count up to the simulation's current time (e.g. at the end of a run between two reports)."""
+        self.report(simulation, simulation.context.getState(getPositions=True))
+
+    def state_dict(self) -> dict:
+        return {"counter": self.counter.state_dict(), "time_ps": self.time_ps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counter.load_state_dict(state["counter"])
+        self.time_ps = float(state["time_ps"])
+
+
+# --- estimators ------------------------------------------------------------------------------------
+def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure: float,
+                      alpha: float = 0.05) -> tuple[float, float]:
+    """Interval for sum_j w_j * lambda_j from independent Poisson counts n_j seen over `exposure`.
+
+    counts: (k,) non-negative integers; weights: (k,); exposure: time, e.g. ns -> rates per ns.
+    Counts sharing a weight are pooled; each pool gets a Garwood exact interval; pools are combined by MOVER.
+    Returns (low, high) in units of weight / exposure.
+    """
+    counts = np.asarray(counts, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    if counts.shape != weights.shape or np.any(counts < 0) or np.any(counts != np.round(counts)):
+        raise ValueError("counts must be non-negative integers with one weight each")
+    if not exposure > 0:
+        raise ValueError(f"exposure={exposure} must be positive")
+    w = np.unique(weights[weights != 0])
+    if w.size == 0:
+        return 0.0, 0.0
+    n = np.array([counts[weights == wi].sum() for wi in w])
+    lo, hi = confint_poisson(n, exposure, method="exact-c", alpha=alpha)
+    rate = n / exposure
+    a, b = w * np.nan_to_num(lo), w * hi
+    est = float(w @ rate)
+    low = est - math.sqrt(float(np.sum((w * rate - np.minimum(a, b)) ** 2)))
+    high = est + math.sqrt(float(np.sum((np.maximum(a, b) - w * rate) ** 2)))
+    return low, high
+
+
+def flux_per_ns(up: int, down: int, time_ns: float, alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
+    """Net flux (up - down) / T in ions/ns (positive along +z) and its (1 - alpha) interval."""
+    if not time_ns > 0:
+        raise ValueError(f"time_ns={time_ns} must be positive")
+    return (up - down) / time_ns, poisson_linear_ci([up, down], [1.0, -1.0], time_ns, alpha)
+
+
+def crossing_current_nA(counts: dict[str, tuple[int, int]], charges: dict[str, float], time_ns: float,
+                        alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
+    """Current from crossings, I = sum_s q_s (up_s - down_s) / T * 0.1602 nA per e/ns, with its interval.
+
+    counts: species -> (up, down) transits; charges: species -> q, e; time_ns: T, ns. Returns nA.
+    """
+    if not time_ns > 0:
+        raise ValueError(f"time_ns={time_ns} must be positive")
+    n, w = [], []
+    for s, (up, down) in counts.items():
+        n += [up, down]
+        w += [charges[s], -charges[s]]
+    current = float(np.dot(n, w)) / time_ns * E_PER_NS_TO_NA if n else 0.0
+    lo, hi = poisson_linear_ci(n, w, time_ns, alpha) if n else (0.0, 0.0)
+    return current, (lo * E_PER_NS_TO_NA, hi * E_PER_NS_TO_NA)
+
+
+def displacement_current_nA(series_e_per_ns, mean_e_per_ns: float | None = None,
+                            alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
+    """Displacement current (nA) and its interval from the per-update series (e/ns), shape (n_updates,).
+
+    The standard error is std / sqrt(n / g), g the statistical inefficiency of the correlated series
+    (pymbar.timeseries). mean_e_per_ns: the exact time-weighted mean when known (default: series mean).
+    """
+    from pymbar.timeseries import statistical_inefficiency  # heavy import, logs a JAX notice
+
+    x = np.asarray(series_e_per_ns, dtype=float)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"need a 1-D series of at least 2 values, got shape {x.shape}")
+    mean = float(x.mean()) if mean_e_per_ns is None else float(mean_e_per_ns)
+    sd = float(x.std(ddof=1))
+    g = statistical_inefficiency(x, fft=x.size > 1000) if sd > 0 else 1.0
+    half = stats.norm.isf(alpha / 2) * sd * math.sqrt(max(g, 1.0) / x.size)
+    return mean * E_PER_NS_TO_NA, ((mean - half) * E_PER_NS_TO_NA, (mean + half) * E_PER_NS_TO_NA)
+
+
+def _abs_interval(value: float, ci: tuple[float, float]) -> tuple[float, float, float]:
+    """|value| and the interval of |value| implied by a signed interval."""
+    lo, hi = ci
+    if lo >= 0:
+        return abs(value), lo, hi
+    if hi <= 0:
+        return abs(value), -hi, -lo
+    return abs(value), 0.0, max(-lo, hi)
+
+
+def icr_estimate(i_pos: float, ci_pos: tuple[float, float], i_neg: float, ci_neg: tuple[float, float]
+                 ) -> tuple[float, tuple[float, float | None], bool]:
+    """ICR = |I(+E)| / |I(-E)| from two independent currents with their intervals (any unit).
+
+    Returns (icr, (low, high), censored). Not censored: MOVER on the log scale (Zou & Donner 2008).
+    Censored (the -E interval includes zero): icr is the lower bound low(|I+|) / high(|I-|) and high is
+    None; this bound is never infinite (0.0 when |I-| is known to be exactly zero).
+    """
+    t1, l1, u1 = _abs_interval(i_pos, ci_pos)
+    t2, l2, u2 = _abs_interval(i_neg, ci_neg)
+    if l2 <= 0:
+        bound = l1 / u2 if u2 > 0 else 0.0
+        return bound, (bound, None), True
+    if l1 <= 0 or t1 <= 0:
+        return t1 / t2, (0.0, u1 / l2), False
+    d = math.log(t1) - math.log(t2)
+    low = d - math.hypot(math.log(t1) - math.log(l1), math.log(u2) - math.log(t2))
+    high = d + math.hypot(math.log(u1) - math.log(t1), math.log(t2) - math.log(l2))
+    return t1 / t2, (math.exp(low), math.exp(high)), False
+
+
+def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05) -> FieldResult:
+    """Everything the counter measured at one signed field (V/nm) as a FieldResult (nA, ions/ns, ns)."""
+    t = counter.time_ns
+    if not t > 0:
+        raise ValueError("the counter has seen no time (no updates)")
+    counts = counter.species_counts()
+    current, current_ci = crossing_current_nA(counts, counter.species_charge, t, alpha)
+    disp, disp_ci = None, None
+    if len(counter.current_series) >= 2:
+        disp, disp_ci = displacement_current_nA(counter.current_series,
+                                                counter.displacement_current_e_per_ns(), alpha)
+    species = {}
+    for i, s in enumerate(counter.species_names):
+        up, down = counts[s]
+        flux, flux_ci = flux_per_ns(up, down, t, alpha)
+        species[s] = SpeciesResult(
+            crossings_up=up, crossings_down=down, crossings=float(up - down), flux_per_ns=flux,
+            flux_ci_per_ns=flux_ci,
+            flux_displacement_per_ns=float(counter.species_displacement[i]) / (counter.box_z * t))
+    return FieldResult(field_V_per_nm=float(field_V_per_nm), time_ns=t, current_nA=current,
+                       current_ci_nA=current_ci, current_displacement_nA=disp,
+                       current_displacement_ci_nA=disp_ci, charge_crossings_e=counter.net_charge_crossings(),
+                       species=species)
+
+
+def icr_results(fields: Sequence[FieldResult], tol: float = 1e-9) -> list[ICRResult]:
+    """ICR at each |E| measured at both signs, sorted by |E|; a field seen with one sign gets none."""
+    out = []
+    for f in sorted((f for f in fields if f.field_V_per_nm > tol), key=lambda f: f.field_V_per_nm):
+        neg = [g for g in fields if math.isclose(g.field_V_per_nm, -f.field_V_per_nm, rel_tol=0, abs_tol=tol)]
+        if not neg:
+            continue
+        g = neg[0]
+        icr, ci, censored = icr_estimate(f.current_nA, f.current_ci_nA, g.current_nA, g.current_ci_nA)
+        out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=icr, icr_ci=ci, icr_censored=censored))
+    return out
