@@ -1,8 +1,7 @@
-"""The `porelab` command line: build a design's PDB, simulate it (MD or continuum)."""
+"""Floor-1 commands of `porelab`: build a design's PDB, simulate it (MD or continuum)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -152,11 +151,3 @@ def _print_summary(m, out: Path) -> None:
         kind = "lower bound (OFF current indistinguishable from 0)" if r.icr_censored else ""
         console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {r.icr:.3g} [{r.icr_ci[0]:.3g}, {hi}] {kind}")
     console.print(f"results in {out}/measurement.json")
-
-
-def main() -> None:  # pragma: no cover
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("interrupted; run the same command again to resume")
-        sys.exit(130)

@@ -108,3 +108,12 @@ def test_a_directory_holds_one_design(tmp_path):
     other = make_design({"layers": ["COO-"]}, "tiny")
     with pytest.raises(DesignError, match="holds design"):
         MDRun(other, cond, tmp_path, MDSettings(production_ps=0.1, **FAST))._claim_directory()
+
+
+@pytest.mark.gpu
+def test_cuda_run_gives_finite_numbers(tmp_path):
+    cond = make_conditions({"fields_V_per_nm": [2.0, -2.0]})
+    settings = MDSettings(production_ps=5.0, equil_ps=2.0, timestep_fs=4.0, platform="CUDA")
+    m = run_md(make_design({"layers": ["COO-", "NH3+"]}, "seed"), cond, tmp_path, settings, progress=False)
+    assert m.status == "ok" and m.provenance["platform"] == "CUDA"
+    assert all(np.isfinite(f.current_nA) for f in m.fields)

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from active_learning.cli import app
+
+runner = CliRunner()
+EXAMPLE = "experiments/examples/tiny-3layer.yaml"
+
+
+def test_build_writes_a_pdb(tmp_path):
+    out = tmp_path / "m.pdb"
+    r = runner.invoke(app, ["build", EXAMPLE, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_text().startswith("REMARK") and "layer charges [-4.0, 4.0, -4.0]" in r.output.replace("\n", "")
+
+
+def test_simulate_continuum_writes_measurement_and_plots(tmp_path):
+    r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fidelity", "continuum",
+                            "--fields", "0.1,0.5,1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "measurement.json").read_text())
+    assert m["fidelity"] == "continuum" and m["status"] == "ok"
+    assert sorted(f["field_V_per_nm"] for f in m["fields"]) == [-1, -0.5, -0.1, 0.1, 0.5, 1]
+    assert len(m["icr"]) == 3
+    assert (tmp_path / "iv.png").stat().st_size > 1000 and (tmp_path / "icr.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("design: {layers: [COO-, NH3+\n", "malformed YAML"),
+        ("design: {spacing_nm: 0.05}\n", "spacing_nm=0.05"),
+        ("conditions: {electrolyte: {K+: 1.0}}\n", "electroneutral"),
+        ("conditions: {electrolyte: {Xx: 1.0, Cl-: 1.0}}\n", "'Xx' is unknown"),
+        ("preset: huge\n", "preset 'huge' is unknown"),
+        ("design: {groups_per_rim: 50}\nconditions: {fields_V_per_nm: [1.0]}\n", "groups_per_rim=50 exceeds"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_nonzero_exit(tmp_path, content, words):
+    p = tmp_path / "d.yaml"
+    p.write_text(content)
+    r = runner.invoke(app, ["build", str(p), "--out", str(tmp_path / "x.pdb")])
+    assert r.exit_code == 2
+    assert words in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.pdb").exists()
+
+
+def test_unknown_fidelity_and_bad_fields_are_refused(tmp_path):
+    r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fidelity", "quantum"])
+    assert r.exit_code == 2 and "quantum" in r.output
+    r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fields", "a,b"])
+    assert r.exit_code == 2 and "--fields" in r.output
