@@ -116,13 +116,16 @@ def simulate(
 def _structure_plots(m, out: Path) -> None:
     """Density and hydration profiles from each field's trajectory."""
     import mdtraj as md
+    import numpy as np
 
     from sim.builder import build as build_structure
     from sim.protocol import _tag
     from sim.structure import ion_species, plot_profiles
 
     s = build_structure(m.design)
-    axis = s.pore_center.mean(axis=0)
+    rel = s.pore_center - s.pore_center[0]
+    rel -= s.box[:2] * np.round(rel / s.box[:2])  # layer offsets may straddle a periodic edge
+    axis = (s.pore_center[0] + rel.mean(axis=0)) % s.box[:2]
     for f in m.fields:
         dcd = out / f"traj_{_tag(f.field_V_per_nm)}.dcd"
         if dcd.exists():

@@ -35,7 +35,6 @@ a conservative order 1; at order 2 it would be |X(N) - X(2N)|, which the pre-asy
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ import numpy as np
 import scipy
 from scipy.linalg import solve_banded
 
+import sim
 from sim.design import SPECIES, Conditions, Design, design_id
 from sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, Measurement, SpeciesResult
 
@@ -434,7 +434,7 @@ def simulate_continuum(design: Design, conditions: Conditions, resolution: float
                                    current_ci_nA=(i_f - ierr, i_f + ierr), species=species))
     icr = _icr(results, errs)
     prov = {
-        "oracle": "sim.continuum", "porelab_version": _version(), "scipy_version": scipy.__version__,
+        "oracle": "sim.continuum", "porelab_version": sim.__version__, "scipy_version": scipy.__version__,
         "numpy_version": np.__version__, "model": "steady 1D PNP, Scharfetter-Gummel finite volumes",
         "voltage": "V = E * box_z_nm; phi(0) = 0, phi(box_z) = -V",
         "grid_nodes": [coarse.col.n_nodes, fine.col.n_nodes], "resolution": resolution,
@@ -472,18 +472,11 @@ def _icr(results: list[FieldResult], errs: dict[float, float]) -> list[ICRResult
     return out
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("porelab")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def run_continuum(design: Design, conditions: Conditions, **kw) -> Measurement:
     """simulate_continuum, with a solver failure returned as Measurement.failed(...) carrying the reason."""
     try:
         return simulate_continuum(design, conditions, **kw)
     except ContinuumError as err:
         return Measurement.failed(design, conditions, "continuum", f"continuum solver: {err}",
-                                  provenance={"oracle": "sim.continuum", "porelab_version": _version(),
+                                  provenance={"oracle": "sim.continuum", "porelab_version": sim.__version__,
                                               "scipy_version": scipy.__version__, "settings": dict(kw)})

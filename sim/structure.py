@@ -21,17 +21,23 @@ from matplotlib.figure import Figure
 from sim.forcefield import ION_RESNAMES, WATER_RESNAME
 
 #: First-shell cutoff of each ion for water oxygens, nm: the first minimum of the ion–O radial distribution
-#: function of these ions in TIP3P (Joung–Cheatham K+/Na+/Li+/Cl-, Li–Merz Mg2+/Ca2+ as in OpenMM's
-#: amber14/tip3p.xml). Measured for porelab from 0.4 ns of one of each cation and seven Cl- in 880 TIP3P
-#: waters at 300 K (NVT, PME); they agree within 0.02 nm with published first minima of these models
-#: (K+ ≈ 0.35–0.36, Na+ ≈ 0.31–0.32, Li+ ≈ 0.26–0.28, Cl- ≈ 0.37–0.38 nm).
+#: function of these ions in TIP3P (Joung–Cheatham K+/Na+/Li+/Cl-, Li–Merz Mg2+/Ca2+, OpenMM's
+#: amber14/tip3p.xml). Measured for porelab in two 0.1 ns NVT runs at 300 K (PME, 3 nm box, ≈ 880 TIP3P
+#: waters; one of each cation + 7 Cl-, then 3 K+, 3 Na+, 3 Li+, 1 Mg2+, 1 Ca2+ + 13 Cl-). First peak /
+#: first minimum / waters within the cutoff:
+#:   K+   0.274 / 0.36–0.38 (shallow, g ≈ 0.45) / 6.4–6.7      Na+  0.238 / 0.32 / 5.6–5.7
+#:   Li+  0.198 / 0.26–0.28 (g ≈ 0.05) / 4.1                  Mg2+ 0.203 / g = 0 over 0.24–0.30 / 6.0
+#:   Ca2+ 0.249 / 0.335–0.355 (g ≈ 0.01 over 0.31–0.37) / 6.6–8.0 (slow exchange, one ion)
+#:   Cl-  0.314 / 0.385 (shallow, g ≈ 0.57) / 7.1
+#: Where g is near zero over a range (Li+, Mg2+, Ca2+) the count hardly depends on the value chosen; for
+#: K+ and Cl- the minimum is shallow and ±0.01 nm moves the count by ≈ 0.1–0.2.
 HYDRATION_CUTOFF_NM = {
-    "K+": 0.35,
+    "K+": 0.36,
     "Na+": 0.32,
     "Li+": 0.28,
     "Mg2+": 0.28,
-    "Ca2+": 0.32,
-    "Cl-": 0.37,
+    "Ca2+": 0.34,
+    "Cl-": 0.38,
 }
 
 #: Half-thickness added around the outer layer planes to define the pore slab of `plot_profiles`, nm
@@ -145,7 +151,10 @@ def ion_density_r(traj: md.Trajectory, species: str, axis_xy, z_range, bins=20
     if not z_hi > z_lo:
         raise ValueError(f"z_range={z_range} must be (low, high) with high > low")
     edges = _edges(bins, float(box[:, :2].min()) / 2)
-    d = traj.xyz[:, idx, :2].astype(np.float64) - np.asarray(axis_xy, dtype=float)
+    axis = np.asarray(axis_xy, dtype=float)
+    if axis.shape != (2,):
+        raise ValueError(f"axis_xy={axis_xy} must be the (x, y) of the pore axis in nm")
+    d = traj.xyz[:, idx, :2].astype(np.float64) - axis
     lxy = box[:, None, :2]
     d -= lxy * np.round(d / lxy)
     r = np.linalg.norm(d, axis=2)
