@@ -141,11 +141,18 @@ def _print_summary(m, out: Path) -> None:
     species = list(m.conditions.electrolyte)
     for sp in species:
         t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns)", justify="right")
+    if m.fidelity == "md":
+        t.add_column("I displacement (nA)", justify="right")
     t.add_column("time (ns)", justify="right")
     for f in sorted(m.fields, key=lambda f: f.field_V_per_nm):
         lo, hi = f.current_ci_nA
         cells = [f"{f.species[sp].crossings:+.0f}" if m.fidelity == "md" else f"{f.species[sp].flux_per_ns:+.3g}"
                  for sp in species]
+        if m.fidelity == "md" and f.current_displacement_ci_nA is not None:
+            dlo, dhi = f.current_displacement_ci_nA
+            cells.append(f"{f.current_displacement_nA:+.3g} [{dlo:+.3g}, {dhi:+.3g}]")
+        elif m.fidelity == "md":
+            cells.append("-")
         t.add_row(f"{f.field_V_per_nm:+g}", f"{f.current_nA:+.3g} [{lo:+.3g}, {hi:+.3g}]", *cells,
                   f"{f.time_ns:g}")
     console.print(t)
@@ -153,4 +160,8 @@ def _print_summary(m, out: Path) -> None:
         hi = "inf" if r.icr_ci[1] is None else f"{r.icr_ci[1]:.3g}"
         kind = "lower bound (OFF current indistinguishable from 0)" if r.icr_censored else ""
         console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {r.icr:.3g} [{r.icr_ci[0]:.3g}, {hi}] {kind}")
+        if r.icr_displacement is not None:
+            dhi = "inf" if r.icr_displacement_ci[1] is None else f"{r.icr_displacement_ci[1]:.3g}"
+            console.print(f"  from displacement currents: {r.icr_displacement:.3g} "
+                          f"[{r.icr_displacement_ci[0]:.3g}, {dhi}]")
     console.print(f"results in {out}/measurement.json")

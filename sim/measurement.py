@@ -54,6 +54,10 @@ class ICRResult(BaseModel):
     icr: float  # point estimate, or the lower bound when censored
     icr_ci: tuple[float, float | None]  # upper end None: unbounded (censored)
     icr_censored: bool  # True: OFF current indistinguishable from zero; icr is a lower bound
+    # the same ratio from the displacement-sum currents (MD only; lower variance, correlated-series error)
+    icr_displacement: float | None = None
+    icr_displacement_ci: tuple[float, float | None] | None = None
+    icr_displacement_censored: bool | None = None
 
 
 class Measurement(BaseModel):
@@ -91,6 +95,10 @@ class Measurement(BaseModel):
         return cls.model_validate_json(Path(path).read_text())
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to a temp file in the same directory, fsync, then rename over `path`."""
     atomic_write_bytes(path, text.encode())
@@ -100,6 +108,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

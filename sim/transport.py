@@ -343,5 +343,11 @@ def icr_results(fields: Sequence[FieldResult], tol: float = 1e-9) -> list[ICRRes
             continue
         g = neg[0]
         icr, ci, censored = icr_estimate(f.current_nA, f.current_ci_nA, g.current_nA, g.current_ci_nA)
-        out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=icr, icr_ci=ci, icr_censored=censored))
+        extra = {}
+        if f.current_displacement_ci_nA is not None and g.current_displacement_ci_nA is not None:
+            d_icr, d_ci, d_cens = icr_estimate(f.current_displacement_nA, f.current_displacement_ci_nA,
+                                               g.current_displacement_nA, g.current_displacement_ci_nA)
+            extra = {"icr_displacement": d_icr, "icr_displacement_ci": d_ci, "icr_displacement_censored": d_cens}
+        out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=icr, icr_ci=ci, icr_censored=censored,
+                             **extra))
     return out

@@ -330,3 +330,16 @@ def test_reporter_matches_offline_counter():
     reporter.load_state_dict(newer)
     with pytest.raises(ValueError, match="precedes"):
         sim.step(5)
+
+
+def test_icr_from_displacement_currents_when_present():
+    on = FieldResult(field_V_per_nm=2.0, time_ns=0.1, current_nA=8.0, current_ci_nA=(-0.1, 18.0),
+                     current_displacement_nA=9.0, current_displacement_ci_nA=(6.0, 12.0), species={})
+    off = FieldResult(field_V_per_nm=-2.0, time_ns=0.1, current_nA=-4.0, current_ci_nA=(-14.0, 2.0),
+                      current_displacement_nA=-6.0, current_displacement_ci_nA=(-8.0, -4.0), species={})
+    (res,) = icr_results([on, off])
+    assert res.icr_censored  # counts alone cannot exclude a zero OFF current
+    assert res.icr_displacement == pytest.approx(1.5) and not res.icr_displacement_censored
+    lo, hi = res.icr_displacement_ci
+    assert lo < 1.5 < hi
+    assert icr_results([_field(2.0, 30, 0, 0, 10), _field(-2.0, 0, 10, 5, 0)])[0].icr_displacement is None
