@@ -1,17 +1,203 @@
-"""The `porelab` command: the commands of every floor under one Typer app (imports go down the floors)."""
+"""The `porelab` command: the commands of every floor under one Typer app (imports go down the floors).
+
+Floor 3 adds `campaign run STUDY.yaml`, `campaign resume DIR`, `campaign status DIR` and `ui [DIR]`.
+User errors end with a one-line `error: ...` and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from sim.cli import app as sim_app
-from sim.cli import console
+from sim.cli import console, fail
+from sim.free_energy_cli import app as free_energy_app
+from surrogate.cli import app as surrogate_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated, learned and designed.")
 app.registered_commands += sim_app.registered_commands
+app.registered_commands += free_energy_app.registered_commands
+app.registered_commands += surrogate_app.registered_commands
+campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Active-learning campaigns: run, resume, status.")
+app.add_typer(campaign_app, name="campaign")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from active_learning.campaign import CampaignError
+    from active_learning.executors import ExecutorError
+    from active_learning.ledger import LedgerError
+    from active_learning.model import ModelError
+    from active_learning.oracles import OracleError
+    from active_learning.study import StudyError
+    from sim.design import DesignError
+
+    return (CampaignError, ExecutorError, LedgerError, ModelError, OracleError, StudyError, DesignError)
+
+
+def _log(msg: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {msg}", highlight=False, soft_wrap=True)
+
+
+def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
+    from active_learning.campaign import Campaign
+
+    t0 = time.monotonic()
+    try:
+        summary = Campaign(directory, log=(lambda m: None) if quiet else _log, tracking=tracking,
+                           **overrides).run()
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: porelab campaign resume {directory}")
+        raise typer.Exit(130) from None
+    except _user_errors() as err:
+        fail(str(err))
+    except OSError as err:
+        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
+    _print_summary(summary, directory, time.monotonic() - t0)
+
+
+@campaign_app.command("run")
+def campaign_run(
+    study_file: Annotated[Path, typer.Argument(help="study YAML")],
+    dir: Annotated[Path | None, typer.Option("--dir", help="campaign directory (default runs/<study name>)")] = None,
+    resume: Annotated[bool, typer.Option(help="if DIR already holds this very study, resume it")] = False,
+    tracking: Annotated[bool, typer.Option(help="log to MLflow (the workspace's mlflow.db)")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+):
+    """Start a campaign from a study YAML in a new directory and run it to its end."""
+    from active_learning.campaign import CampaignError, create
+    from active_learning.study import StudyError, load_study
+
+    try:
+        study = load_study(study_file)
+        directory = dir or Path("runs") / study.name
+        create(study, directory, exist_ok=resume)
+    except (StudyError, CampaignError) as err:
+        fail(str(err))
+    _drive(directory, quiet, tracking)
+
+
+@campaign_app.command("resume")
+def campaign_resume(
+    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    budget: Annotated[int | None, typer.Option(help="raise the simulation budget", min=1)] = None,
+    wall_clock_min: Annotated[float | None, typer.Option(help="new driver time limit, minutes", min=0.01)] = None,
+    tracking: Annotated[bool, typer.Option(help="log to MLflow")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+):
+    """Continue a stopped or killed campaign exactly where its ledger says it was."""
+    _drive(directory, quiet, tracking, budget=budget, wall_clock_min=wall_clock_min)
+
+
+@campaign_app.command("status")
+def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign directory")]):
+    """Trials by status, the best designs and the model's quality (reads the ledger only)."""
+    from active_learning.campaign import LEDGER_FILE, load, summarize
+    from active_learning.ledger import Ledger
+
+    try:
+        study = load(directory)
+        ledger = Ledger(directory / LEDGER_FILE)
+        summary = summarize(ledger, study)
+        running = ledger.trials("running")
+        ledger.close()
+    except _user_errors() as err:
+        fail(str(err))
+    _print_summary(summary, directory, None)
+    if running:
+        console.print("running: " + ", ".join(t.design_id for t in running))
+
+
+def _fmt(x, spec: str = ".3g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _print_summary(s: dict, directory: Path, wall_s: float | None) -> None:
+    t = Table(title=f"campaign {directory}")
+    for col in ("candidate", "running", "completed", "failed", "abandoned", "iterations"):
+        t.add_column(col, justify="right")
+    t.add_row(*(str(s[k]) for k in ("candidate", "running", "completed", "failed", "abandoned", "iterations")))
+    console.print(t)
+    if s["best"]:
+        extra = [s["objective"]] if s["objective"] != "icr" else []
+        b = Table(title=f"best designs ({s['objective']})")
+        for col in ("design id", "layers", "|E| V/nm", "ICR", "ON current nA", *extra):
+            b.add_column(col, justify="right")
+        for r in s["best"]:
+            b.add_row(r["design_id"], " ".join(r["layers"]), _fmt(r["field_V_per_nm"], "g"), _fmt(r["icr"]),
+                      _fmt(r["on_current_nA"]), *[_fmt(r["objective"])] * len(extra))
+        console.print(b)
+    u = s.get("utilisation") or {}
+    console.print(f"model (prospective, last iteration): held-out RMSE {_fmt(s['heldout_rmse'])}, "
+                  f"R² {_fmt(s['heldout_r2'])}, 1-sd coverage {_fmt(s['calibration_coverage_1sd'])}; "
+                  f"worker utilisation {_fmt(u.get('fraction'), '.0%')}; "
+                  f"stopped: {s['finished'] or 'not finished'}"
+                  + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)
+    console.print(f"see it in MLflow: porelab ui {directory}", highlight=False)
+
+
+# --- porelab ui ----------------------------------------------------------------------------------------
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ui_command(directory: Path, host: str, port: int) -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, URL) of the MLflow server for the workspace holding `directory`."""
+    from active_learning.tracking import workspace_uri
+
+    d = directory.resolve()
+    workspace = d if (d / "mlflow.db").exists() or not (d / "ledger.sqlite").exists() else d.parent
+    if not (workspace / "mlflow.db").exists():
+        raise FileNotFoundError(f"no mlflow.db in {workspace}: run a campaign there first")
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if exe is None:
+        raise FileNotFoundError("the mlflow command is not installed")
+    argv = [exe, "server", "--backend-store-uri", workspace_uri(workspace), "--host", host, "--port", str(port),
+            "--workers", "1", "--default-artifact-root", (workspace / "mlartifacts").as_uri()]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    shown = f"[{host}]" if ":" in host else host
+    return argv, env, f"http://{shown}:{port}"
+
+
+@app.command()
+def ui(
+    directory: Annotated[Path, typer.Argument(help="campaign directory or workspace (holding mlflow.db)")] = Path(
+        "runs"),
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the UI")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 5000,
+):
+    """Serve the MLflow UI of a workspace on 127.0.0.1 (one worker, no job execution) and print its URL."""
+    if not _is_loopback(host):
+        console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {host}: it has no authentication and "
+                      "anyone who can reach this address can read and change the runs", highlight=False)
+    try:
+        argv, env, url = ui_command(directory, host, port)
+    except FileNotFoundError as err:
+        fail(str(err))
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        if s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+            fail(f"port {port} on {host} is in use; pass --port")
+    console.print(f"MLflow UI at {url}  (Ctrl-C to stop)", highlight=False)
+    try:
+        raise typer.Exit(subprocess.call(argv, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 def main() -> None:  # pragma: no cover
@@ -20,3 +206,7 @@ def main() -> None:  # pragma: no cover
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to resume")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

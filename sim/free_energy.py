@@ -49,6 +49,11 @@ they remember it, which correlates the temperatures positively: the propagated s
 conservative, and too short an equilibration pulls the slope towards zero. The box is fixed (NVT), so
 "enthalpy" here is strictly the energy; the difference, P dV, is negligible for an ion moving in a liquid.
 
+Limits: MBAR's errors only count the sampling noise inside the windows. Slow parts of the system (the other
+ions' arrangement around the pore rearranges over ~ns) are frozen in ps-long windows and bias every window the
+same way. For a design equal to its mirror image the mirror test (`mirror_asymmetry`, `design_symmetric` in
+the JSON) exposes that: an asymmetric profile there means the run is not converged.
+
 Run directory (every file written atomically; a rerun skips what is done and redoes only the analysis):
   run.json                    what the samples depend on (design id, ion, windows, temperatures, settings)
   state/start.xml, start.json the equilibrated start at T0 (tagged ion free along z) and its cost
@@ -209,7 +214,8 @@ def pore_target(design: Design, conditions: Conditions, ion: str, settings: FESe
     structure = build(design)
     ss = build_system(structure, conditions, seed=settings.seed, cutoff_nm=settings.cutoff_nm)
     tagged = int(ss.ion_indices[ss.ion_species == ion][0])
-    axis = structure.pore_center.mean(axis=0)
+    rel = wrap(structure.pore_center - structure.pore_center[0], structure.box[:2])  # offsets may straddle an edge
+    axis = (structure.pore_center[0] + rel.mean(axis=0)) % structure.box[:2]
     radius = settings.radius_nm or 0.5 * max(design.pore.width_nm, design.pore.height_nm)
     ss.system.addForce(restraint_force(tagged, ss.box, axis, radius, settings.k_r))
     waters = ss.water_oxygens[:, None] + np.arange(3)
@@ -848,6 +854,8 @@ def run_free_energy(design: Design, conditions: Conditions, ion: str, out: str |
              "ion_dipole_before_after_balancing_e_nm": list(target.ion_dipole_e_nm),
              "settings": asdict(s) | {"temperatures_K": temps}}
     res = analyse(samples, T0, float(target.box[2]), target.radius_nm, target.layer_z_nm, s, meta)
+    # a design equal to its mirror image must give a mirror-symmetric profile: the mirror test checks convergence
+    res.symmetry["design_symmetric"] = design == design.mirrored()
     title = f"{did} {ion}, {len(design.layers)} layer(s) {'/'.join(design.layers)}"
     plot_profile(res, out / "profile.png", title)
     plot_convergence(res, out / "convergence.png", title)

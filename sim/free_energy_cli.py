@@ -67,6 +67,8 @@ def free_energy(
         fail(f"--out {out}: {err.strerror or err}")
     except SimulationBlowUp as err:
         fail(f"simulation failed: {err} (rerun resumes from the finished windows)", code=1)
+    except ValueError as err:  # e.g. MBAR left with no bulk samples: the windows are kept, sample longer
+        fail(f"analysis failed: {err}", code=1)
     _print_table(res, ion, out)
 
 
@@ -90,6 +92,10 @@ def _print_table(res, ion: str, out: Path) -> None:
     if sym.get("p_value") is not None:
         console.print(f"mirror test: chi2 {sym['chi2']:.1f} / {sym['dof']} bins, p = {sym['p_value']:.3g}, "
                       f"largest gap {sym['max_gap_kJ_mol']:.2f} kJ/mol ({sym['max_dev_sigma']:.1f} σ)")
+        if sym.get("design_symmetric") and sym["p_value"] < 0.01:
+            console.print("[bold yellow]warning:[/] the design is mirror-symmetric but the profile is not: not "
+                          "converged (windows too short for slow parts such as the other ions' arrangement, or "
+                          "too little overlap); the error bars understate the real uncertainty")
     if cost:
         console.print(f"cost: {cost['cpu_min']:.1f} CPU-min, {cost['wall_min']:.1f} min wall on {cost['platform']}, "
                       f"{cost['sampled_ps']:.0f} ps sampled in {cost['windows']} windows")

@@ -1,0 +1,247 @@
+"""Executors run oracle tasks on workers: a local process pool (default) or Dask distributed.
+
+A task is keyed by its design id: submitting a design that is already pending is a no-op, and a worker that
+finds the design's measurement.json already in its run directory returns it instead of simulating again.
+`wait(timeout)` returns results as they arrive, so the driver can refill a free worker at once.
+An oracle exception or a lost worker comes back as a TaskResult with `error` set; the driver decides on
+retries. Workers never touch the ledger or MLflow.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from active_learning.oracles import check_measurement, make_oracle
+from sim.design import Conditions, Design
+from sim.measurement import Measurement
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot start (missing optional dependency, unreachable scheduler)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    design_id: str
+    design: dict
+    conditions: dict
+    oracle: dict  # {"kind", "settings", "path"}
+    run_dir: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    design_id: str
+    attempt: int
+    measurement: str | None  # Measurement JSON (ok or failed with its reason)
+    error: str | None  # the task crashed or its worker was lost
+    busy_s: float  # worker time spent, s
+    worker: str
+    reused: bool = False  # measurement.json was already in the run directory
+
+
+_ORACLES: dict[str, object] = {}
+
+
+def run_task(task: Task) -> TaskResult:
+    """Worker side: run (or reuse) one design's measurement and save it atomically in its run directory."""
+    t0 = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        design, conditions = Design.model_validate(task.design), Conditions.model_validate(task.conditions)
+        run_dir = Path(task.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = run_dir / "measurement.json"
+        if saved.exists():
+            m = Measurement.load(saved)
+            if m.design_id == task.design_id:
+                return TaskResult(task.design_id, task.attempt, m.to_json(), None,
+                                  time.perf_counter() - t0, worker, reused=True)
+        key = json.dumps(task.oracle, sort_keys=True)
+        if key not in _ORACLES:
+            _ORACLES[key] = make_oracle(task.oracle["kind"], task.oracle.get("settings"), task.oracle.get("path"))
+        oracle = _ORACLES[key]
+        m = check_measurement(oracle(design, conditions, run_dir), design, conditions,
+                              getattr(oracle, "fidelity", task.oracle["kind"]))
+        m.save(saved)
+        return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker)
+    except Exception as err:  # the oracle (or its loading) raised: reported, the driver retries or fails it
+        text = f"{type(err).__name__}: {err}".strip().splitlines()[0][:500]
+        return TaskResult(task.design_id, task.attempt, None, text, time.perf_counter() - t0, worker)
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:  # the driver died (even kill -9): leave no orphan simulating
+            os._exit(3)
+
+
+def _init_worker(ppid: int, threads: int | None) -> None:
+    if threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+
+
+class LocalExecutor:
+    """A process pool of `workers` (spawned) processes on this machine."""
+
+    def __init__(self, workers: int = 2, threads_per_worker: int | None = 1):
+        self.n_workers = workers
+        self._threads = threads_per_worker
+        self._futures: dict[str, tuple[cf.Future, Task]] = {}
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")
+        return cf.ProcessPoolExecutor(self.n_workers, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(os.getpid(), self._threads))
+
+    @property
+    def pending(self) -> set[str]:
+        return set(self._futures)
+
+    def free_slots(self) -> int:
+        return max(0, self.n_workers - len(self._futures))
+
+    def submit(self, task: Task) -> bool:
+        if task.design_id in self._futures:
+            return False
+        try:
+            fut = self._pool.submit(run_task, task)
+        except cf.process.BrokenProcessPool:
+            self._pool = self._new_pool()
+            fut = self._pool.submit(run_task, task)
+        self._futures[task.design_id] = (fut, task)
+        return True
+
+    def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        if not self._futures:
+            return []
+        done, _ = cf.wait([f for f, _ in self._futures.values()], timeout=timeout,
+                          return_when=cf.FIRST_COMPLETED)
+        out, broken = [], False
+        for did, (fut, task) in list(self._futures.items()):
+            if fut not in done:
+                continue
+            del self._futures[did]
+            try:
+                out.append(fut.result())
+            except cf.process.BrokenProcessPool as err:
+                broken = True
+                out.append(TaskResult(did, task.attempt, None, f"worker lost: {err}", 0.0, "?"))
+            except Exception as err:
+                out.append(TaskResult(did, task.attempt, None, f"{type(err).__name__}: {err}", 0.0, "?"))
+        if broken:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Dask distributed: a scheduler `address`, a LocalCluster on 127.0.0.1, or Slurm/PBS via dask-jobqueue.
+
+    Tasks are keyed `porelab-<design_id>-a<attempt>`; with `gpu` each task asks for the resource GPU=1.
+    """
+
+    def __init__(self, workers: int = 2, address: str | None = None, cluster: str = "local",
+                 cluster_options: dict | None = None, gpu: bool = False):
+        try:
+            import distributed
+        except ImportError:
+            raise ExecutorError("executor kind dask needs dask[distributed]: pip install 'porelab[cluster]'") \
+                from None
+        import logging
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        self.n_workers, self.gpu, self.cluster = workers, gpu, None
+        self._futures: dict[str, tuple[object, Task]] = {}
+        opts = dict(cluster_options or {})
+        try:
+            if address:
+                self.client = distributed.Client(address, timeout=opts.pop("timeout", 30))
+            elif cluster == "local":
+                self.cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, resources={"GPU": 1} if gpu else None, **opts)
+                self.client = distributed.Client(self.cluster)
+            else:
+                try:
+                    import dask_jobqueue
+                except ImportError:
+                    raise ExecutorError(f"cluster {cluster} needs dask-jobqueue: pip install 'porelab[cluster]'") \
+                        from None
+                cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[cluster]
+                if gpu:
+                    opts.setdefault("worker_extra_args", []).extend(["--resources", "GPU=1"])
+                self.cluster = cls(**opts)
+                self.cluster.scale(jobs=workers)
+                self.client = distributed.Client(self.cluster)
+        except ExecutorError:
+            raise
+        except (OSError, TimeoutError, ValueError, TypeError) as err:
+            raise ExecutorError(f"dask executor: {type(err).__name__}: {err}") from None
+        self._wait, self._first = distributed.wait, "FIRST_COMPLETED"
+
+    @property
+    def pending(self) -> set[str]:
+        return set(self._futures)
+
+    def free_slots(self) -> int:
+        return max(0, self.n_workers - len(self._futures))
+
+    def submit(self, task: Task) -> bool:
+        if task.design_id in self._futures:
+            return False
+        fut = self.client.submit(run_task, task, key=f"porelab-{task.design_id}-a{task.attempt}", pure=False,
+                                 resources={"GPU": 1} if self.gpu else None)
+        self._futures[task.design_id] = (fut, task)
+        return True
+
+    def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        if not self._futures:
+            return []
+        try:
+            self._wait([f for f, _ in self._futures.values()], timeout=timeout, return_when=self._first)
+        except TimeoutError:
+            pass
+        out = []
+        for did, (fut, task) in list(self._futures.items()):
+            if not fut.done():
+                continue
+            del self._futures[did]
+            try:
+                out.append(fut.result())
+            except Exception as err:  # KilledWorker (lost worker, after Dask's own retries), cancelled, ...
+                out.append(TaskResult(did, task.attempt, None, f"{type(err).__name__}: {err}"[:500], 0.0, "?"))
+            fut.release()
+        return out
+
+    def close(self) -> None:
+        for fut, _ in self._futures.values():
+            fut.cancel()
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(kind: str = "local", workers: int = 2, address: str | None = None, cluster: str = "local",
+                  cluster_options: dict | None = None, gpu: bool = False, threads_per_worker: int | None = 1):
+    if kind == "local":
+        return LocalExecutor(workers, threads_per_worker)
+    if kind == "dask":
+        return DaskExecutor(workers, address, cluster, cluster_options, gpu)
+    raise ExecutorError(f"executor kind {kind!r} is unknown; choose local or dask")

@@ -1,0 +1,333 @@
+"""The campaign's single source of truth: a SQLite file (WAL, one transaction per change) in the campaign dir.
+
+Tables: designs (by design_id), trials (one per design, with an explicit status machine, attempts and error
+text), measurements, iterations, models, meta (key/value), events (append-only audit trail).
+Trial status machine (Ax-style):
+
+    candidate -> running -> completed | failed | abandoned
+    running -> candidate      (requeued: its worker was lost, or the driver restarted)
+    candidate -> abandoned    (dropped: target reached, budget cut)
+
+completed, failed and abandoned are final. `CampaignLock` keeps a second driver off the directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUSES = ("candidate", "running", "completed", "failed", "abandoned")
+FINAL = frozenset({"completed", "failed", "abandoned"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "candidate": frozenset({"running", "abandoned"}),
+    "running": frozenset({"completed", "failed", "abandoned", "candidate"}),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "abandoned": frozenset(),
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS designs (
+    design_id TEXT PRIMARY KEY, design TEXT NOT NULL, conditions TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    design_id TEXT NOT NULL UNIQUE REFERENCES designs(design_id),
+    round INTEGER NOT NULL, source TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('candidate','running','completed','failed','abandoned')),
+    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, prediction TEXT, score REAL,
+    busy_s REAL, worker TEXT, mlflow_run_id TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements (
+    design_id TEXT PRIMARY KEY REFERENCES designs(design_id), status TEXT NOT NULL, fidelity TEXT NOT NULL,
+    json TEXT NOT NULL, targets TEXT, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS iterations (
+    step INTEGER PRIMARY KEY, round INTEGER NOT NULL, started_at REAL NOT NULL, finished_at REAL,
+    n_train INTEGER NOT NULL DEFAULT 0, metrics TEXT, model_version INTEGER, mlflow_run_id TEXT,
+    logged INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS models (
+    version INTEGER PRIMARY KEY, step INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
+    sha256 TEXT NOT NULL, created_at REAL NOT NULL, registered TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, design_id TEXT, kind TEXT NOT NULL, detail TEXT);
+"""
+
+
+class LedgerError(RuntimeError):
+    """A ledger operation that is not allowed (unknown trial, illegal transition, locked directory)."""
+
+
+class IllegalTransition(LedgerError):
+    pass
+
+
+class CampaignLocked(LedgerError):
+    pass
+
+
+@dataclass(frozen=True)
+class Trial:
+    seq: int
+    design_id: str
+    round: int
+    source: str
+    status: str
+    attempts: int
+    error: str | None
+    prediction: dict | None
+    score: float | None
+    busy_s: float | None
+    worker: str | None
+    mlflow_run_id: str | None
+    design: dict
+    conditions: dict
+
+
+class CampaignLock:
+    """An exclusive flock on DIR/.lock, released by the kernel when the holder exits (even on kill -9)."""
+
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> CampaignLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise CampaignLocked(f"{self.path.parent} is being driven by {holder}; wait for it to finish "
+                                 f"or stop it (one driver per campaign)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%F %T')}".encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> CampaignLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Ledger:
+    """Open (creating if needed) DIR/ledger.sqlite."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except sqlite3.OperationalError as err:
+            raise LedgerError(f"cannot open the ledger {self.path}: {err}") from None
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _event(self, db, design_id: str | None, kind: str, detail: str | None = None) -> None:
+        db.execute("INSERT INTO events (time, design_id, kind, detail) VALUES (?,?,?,?)",
+                   (time.time(), design_id, kind, detail))
+
+    # --- meta ------------------------------------------------------------------------------------
+    def get(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set(self, key: str, value) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (key, json.dumps(value)))
+
+    # --- trials ----------------------------------------------------------------------------------
+    def add_trial(self, design_id: str, design: dict, conditions: dict, round: int, source: str,
+                  prediction: dict | None = None, score: float | None = None) -> bool:
+        """Register a design as a candidate trial; False (and no change) when the design is already known."""
+        with self.transaction() as db:
+            return self._add(db, design_id, design, conditions, round, source, prediction, score)
+
+    def add_trials(self, rows: list[dict]) -> int:
+        """add_trial for many rows in one transaction; returns how many were new."""
+        with self.transaction() as db:
+            return sum(self._add(db, **r) for r in rows)
+
+    def _add(self, db, design_id, design, conditions, round, source, prediction=None, score=None) -> bool:
+        now = time.time()
+        db.execute("INSERT OR IGNORE INTO designs VALUES (?,?,?,?)",
+                   (design_id, json.dumps(design, sort_keys=True), json.dumps(conditions, sort_keys=True), now))
+        cur = db.execute(
+            "INSERT OR IGNORE INTO trials (design_id, round, source, status, prediction, score, created_at, "
+            "updated_at) VALUES (?,?,?,'candidate',?,?,?,?)",
+            (design_id, round, source, json.dumps(prediction) if prediction else None, score, now, now))
+        if cur.rowcount:
+            self._event(db, design_id, "candidate", source)
+        return bool(cur.rowcount)
+
+    def _transition(self, db, design_id: str, new: str, error: str | None = None, **cols) -> None:
+        row = db.execute("SELECT status FROM trials WHERE design_id=?", (design_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no trial {design_id}")
+        if new not in TRANSITIONS[row[0]]:
+            raise IllegalTransition(f"trial {design_id}: {row[0]} -> {new} is not allowed "
+                                    f"(from {row[0]}: {', '.join(sorted(TRANSITIONS[row[0]])) or 'final'})")
+        sets = ", ".join(f"{k}=?" for k in cols)
+        db.execute(f"UPDATE trials SET status=?, error=?, updated_at=?{', ' + sets if sets else ''} "
+                   "WHERE design_id=?", (new, error, time.time(), *cols.values(), design_id))
+        self._event(db, design_id, new, error)
+
+    def transition(self, design_id: str, new: str, error: str | None = None) -> None:
+        """Move a trial to `new`; IllegalTransition when the status machine forbids it."""
+        with self.transaction() as db:
+            self._transition(db, design_id, new, error)
+
+    def start(self, design_id: str, worker: str | None = None) -> int:
+        """candidate -> running, counting the attempt; returns the attempt number (1, 2, ...)."""
+        with self.transaction() as db:
+            self._transition(db, design_id, "running", None, worker=worker)
+            db.execute("UPDATE trials SET attempts = attempts + 1 WHERE design_id=?", (design_id,))
+            return db.execute("SELECT attempts FROM trials WHERE design_id=?", (design_id,)).fetchone()[0]
+
+    def finish(self, design_id: str, status: str, measurement_json: str | None, fidelity: str,
+               targets: dict | None = None, error: str | None = None, busy_s: float | None = None,
+               worker: str | None = None) -> None:
+        """running -> completed | failed | abandoned, storing the measurement (if any) in the same transaction."""
+        with self.transaction() as db:
+            self._transition(db, design_id, status, error, busy_s=busy_s, worker=worker)
+            if measurement_json is not None:
+                db.execute("INSERT INTO measurements (design_id, status, fidelity, json, targets, created_at) "
+                           "VALUES (?,?,?,?,?,?)", (design_id, "ok" if status == "completed" else "failed",
+                                                    fidelity, measurement_json,
+                                                    json.dumps(targets) if targets else None, time.time()))
+
+    def trial(self, design_id: str) -> Trial | None:
+        rows = self._trials("WHERE t.design_id=?", (design_id,))
+        return rows[0] if rows else None
+
+    def trials(self, status: str | tuple[str, ...] | None = None, max_round: int | None = None) -> list[Trial]:
+        """Trials in dispatch order (seq), optionally with the given status(es) and round <= max_round."""
+        where, args = [], []
+        if status is not None:
+            st = (status,) if isinstance(status, str) else tuple(status)
+            where.append(f"t.status IN ({','.join('?' * len(st))})")
+            args += st
+        if max_round is not None:
+            where.append("t.round <= ?")
+            args.append(max_round)
+        return self._trials(("WHERE " + " AND ".join(where)) if where else "", tuple(args))
+
+    def _trials(self, where: str, args: tuple) -> list[Trial]:
+        q = ("SELECT t.*, d.design AS d, d.conditions AS c FROM trials t JOIN designs d USING (design_id) "
+             f"{where} ORDER BY t.seq")
+        return [Trial(seq=r["seq"], design_id=r["design_id"], round=r["round"], source=r["source"],
+                      status=r["status"], attempts=r["attempts"], error=r["error"],
+                      prediction=json.loads(r["prediction"]) if r["prediction"] else None, score=r["score"],
+                      busy_s=r["busy_s"], worker=r["worker"], mlflow_run_id=r["mlflow_run_id"],
+                      design=json.loads(r["d"]), conditions=json.loads(r["c"]))
+                for r in self.db.execute(q, args)]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for st, n in self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"):
+            out[st] = n
+        return out
+
+    def known_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT design_id FROM trials")}
+
+    def max_round(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(round), -1) FROM trials").fetchone()[0]
+
+    # --- measurements ---------------------------------------------------------------------------
+    def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[dict]:
+        """[{design_id, json, targets, status, round, seq}] in dispatch order."""
+        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq FROM measurements m "
+             "JOIN trials t USING (design_id) WHERE 1=1")
+        args: list = []
+        if ok_only:
+            q += " AND m.status='ok'"
+        if max_round is not None:
+            q += " AND t.round <= ?"
+            args.append(max_round)
+        return [{"design_id": r[0], "json": r[1], "targets": json.loads(r[2]) if r[2] else None,
+                 "status": r[3], "round": r[4], "seq": r[5]}
+                for r in self.db.execute(q + " ORDER BY t.seq", args)]
+
+    def measurement(self, design_id: str) -> dict | None:
+        """{json, targets, status} of one design's measurement, or None."""
+        r = self.db.execute("SELECT json, targets, status FROM measurements WHERE design_id=?", (design_id,)).fetchone()
+        return {"json": r[0], "targets": json.loads(r[1]) if r[1] else None, "status": r[2]} if r else None
+
+    def n_trials(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+    def set_trial_run(self, design_id: str, run_id: str) -> None:
+        """Remember the trial's MLflow run (so a resumed driver does not log it again)."""
+        with self.transaction() as db:
+            db.execute("UPDATE trials SET mlflow_run_id=? WHERE design_id=?", (run_id, design_id))
+
+    # --- iterations and models ------------------------------------------------------------------
+    def iterations(self) -> list[dict]:
+        return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}}
+                for r in self.db.execute("SELECT * FROM iterations ORDER BY step")]
+
+    def record_iteration(self, step: int, round: int, started_at: float, n_train: int, metrics: dict,
+                         model: dict | None, picks: list[dict]) -> int:
+        """Commit a finished iteration, its model {kind, path, sha256} and its picks (as candidate trials)
+        in one transaction; returns the number of new picks."""
+        with self.transaction() as db:
+            model_version = None
+            if model is not None:
+                model_version = db.execute(
+                    "INSERT INTO models (step, kind, path, sha256, created_at) VALUES (?,?,?,?,?)",
+                    (step, model["kind"], model["path"], model["sha256"], time.time())).lastrowid
+            db.execute("INSERT OR REPLACE INTO iterations (step, round, started_at, finished_at, n_train, metrics, "
+                       "model_version, mlflow_run_id, logged) VALUES (?,?,?,?,?,?,?,"
+                       "(SELECT mlflow_run_id FROM iterations WHERE step=?), 0)",
+                       (step, round, started_at, time.time(), n_train, json.dumps(metrics), model_version, step))
+            n = sum(self._add(db, **p) for p in picks)
+            self._event(db, None, "iteration", f"step {step}: {n} picks, {n_train} training points")
+            return n
+
+    def set_iteration_run(self, step: int, run_id: str, logged: bool) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE iterations SET mlflow_run_id=?, logged=? WHERE step=?", (run_id, int(logged), step))
+
+    def models(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM models ORDER BY version")]
+
+    def set_model_registered(self, version: int, registered: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE models SET registered=? WHERE version=?", (registered, version))
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        q, args = "SELECT * FROM events", ()
+        if kind:
+            q, args = q + " WHERE kind=?", (kind,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY id", args)]

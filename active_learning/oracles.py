@@ -1,0 +1,140 @@
+"""Oracles: one protocol, (design, conditions, fidelity settings) -> Measurement.
+
+An oracle is built from its settings (keywords) and called as `oracle(design, conditions, run_dir)`; it
+returns a Measurement (status failed with the reason when the physics could not be measured) and may write
+files in `run_dir` (the design's own directory, named by its design id). Implementations: MD (sim.protocol,
+resumable in its run directory), continuum (sim.continuum), and a user's class named in the study as
+`module:Class` or `path/to/file.py:Class`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from sim.design import Conditions, Design, design_id
+from sim.measurement import Measurement
+
+
+class OracleError(ValueError):
+    """An oracle that cannot be loaded or built from the study (bad path, class, or settings)."""
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    fidelity: str
+
+    def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement: ...
+
+
+class ContinuumOracle:
+    """Steady 1D PNP (sim.continuum); settings go to run_continuum (resolution, pore_d_factor, ...)."""
+
+    fidelity = "continuum"
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
+        from sim.continuum import run_continuum
+
+        return run_continuum(design, conditions, **self.settings)
+
+
+class MDOracle:
+    """OpenMM run protocol (sim.protocol); settings are MDSettings keywords. Resumes inside run_dir."""
+
+    fidelity = "md"
+
+    def __init__(self, **settings):
+        from sim.protocol import MDSettings
+
+        self.settings = MDSettings(**settings)
+
+    def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
+        from sim.protocol import run_md
+
+        return run_md(design, conditions, run_dir, self.settings, progress=False)
+
+
+def _import_target(path: str):
+    target, sep, name = path.rpartition(":")
+    if not sep or not target or not name:
+        raise OracleError(f"oracle path {path!r}: expected 'module:Class' or 'path/to/file.py:Class'")
+    if target.endswith(".py"):
+        file = Path(target)
+        if not file.is_file():
+            raise OracleError(f"oracle path {path!r}: no such file {file}")
+        mod_name = f"porelab_user_oracle_{abs(hash(str(file.resolve())))}"
+        if mod_name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(mod_name, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as err:
+                del sys.modules[mod_name]
+                raise OracleError(f"oracle file {file}: {type(err).__name__}: {err}") from None
+        module = sys.modules[mod_name]
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise OracleError(f"oracle module {target!r} cannot be imported: {err}") from None
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise OracleError(f"oracle path {path!r}: {target} has no attribute {name!r}")
+    return cls
+
+
+def make_oracle(kind: str, settings: dict | None = None, path: str | None = None) -> Oracle:
+    """Build an oracle from a study's oracle section; raises OracleError."""
+    settings = dict(settings or {})
+    if kind == "continuum":
+        cls = ContinuumOracle
+    elif kind == "md":
+        cls = MDOracle
+    elif kind == "user":
+        cls = _import_target(path or "")
+    else:
+        raise OracleError(f"oracle kind {kind!r} is unknown; choose md, continuum or user")
+    try:
+        oracle = cls(**settings)
+    except Exception as err:
+        raise OracleError(f"oracle {getattr(cls, '__name__', cls)}({settings}): {type(err).__name__}: {err}") \
+            from None
+    if not callable(oracle):
+        raise OracleError(f"oracle {cls.__name__} is not callable as oracle(design, conditions, run_dir)")
+    return oracle
+
+
+def check_measurement(m, design: Design, conditions: Conditions, fidelity: str) -> Measurement:
+    """The oracle's answer as a Measurement; a wrong type, another design or NaN numbers give a failed one."""
+    if not isinstance(m, Measurement):
+        return Measurement.failed(design, conditions, fidelity,
+                                  f"oracle returned {type(m).__name__}, not a Measurement")
+    want = design_id(design, conditions)
+    if m.design_id != want:
+        return Measurement.failed(design, conditions, fidelity,
+                                  f"oracle returned a measurement of design {m.design_id}, not {want}")
+    if m.status != "ok":
+        return m
+    if not m.fields:
+        return Measurement.failed(design, conditions, m.fidelity, "oracle returned no field results",
+                                  m.provenance)
+    for f in m.fields:
+        nums = [f.current_nA, *f.current_ci_nA]
+        if not all(isinstance(x, int | float) and math.isfinite(x) for x in nums):
+            return Measurement.failed(design, conditions, m.fidelity,
+                                      f"oracle returned a non-finite current at {f.field_V_per_nm:+g} V/nm: "
+                                      f"{f.current_nA} nA", m.provenance)
+    for r in m.icr:
+        if not (math.isfinite(r.icr) and r.icr >= 0):
+            return Measurement.failed(design, conditions, m.fidelity,
+                                      f"oracle returned ICR {r.icr} at |E|={r.field_abs_V_per_nm:g} V/nm",
+                                      m.provenance)
+    return m

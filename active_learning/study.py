@@ -1,0 +1,230 @@
+"""The study YAML: design space, oracle, goal, budget, executor, model, acquisition, seed.
+
+`load_study(path)` validates the whole file and raises StudyError with a one-line message that names the
+field (e.g. `budget.simulations: Input should be greater than or equal to 1`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from active_learning.space import DesignSpace, Dimension, check_name
+from sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
+
+
+class StudyError(ValueError):
+    """A malformed or impossible study; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Base(_Strict):
+    """Fixed values every candidate shares (dimensions of the space override them)."""
+
+    design: dict[str, Any] = Field(default_factory=dict)
+    conditions: dict[str, Any] = Field(default_factory=dict)
+
+
+class OracleSpec(_Strict):
+    """kind md | continuum | user; `path` = module:Class or path/to/file.py:Class for a user oracle."""
+
+    kind: Literal["md", "continuum", "user"] = "continuum"
+    path: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> OracleSpec:
+        if self.kind == "user":
+            if not self.path or ":" not in self.path:
+                raise ValueError("a user oracle needs path: 'module:Class' or 'path/to/file.py:Class'")
+        elif self.path is not None:
+            raise ValueError(f"path is only for kind: user (kind is {self.kind})")
+        if self.kind == "md":
+            from sim.protocol import MDSettings
+
+            try:
+                MDSettings(**self.settings)
+            except TypeError as err:
+                raise ValueError(f"settings: {err}") from None
+            except DesignError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
+class Selectivity(_Strict):
+    """Selectivity = (sum of |flux|/c over numerator species) / (same over denominator), at the ON field."""
+
+    numerator: list[str] = Field(min_length=1)
+    denominator: list[str] = Field(min_length=1)
+
+    @field_validator("numerator", "denominator")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if s not in SPECIES:
+                raise ValueError(f"species {s!r} is unknown; known: {', '.join(SPECIES)}")
+        return v
+
+
+class Goal(_Strict):
+    """What the campaign looks for. ICR at `field_abs_V_per_nm` (default: the largest |E| measured)."""
+
+    objective: Literal["icr", "selectivity"] = "icr"
+    maximize: bool = True
+    field_abs_V_per_nm: float | None = Field(None, gt=0)
+    on_current_min_nA: float | None = Field(None, gt=0, description="constraint for constrained EI, nA")
+    target: float | None = Field(None, gt=0, description="stop when the best objective (ICR or S) reaches it")
+    selectivity: Selectivity | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Goal:
+        if self.objective == "selectivity" and self.selectivity is None:
+            raise ValueError("objective selectivity needs selectivity: {numerator: [...], denominator: [...]}")
+        return self
+
+
+class Budget(_Strict):
+    simulations: int = Field(ge=1, le=1_000_000, description="total simulations the campaign may start")
+    initial: int = Field(4, ge=1, description="space-filling simulations before the first model")
+    batch: int = Field(4, ge=1, description="picks per acquisition round")
+    wall_clock_min: float | None = Field(None, gt=0, description="driver time limit, minutes")
+
+    @model_validator(mode="after")
+    def _check(self) -> Budget:
+        self.initial = min(self.initial, self.simulations)
+        return self
+
+
+class ExecutorSpec(_Strict):
+    """local (process pool) or dask (address | LocalCluster | slurm/pbs via dask-jobqueue)."""
+
+    kind: Literal["local", "dask"] = "local"
+    workers: int = Field(2, ge=1, le=4096)
+    address: str | None = None
+    cluster: Literal["local", "slurm", "pbs"] = "local"
+    cluster_options: dict[str, Any] = Field(default_factory=dict)
+    gpu: bool = Field(False, description="tag each simulation with the Dask resource GPU=1")
+    max_attempts: int = Field(3, ge=1, le=100, description="tries of a task that crashes or loses its worker")
+    refill: Literal["async", "batch"] = "async"
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutorSpec:
+        if self.kind == "local" and (self.address or self.cluster != "local" or self.cluster_options):
+            raise ValueError("address/cluster/cluster_options need kind: dask")
+        return self
+
+
+class ModelSpec(_Strict):
+    kind: Literal["gnn", "rf", "gp"] = "gnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AcquisitionSpec(_Strict):
+    kind: str = "ucb"
+    params: dict[str, Any] = Field(default_factory=dict)
+    pool_size: int = Field(1024, ge=1, le=1_000_000)
+    diverse: bool = Field(True, description="spread each batch with k-means++ on the model's embeddings")
+
+    @model_validator(mode="after")
+    def _check(self) -> AcquisitionSpec:
+        from active_learning.acquisition import resolve_acquisition
+
+        self.kind = self.kind.lower().replace("-", "_")
+        resolve_acquisition(self.kind, None, **self.params)  # ValueError names a bad kind or keyword
+        return self
+
+
+class Study(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    seed: int = 0
+    preset: str | None = None
+    base: Base = Base()
+    space: dict[str, Dimension] = Field(default_factory=dict)
+    oracle: OracleSpec = OracleSpec()
+    goal: Goal = Goal()
+    budget: Budget
+    executor: ExecutorSpec = ExecutorSpec()
+    model: ModelSpec = ModelSpec()
+    acquisition: AcquisitionSpec = AcquisitionSpec()
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"preset {v!r} is unknown; known: {', '.join(PRESETS)}")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for name in v:
+            check_name(name)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Study:
+        try:
+            make_design(self.base.design, self.preset)
+            make_conditions(self.base.conditions)
+        except DesignError as err:
+            raise ValueError(f"base {err}") from None
+        if self.acquisition.kind == "constrained_ei" and self.goal.on_current_min_nA is None:
+            raise ValueError("acquisition constrained_ei needs goal.on_current_min_nA (the ON current threshold, nA)")
+        return self
+
+    def design_space(self) -> DesignSpace:
+        return DesignSpace(self.space, self.base.design, self.base.conditions, self.preset)
+
+    def canonical(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+
+
+def _error_text(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "Range", "Choice", "Seq")))
+    msg = e["msg"].removeprefix("Value error, ")
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else msg + more
+
+
+def parse_study(doc: Any, where: str = "study") -> Study:
+    if not isinstance(doc, dict):
+        raise StudyError(f"{where}: expected a mapping with keys name, space, oracle, goal, budget, ...")
+    try:
+        return Study.model_validate(doc)
+    except ValidationError as err:
+        raise StudyError(f"{where}: {_error_text(err)}") from None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study YAML; a user oracle's relative file path is made absolute (from the YAML)."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise StudyError(f"{path}: is a directory, not a study YAML") from None
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not a text file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise StudyError(f"{path}: malformed YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    study = parse_study(doc, str(path))
+    if study.oracle.kind == "user":
+        target, _, cls = study.oracle.path.rpartition(":")
+        if target.endswith(".py") and not Path(target).is_absolute():
+            study.oracle.path = f"{(path.parent / target).resolve()}:{cls}"
+    return study

@@ -1,0 +1,109 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from active_learning.acquisition import (
+    ConstrainedExpectedImprovement,
+    ExpectedImprovement,
+    Grid,
+    MaxUncertainty,
+    Prediction,
+    Random,
+    UpperConfidenceBound,
+    resolve_acquisition,
+    select_batch,
+)
+
+
+class MockModel:
+    """Returns fixed predictions for candidates 0..n-1 (candidates are indices)."""
+
+    def __init__(self, mean, std, on_mean=None, on_std=None, epistemic=None):
+        self.mean, self.std = np.asarray(mean, float), np.asarray(std, float)
+        self.on_mean = np.zeros_like(self.mean) if on_mean is None else np.asarray(on_mean, float)
+        self.on_std = np.full_like(self.mean, 1e-6) if on_std is None else np.asarray(on_std, float)
+        self.epi = self.std if epistemic is None else np.asarray(epistemic, float)
+
+    def predict(self, candidates):
+        i = np.asarray(candidates, int)
+        return Prediction({"log_icr": self.mean[i], "log_on_current": self.on_mean[i]},
+                          {"log_icr": self.std[i], "log_on_current": self.on_std[i]},
+                          {"log_icr": self.epi[i], "log_on_current": self.on_std[i]},
+                          np.column_stack([self.mean[i], self.std[i]]))
+
+
+X = [0, 1, 2, 3]
+
+
+def test_ucb_is_mean_plus_sqrt_beta_std():
+    m = MockModel([0.0, 1.0, 2.0, 0.5], [1.0, 0.1, 0.0, 2.0])
+    s = UpperConfidenceBound(m, beta=4.0)(X)
+    assert s == pytest.approx([2.0, 1.2, 2.0, 4.5], abs=1e-6)
+    assert np.argmax(s) == 3
+    assert np.argmax(UpperConfidenceBound(m, beta=0.0)(X)) == 2  # beta 0: pure exploitation
+
+
+def test_ucb_minimising_flips_the_mean():
+    m = MockModel([0.0, 1.0, 2.0, 0.5], [0.1, 0.1, 0.1, 0.1])
+    assert np.argmax(UpperConfidenceBound(m, maximize=False, beta=1.0)(X)) == 0
+
+
+def test_max_uncertainty_uses_epistemic_std():
+    m = MockModel([0, 0, 0, 0], std=[5, 5, 5, 5], epistemic=[0.1, 0.3, 0.2, 0.0])
+    assert np.argmax(MaxUncertainty(m)(X)) == 1
+
+
+def test_expected_improvement_closed_form():
+    m = MockModel([0.0, 1.0, 2.0, -1.0], [1.0, 1.0, 1e-12, 2.0])
+    s = ExpectedImprovement(m, best_f=1.0)(X)
+    # EI at mu = best, sd = 1 is phi(0); a certain point above best gains exactly mu - best
+    assert s[1] == pytest.approx(norm.pdf(0.0))
+    assert s[2] == pytest.approx(1.0, abs=1e-9)
+    z = (-1.0 - 1.0) / 2.0
+    assert s[3] == pytest.approx(2.0 * (z * norm.cdf(z) + norm.pdf(z)))
+    assert s[0] < s[1]
+
+
+def test_constrained_ei_multiplies_by_feasibility():
+    m = MockModel([3.0, 3.0, 3.0, 0.0], [1e-9, 1e-9, 1e-9, 1e-9], on_mean=[math.log(10), math.log(0.1), 0.0, 5.0],
+                  on_std=[0.5, 0.5, 1.0, 0.5])
+    acq = ConstrainedExpectedImprovement(m, best_f=1.0, threshold=0.0)  # ON current >= 1 nA
+    s = acq(X)
+    assert s[0] == pytest.approx(2.0 * norm.cdf(math.log(10) / 0.5), rel=1e-6)
+    assert s[1] < 1e-3  # same ICR, infeasible ON current
+    assert s[2] == pytest.approx(1.0, rel=1e-6)  # on the threshold: half feasible
+    assert s[3] == pytest.approx(0.0, abs=1e-9)  # feasible but no improvement
+    nobody = ConstrainedExpectedImprovement(m, best_f=None, threshold=0.0)(X)  # nothing feasible seen yet
+    assert np.argmax(nobody) == 3
+
+
+def test_random_is_seeded_and_grid_keeps_order():
+    assert np.array_equal(Random(seed=1)(X), Random(seed=1)(X))
+    assert not np.array_equal(Random(seed=1)(X), Random(seed=2)(X))
+    assert list(select_batch(Grid()(X), 3, diverse=False)) == [0, 1, 2]
+
+
+def test_resolver_lists_choices_and_keywords():
+    assert isinstance(resolve_acquisition("UCB", None, beta=1.0), UpperConfidenceBound)
+    assert isinstance(resolve_acquisition("max-uncertainty"), MaxUncertainty)
+    with pytest.raises(ValueError, match="choose one of random, max_uncertainty, ucb, ei, constrained_ei, grid"):
+        resolve_acquisition("thompson")
+    with pytest.raises(ValueError, match="unknown parameter.*betta.*allowed: target, maximize, beta"):
+        resolve_acquisition("ucb", None, betta=2)
+
+
+def test_batch_keeps_best_is_diverse_and_deterministic():
+    rng = np.random.default_rng(0)
+    # two tight clusters of high scores and one far, slightly lower cluster
+    emb = np.vstack([rng.normal(0, 0.01, (20, 2)), rng.normal(5, 0.01, (20, 2)), rng.normal(-5, 0.01, (20, 2))])
+    scores = np.r_[np.full(20, 1.0) + rng.random(20) * 0.01, np.full(20, 0.9), np.full(20, 0.8)]
+    greedy = select_batch(scores, 3, emb, diverse=False)
+    assert set(greedy) <= set(range(20))  # greedy: all from the top cluster
+    picks = select_batch(scores, 3, emb, seed=4, top_factor=20)
+    assert int(np.argmax(scores)) in picks
+    assert {int(i) // 20 for i in picks} == {0, 1, 2}  # one per cluster
+    assert {int(i) // 20 for i in select_batch(scores, 3, emb, seed=4)} == {0, 1}  # only the top 30 compete
+    assert np.array_equal(picks, select_batch(scores, 3, emb, seed=4, top_factor=20))
+    assert len(set(select_batch(scores, 10, emb, seed=4))) == 10

@@ -1,0 +1,83 @@
+import sqlite3
+
+import pytest
+
+from active_learning.ledger import FINAL, STATUSES, TRANSITIONS, CampaignLock, CampaignLocked, IllegalTransition, Ledger
+
+D = {"layers": ["COO-"]}
+C = {"fields_V_per_nm": [1.0, -1.0]}
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    led = Ledger(tmp_path / "ledger.sqlite")
+    yield led
+    led.close()
+
+
+def test_wal_and_tables(ledger):
+    assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = {r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"designs", "trials", "measurements", "iterations", "models", "meta", "events"} <= names
+
+
+def test_same_design_twice_is_one_trial(ledger):
+    assert ledger.add_trial("a1", D, C, 0, "initial") is True
+    assert ledger.add_trial("a1", D, C, 3, "ucb") is False
+    assert [(t.design_id, t.round) for t in ledger.trials()] == [("a1", 0)]
+    assert ledger.add_trials([dict(design_id=i, design=D, conditions=C, round=1, source="x") for i in
+                              ("a1", "b2", "b2", "c3")]) == 2
+    assert [t.design_id for t in ledger.trials()] == ["a1", "b2", "c3"]
+
+
+def test_happy_path_and_attempts(ledger):
+    ledger.add_trial("a1", D, C, 0, "initial")
+    assert ledger.start("a1") == 1
+    ledger.transition("a1", "candidate", "worker lost")
+    assert ledger.start("a1") == 2
+    ledger.finish("a1", "completed", '{"x": 1}', "continuum", targets={"log_icr": 0.5}, busy_s=1.5)
+    t = ledger.trial("a1")
+    assert (t.status, t.attempts, t.busy_s) == ("completed", 2, 1.5)
+    assert ledger.measurement("a1")["targets"] == {"log_icr": 0.5}
+    assert [e["kind"] for e in ledger.events() if e["design_id"] == "a1"] == \
+        ["candidate", "running", "candidate", "running", "completed"]
+
+
+@pytest.mark.parametrize("start", STATUSES)
+@pytest.mark.parametrize("new", STATUSES)
+def test_every_transition_follows_the_machine(ledger, start, new):
+    ledger.add_trial("a1", D, C, 0, "initial")
+    path = {"candidate": [], "running": ["running"], "completed": ["running", "completed"],
+            "failed": ["running", "failed"], "abandoned": ["abandoned"]}[start]
+    for s in path:
+        ledger.transition("a1", s)
+    assert ledger.trial("a1").status == start
+    if new in TRANSITIONS[start]:
+        ledger.transition("a1", new, "why")
+        assert ledger.trial("a1").status == new and ledger.trial("a1").error == "why"
+    else:
+        with pytest.raises(IllegalTransition, match=f"{start} -> {new}"):
+            ledger.transition("a1", new)
+        assert ledger.trial("a1").status == start
+    if start in FINAL:
+        assert not TRANSITIONS[start]
+
+
+def test_database_refuses_unknown_status(ledger):
+    ledger.add_trial("a1", D, C, 0, "initial")
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.db.execute("UPDATE trials SET status='done' WHERE design_id='a1'")
+
+
+def test_failed_transaction_changes_nothing(ledger):
+    ledger.add_trial("a1", D, C, 0, "initial")
+    with pytest.raises(IllegalTransition):  # candidate -> completed: refused, and no measurement row left
+        ledger.finish("a1", "completed", '{"x": 1}', "continuum")
+    assert ledger.measurement("a1") is None and ledger.trial("a1").status == "candidate"
+
+
+def test_second_driver_is_refused(tmp_path):
+    with CampaignLock(tmp_path):
+        with pytest.raises(CampaignLocked, match="being driven by pid"):
+            CampaignLock(tmp_path).acquire()
+    CampaignLock(tmp_path).acquire().release()  # free again once the first let go

@@ -1,0 +1,83 @@
+import re
+
+import pytest
+import yaml
+from al_helpers import SMALL, write_study
+
+from active_learning.study import StudyError, load_study, parse_study
+from sim.design import DesignError
+
+
+def test_small_study_loads_and_pool_is_seeded(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    space = study.design_space()
+    a, b = space.sample(64, seed=3), space.sample(64, seed=3)
+    assert [c.design_id for c in a] == [c.design_id for c in b]
+    assert [c.design_id for c in a] != [c.design_id for c in space.sample(64, seed=4)]
+    assert len({c.design_id for c in a}) == len(a) > 50
+    for c in a:
+        e = c.conditions.fields_V_per_nm
+        assert e[0] == -e[1] and 0.02 <= abs(e[0]) <= 0.3
+        assert 1 <= len(c.design.layers) <= 3 and 1 <= c.design.groups_per_rim <= 8
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"budget": {"simulations": 0}}, "budget.simulations: Input should be greater than or equal to 1"),
+    ({"space": {"spacing": {"low": 0.3, "high": 0.5}}}, "'spacing' is not a design or conditions field"),
+    ({"space": {"spacing_nm": {"low": 0.5, "high": 0.3}}}, "space.spacing_nm"),
+    ({"acquisition": {"kind": "thompson"}}, "acquisition: acquisition 'thompson' is unknown; choose one of"),
+    ({"acquisition": {"kind": "constrained_ei"}}, "needs goal.on_current_min_nA"),
+    ({"oracle": {"kind": "user"}}, "a user oracle needs path"),
+    ({"oracle": {"kind": "md", "settings": {"timestep_fs": -1}}}, "timestep_fs=-1 must be a positive number"),
+    ({"executor": {"kind": "lokal"}}, "executor.kind: Input should be 'local' or 'dask'"),
+    ({"preset": "huge"}, "preset 'huge' is unknown"),
+    ({"base": {"conditions": {"electrolyte": {"Xe+": 1.0}}}}, "species 'Xe+' is unknown"),
+    ({"model": {"kind": "transformer"}}, "model.kind: Input should be 'gnn', 'rf' or 'gp'"),
+    ({"goal": {"objective": "selectivity"}}, "objective selectivity needs selectivity"),
+])
+def test_bad_studies_name_the_field(tmp_path, change, message):
+    with pytest.raises(StudyError, match=re.escape(message)):
+        load_study(write_study(tmp_path / "s.yaml", **change))
+
+
+def test_malformed_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbudget: [1, 2\n")
+    with pytest.raises(StudyError, match="malformed YAML at line"):
+        load_study(bad)
+    with pytest.raises(StudyError, match="no such file"):
+        load_study(tmp_path / "nope.yaml")
+    with pytest.raises(StudyError, match="expected a mapping"):
+        parse_study([1, 2])
+
+
+def test_empty_space_of_impossible_designs(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml", space={"pore.width_nm": {"low": 2.0, "high": 2.4}}))
+    with pytest.raises(DesignError, match="gives no valid design"):
+        study.design_space().sample(16, 0)
+
+
+def test_grid_is_the_full_product_in_order(tmp_path):
+    doc = {**SMALL, "space": {"layers": {"choices": [["COO-"], ["COO-", "NH3+"]]},
+                              "field_V_per_nm": {"choices": [0.5, 1.0, 2.0]}},
+           "acquisition": {"kind": "grid"}}
+    study = parse_study(yaml.safe_load(yaml.safe_dump(doc, sort_keys=False)))
+    grid = study.design_space().grid()
+    assert [(len(c.design.layers), c.conditions.fields_V_per_nm[0]) for c in grid] == \
+        [(1, 0.5), (1, 1.0), (1, 2.0), (2, 0.5), (2, 1.0), (2, 2.0)]
+
+
+def test_user_oracle_path_is_made_absolute(tmp_path, user_oracle):
+    study = load_study(write_study(tmp_path / "s.yaml", oracle={"kind": "user", "path": "my_oracle.py:LoggedContinuum",
+                                                                 "settings": {"log": "x"}}))
+    assert study.oracle.path == f"{user_oracle.resolve()}:LoggedContinuum"
+
+
+def test_shipped_studies_validate():
+    from pathlib import Path
+
+    for f in sorted(Path("experiments").glob("*.yaml")):
+        study = load_study(f)
+        pool = study.design_space().grid() if study.acquisition.kind == "grid" else \
+            study.design_space().sample(64, study.seed)
+        assert pool, f

@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+import pytest
+
+from surrogate.metrics import calibration_curve, calibration_plot, parity_plot, regression_metrics
+
+
+def test_perfect_predictions():
+    y = np.linspace(-5, 5, 50)
+    r = regression_metrics(y, y, np.full(50, 0.1))
+    assert r["r2"] == 1.0 and r["rmse"] == 0.0 and r["mae"] == 0.0
+    assert r["coverage_68"] == 1.0 and r["coverage_95"] == 1.0 and r["n"] == 50
+
+
+def test_predicting_the_mean_gives_r2_zero():
+    y = np.random.default_rng(0).normal(size=100)
+    r = regression_metrics(y, np.full(100, y.mean()), np.ones(100))
+    assert r["r2"] == pytest.approx(0.0, abs=1e-12)
+    assert r["rmse"] == pytest.approx(y.std())
+
+
+def test_exact_gaussian_predictions_are_calibrated():
+    rng = np.random.default_rng(1)
+    n = 40_000
+    mean, std = rng.normal(size=n), rng.uniform(0.1, 2.0, n)
+    y = mean + std * rng.standard_normal(n)
+    r = regression_metrics(y, mean, std)
+    assert r["coverage_68"] == pytest.approx(0.6827, abs=0.01)
+    assert r["coverage_95"] == pytest.approx(0.95, abs=0.006)
+    assert r["nll"] == pytest.approx(np.mean(0.5 * np.log(2 * math.pi * std**2)) + 0.5, abs=0.02)
+    assert r["spearman"] > 0.3  # larger predicted std, larger error
+    p, obs = calibration_curve(y, mean, std)
+    np.testing.assert_allclose(obs, p, atol=0.015)
+
+
+def test_overconfident_predictions_undercover():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=5000)
+    r = regression_metrics(y, np.zeros(5000), np.full(5000, 0.5))
+    assert r["coverage_95"] < 0.75 and r["spearman"] != r["spearman"]  # constant std: no ranking (NaN)
+
+
+def test_plots_are_written(tmp_path):
+    y = np.linspace(0, 1, 20)
+    parity_plot(y, y + 0.1, np.full(20, 0.1), tmp_path / "p.png", "y")
+    calibration_plot({"a": (y, y, np.full(20, 0.1))}, tmp_path / "c.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "c.png").stat().st_size > 1000
