@@ -19,8 +19,9 @@ $(BIN)/porelab: pyproject.toml
 
 install: $(BIN)/porelab
 
+# the main job: a small active-learning campaign of real tiny-preset MD on the CPU (resumes if interrupted)
 demo: install
-	$(BIN)/porelab simulate experiments/examples/tiny-3layer.yaml --out runs/demo --time-ps 20 --equil-ps 5
+	$(BIN)/porelab campaign run experiments/quickstart.yaml --dir runs/quickstart --resume
 
 test: install
 	$(BIN)/python -m pytest -q
