@@ -5,7 +5,15 @@
 DATA is a directory tree of measurement.json files. DIR receives model/ (model.pt + config.json), metrics.json,
 parity and calibration PNGs, processed/ (the featurised-data cache) and, unless MLFLOW_TRACKING_URI is set,
 mlflow.db: the run (params, metrics, plots, model) is logged there and the model registered under
-`registered_model_name` from the config.
+`registered_model_name` from the config. A config (every key optional; defaults shown):
+
+    model: {n_members: 5, hidden: 16, n_conv: 2, max_epochs: 150, patience: 20, symmetry: exact}  # DeepEnsemble
+    graph: {shell_nm: 0.0, edge_cutoff_nm: 0.35, n_rbf: 6}                                       # GraphSettings
+    flux_scale_per_ns: 0.01
+    test_fraction: 0.2          # whole designs held out for metrics.json and the plots
+    seed: 0
+    experiment: porelab-surrogate
+    registered_model_name: porelab-surrogate   # null: log the model without registering it
 """
 
 from __future__ import annotations

@@ -58,27 +58,32 @@ class MemberMLP(nn.Sequential):
 class MemberGINEConv(MessagePassing):
     """h_i <- h_i + MLP([h_i, sum_j SiLU(P h_j + W_e e_ij) / deg_norm]), node states (M, N, H).
 
-    Messages live in a narrow space (msg_dim < H): the per-edge tensors (M, E, msg_dim) dominate the cost.
+    Messages live in a narrow space (msg_dim < H), laid out (E, M * msg_dim) so that gathering and summing over
+    edges run on contiguous rows: the per-edge tensors dominate the cost.
     """
 
     def __init__(self, n_members: int, hidden: int, n_edge: int, msg_dim: int = 16, deg_norm: float = 8.0):
-        super().__init__(aggr="add", node_dim=1)
+        super().__init__(aggr="add", node_dim=0)
         self.down = MemberLinear(n_members, hidden, msg_dim)
         self.edge = MemberLinear(n_members, n_edge, msg_dim)
         self.mlp = MemberMLP(n_members, [hidden + msg_dim, hidden, hidden])
         self.deg_norm = deg_norm
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        agg = self.propagate(edge_index, x=self.down(h), e=self.edge(edge_attr))
+        m, n, _ = h.shape
+        k = self.edge.weight.shape[-1]
+        p = self.down(h).transpose(0, 1).reshape(n, m * k)  # (N, M*k)
+        w = self.edge.weight.transpose(0, 1).reshape(-1, m * k)
+        e = torch.addmm(self.edge.bias.reshape(1, m * k), edge_attr, w)  # (E, M*k)
+        agg = self.propagate(edge_index, x=p, e=e).reshape(n, m, k).transpose(0, 1)
         return h + self.mlp(torch.cat([h, agg / self.deg_norm], dim=-1))
 
     def message(self, x_j: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return F.silu(x_j + e)
 
     def aggregate(self, inputs: torch.Tensor, index: torch.Tensor, ptr=None, dim_size: int | None = None):
-        """Sum over incoming edges with index_add_ (2-3x faster here than scatter with a broadcast index)."""
-        out = inputs.new_zeros(inputs.shape[0], dim_size, inputs.shape[-1])
-        return out.index_add_(1, index, inputs)
+        """Sum over incoming edges with index_add_ on contiguous rows (faster here than PyG's scatter)."""
+        return inputs.new_zeros(dim_size, inputs.shape[1]).index_add_(0, index, inputs)
 
 
 class MemberGRU(nn.Module):

@@ -37,12 +37,14 @@ class Prediction:
                           self.mean[None] + (mm - self.mean[None]) * f, self.members_std * f, self.present,
                           self.icr_std_factor)
 
-    def draws(self, n_draws: int, rng: np.random.Generator) -> np.ndarray:
-        """Samples of y (K, n, S) from the members' mixture; one member per draw for every sample (so that
-        predictions at +E and -E stay correlated through the shared epistemic error)."""
+    def draws(self, n_draws: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> np.ndarray:
+        """Samples of y (K, n, S) (of the given rows only, if any) from the members' mixture; one member per
+        draw for every sample (so that predictions at +E and -E stay correlated through the shared epistemic
+        error)."""
+        rows = np.arange(len(self.mean)) if rows is None else np.asarray(rows)
         m = rng.integers(0, self.members_mean.shape[0], n_draws)
-        eps = rng.standard_normal((n_draws, *self.mean.shape))
-        return self.members_mean[m] + self.members_std[m] * eps
+        eps = rng.standard_normal((n_draws, len(rows), self.mean.shape[1]))
+        return self.members_mean[:, rows][m] + self.members_std[:, rows][m] * eps
 
     def current_nA(self, transform: FluxTransform) -> np.ndarray:
         """Current (n,) nA from the mean fluxes."""
@@ -54,8 +56,9 @@ class Prediction:
         the std of its Monte Carlo distribution times icr_std_factor, each (p,)."""
         i = self.current_nA(transform)
         point = log_icr(i[i_on], i[i_off])
-        d = self.draws(n_draws, np.random.default_rng(seed))[:, np.concatenate([i_on, i_off])]
-        cur = current_nA(transform.inverse(d), self.present[np.concatenate([i_on, i_off])])
+        rows = np.concatenate([i_on, i_off])
+        d = self.draws(n_draws, np.random.default_rng(seed), rows)
+        cur = current_nA(transform.inverse(d), self.present[rows])
         li = log_icr(cur[:, : len(i_on)], cur[:, len(i_on):])
         return point, li.std(axis=0) * self.icr_std_factor
 
