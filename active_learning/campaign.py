@@ -433,11 +433,7 @@ class Campaign:
             rows.append(self._pick_row(avail[i], step, spec.kind, p, float(scores[i])))
         metrics = {**self._metrics(model, pred, n_train, train_round), "picks": len(rows),
                    "train_seconds": t_train, "train_digest": digest}
-        mrec = None
-        if model is not None:
-            mdir = self.dir / "models" / f"step_{step:03d}"
-            model.save(mdir)
-            mrec = {"kind": model.kind, "path": str(mdir.relative_to(self.dir)), "sha256": _sha256_dir(mdir)}
+        mrec = self._save_model(step, model)
         self._plots(step, pred, scores, idx, acq)
         self.ledger.record_iteration(step, step, started, n_train, metrics, mrec, rows)
         if executor is not None:
@@ -482,17 +478,21 @@ class Campaign:
         model, n_train, digest = self._fit(step, None)
         pred = model.predict(self.pool[: min(len(self.pool), 256)]) if model is not None else None
         metrics = {**self._metrics(model, pred, n_train, None), "picks": 0, "train_digest": digest}
-        mrec = None
-        if model is not None:
-            mdir = self.dir / "models" / f"step_{step:03d}"
-            model.save(mdir)
-            mrec = {"kind": model.kind, "path": str(mdir.relative_to(self.dir)), "sha256": _sha256_dir(mdir)}
+        mrec = self._save_model(step, model)
         self._plots(step, None, None, None, None)
         self.ledger.record_iteration(step, step, time.time(), n_train, metrics, mrec, [])
         self.ledger.set("final_step", step)
         it = self.ledger.iterations()[-1]
         if self.tracker is not None:
             self._log_iteration(step, it["mlflow_run_id"], metrics, it["model_version"])
+
+    def _save_model(self, step: int, model) -> dict | None:
+        """Save the step's model under models/ and return its ledger record (None without a model)."""
+        if model is None:
+            return None
+        mdir = self.dir / "models" / f"step_{step:03d}"
+        model.save(mdir)
+        return {"kind": model.kind, "path": str(mdir.relative_to(self.dir)), "sha256": _sha256_dir(mdir)}
 
     def _plots(self, step: int, pred, scores, idx, acq) -> None:
         d = self.dir / "plots" / f"step_{step:03d}"

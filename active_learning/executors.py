@@ -93,7 +93,21 @@ def _init_worker(ppid: int, threads: int | None) -> None:
     threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
 
 
-class LocalExecutor:
+class _Slots:
+    """Bookkeeping both executors share: in-flight tasks keyed by design id, and free worker slots."""
+
+    n_workers: int
+    _futures: dict
+
+    @property
+    def pending(self) -> set[str]:
+        return set(self._futures)
+
+    def free_slots(self) -> int:
+        return max(0, self.n_workers - len(self._futures))
+
+
+class LocalExecutor(_Slots):
     """A process pool of `workers` (spawned) processes on this machine."""
 
     def __init__(self, workers: int = 2, threads_per_worker: int | None = 1):
@@ -106,13 +120,6 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         return cf.ProcessPoolExecutor(self.n_workers, mp_context=ctx, initializer=_init_worker,
                                       initargs=(os.getpid(), self._threads))
-
-    @property
-    def pending(self) -> set[str]:
-        return set(self._futures)
-
-    def free_slots(self) -> int:
-        return max(0, self.n_workers - len(self._futures))
 
     def submit(self, task: Task) -> bool:
         if task.design_id in self._futures:
@@ -151,7 +158,7 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class DaskExecutor:
+class DaskExecutor(_Slots):
     """Dask distributed: a scheduler `address`, a LocalCluster on 127.0.0.1, or Slurm/PBS via dask-jobqueue.
 
     Tasks are keyed `porelab-<design_id>-a<attempt>`; with `gpu` each task asks for the resource GPU=1.
@@ -195,13 +202,6 @@ class DaskExecutor:
         except (OSError, TimeoutError, ValueError, TypeError) as err:
             raise ExecutorError(f"dask executor: {type(err).__name__}: {err}") from None
         self._wait, self._first = distributed.wait, "FIRST_COMPLETED"
-
-    @property
-    def pending(self) -> set[str]:
-        return set(self._futures)
-
-    def free_slots(self) -> int:
-        return max(0, self.n_workers - len(self._futures))
 
     def submit(self, task: Task) -> bool:
         if task.design_id in self._futures:
