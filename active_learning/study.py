@@ -142,7 +142,9 @@ class AcquisitionSpec(_Strict):
         return self
 
 
-class Study(_Strict):
+class Problem(_Strict):
+    """What both a campaign and an inverse-design study describe: the space, its base, the oracle and the goal."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
     seed: int = 0
@@ -151,10 +153,6 @@ class Study(_Strict):
     space: dict[str, Dimension] = Field(default_factory=dict)
     oracle: OracleSpec = OracleSpec()
     goal: Goal = Goal()
-    budget: Budget
-    executor: ExecutorSpec = ExecutorSpec()
-    model: ModelSpec = ModelSpec()
-    acquisition: AcquisitionSpec = AcquisitionSpec()
 
     @field_validator("preset")
     @classmethod
@@ -171,18 +169,31 @@ class Study(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> Study:
+    def _check_base(self) -> Problem:
         try:
             make_design(self.base.design, self.preset)
             make_conditions(self.base.conditions)
         except DesignError as err:
             raise ValueError(f"base {err}") from None
-        if self.acquisition.kind == "constrained_ei" and self.goal.on_current_min_nA is None:
-            raise ValueError("acquisition constrained_ei needs goal.on_current_min_nA (the ON current threshold, nA)")
         return self
 
     def design_space(self) -> DesignSpace:
         return DesignSpace(self.space, self.base.design, self.base.conditions, self.preset)
+
+
+class Study(Problem):
+    """A campaign: the problem plus its budget, executor, model and acquisition."""
+
+    budget: Budget
+    executor: ExecutorSpec = ExecutorSpec()
+    model: ModelSpec = ModelSpec()
+    acquisition: AcquisitionSpec = AcquisitionSpec()
+
+    @model_validator(mode="after")
+    def _check_campaign(self) -> Study:
+        if self.acquisition.kind == "constrained_ei" and self.goal.on_current_min_nA is None:
+            raise ValueError("acquisition constrained_ei needs goal.on_current_min_nA (the ON current threshold, nA)")
+        return self
 
     def canonical(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -199,20 +210,21 @@ def _error_text(err: ValidationError) -> str:
     return f"{loc}: {msg}{more}" if loc else msg + more
 
 
-def parse_study(doc: Any, where: str = "study") -> Study:
+def parse_study(doc: Any, where: str = "study", kind: type[Problem] = Study) -> Problem:
+    """Validate a parsed YAML document as a `kind` (Study by default); raises StudyError naming the field."""
     if not isinstance(doc, dict):
-        raise StudyError(f"{where}: expected a mapping with keys name, space, oracle, goal, budget, ...")
+        raise StudyError(f"{where}: expected a mapping with keys name, space, oracle, goal, ...")
     try:
-        return Study.model_validate(doc)
+        return kind.model_validate(doc)
     except ValidationError as err:
         raise StudyError(f"{where}: {_error_text(err)}") from None
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study YAML; a user oracle's relative file path is made absolute (from the YAML)."""
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML document at `path`; StudyError for a missing, binary or malformed file."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise StudyError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -222,9 +234,17 @@ def load_study(path: str | Path) -> Study:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise StudyError(f"{path}: malformed YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    study = parse_study(doc, str(path))
-    if study.oracle.kind == "user":
-        target, _, cls = study.oracle.path.rpartition(":")
+
+
+def resolve_oracle_path(problem: Problem, path: str | Path) -> Problem:
+    """Make a user oracle's relative file path absolute (relative to the YAML at `path`)."""
+    if problem.oracle.kind == "user":
+        target, _, cls = problem.oracle.path.rpartition(":")
         if target.endswith(".py") and not Path(target).is_absolute():
-            study.oracle.path = f"{(path.parent / target).resolve()}:{cls}"
-    return study
+            problem.oracle.path = f"{(Path(path).parent / target).resolve()}:{cls}"
+    return problem
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a campaign study YAML."""
+    return resolve_oracle_path(parse_study(read_yaml(path), str(path)), path)
