@@ -7,7 +7,7 @@ export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 export MALLOC_TOP_PAD_ := 1073741824
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean browser
 
 $(BIN)/porelab: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,8 +23,19 @@ install: $(BIN)/porelab
 demo: install
 	$(BIN)/porelab campaign run experiments/quickstart.yaml --dir runs/quickstart --resume
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# the browser test (tests/active_learning/test_ui_browser.py) drives headless Chromium: install the Debian package
+# when absent (root, or sudo when there is one); without apt or rights only a note, and that test is skipped
+browser:
+	@test -x /usr/bin/chromium || command -v chromium >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then echo "note: no chromium and no apt-get; browser test skipped"; \
+	  elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && \
+	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "note: no chromium, not root and no sudo; browser test skipped"; fi; \
+	} || echo "note: installing chromium failed; the browser test will be skipped"
 
 lint: install
 	$(BIN)/ruff check sim surrogate active_learning tests benchmarks

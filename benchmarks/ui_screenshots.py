@@ -1,0 +1,115 @@
+"""Screenshots of the MLflow tracking UI (`porelab ui`) on a finished campaign, taken with headless Chromium.
+
+    python benchmarks/ui_screenshots.py /tmp/uiws/continuum-al [--out benchmarks/results] [--plot parity.png]
+
+Starts `porelab ui` for the campaign's workspace on a free loopback port, opens the UI over the DevTools
+protocol (tests/active_learning/cdp_chromium.py; no extra packages, needs the Debian package `chromium`) and
+saves ui_runs.png (the campaign's runs table), ui_plot.png (a plot of the last iteration that has it) and
+ui_model.png (the registered model, its versions and the champion alias). Stops the server afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "active_learning"))
+
+from cdp_chromium import MLFLOW_INIT, Chromium, free_port  # noqa: E402
+
+
+def campaign_runs(campaign: Path):
+    """(experiment id, registered model name, runs) of the campaign recorded in the workspace's mlflow.db."""
+    from mlflow.tracking import MlflowClient
+
+    from active_learning.tracking import workspace_uri
+
+    client = MlflowClient(workspace_uri(campaign.parent))
+    exps = [e for e in client.search_experiments() if e.tags.get("porelab.campaign_dir") == str(campaign)]
+    if not exps:
+        sys.exit(f"no MLflow experiment for {campaign} in {campaign.parent / 'mlflow.db'}")
+    exp = exps[0]
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    models = [m.name for m in client.search_registered_models()
+              if any(v.run_id in {r.info.run_id for r in runs} for v in m.latest_versions)]
+    return client, exp, runs, models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("campaign", type=Path, help="a finished campaign directory (its parent holds mlflow.db)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--plot", default="learning_curve.png", help="which plots/ artifact to show")
+    ap.add_argument("--width", type=int, default=1600)
+    ap.add_argument("--height", type=int, default=1000)
+    args = ap.parse_args()
+    campaign = args.campaign.resolve()
+    client, exp, runs, models = campaign_runs(campaign)
+    iterations = sorted((r for r in runs if r.data.tags.get("porelab.kind") == "iteration"),
+                        key=lambda r: int(r.data.tags["porelab.iteration"]))
+    with_plot = [r for r in iterations
+                 if f"plots/{args.plot}" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}]
+    if not with_plot:
+        sys.exit(f"no iteration of {campaign} has plots/{args.plot}")
+    it = with_plot[-1]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    porelab = [sys.executable, "-m", "active_learning.cli"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = subprocess.Popen([*porelab, "ui", str(campaign), "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() - t0 > 120:
+                    sys.exit(f"porelab ui did not start (exit code {server.poll()})")
+                time.sleep(0.3)
+        with tempfile.TemporaryDirectory() as profile, \
+                Chromium(profile, width=args.width, height=args.height, init_script=MLFLOW_INIT) as page:
+            e = exp.experiment_id
+            page.goto(f"{url}/#/experiments/{e}/runs?orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
+            page.wait_text(f"campaign {campaign.name}", "iteration 1", "sim ")
+            time.sleep(1)  # colour dots and duration cells settle
+            page.screenshot(args.out / "ui_runs.png")
+
+            page.goto(f"{url}/#/experiments/{e}/runs/{it.info.run_id}/artifacts/plots/{args.plot}")
+            page.wait_text(it.info.run_name, f"plots/{args.plot}")
+            page.wait_js("[...document.images].some(i => i.complete && i.naturalWidth > 100 && "
+                         "i.src.startsWith('blob:'))", what="the plot image")
+            page.screenshot(args.out / "ui_plot.png")
+
+            if models:
+                page.goto(f"{url}/#/models/{models[0]}")
+                page.wait_text(models[0], "champion")
+                time.sleep(0.5)
+                page.screenshot(args.out / "ui_model.png")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+    for name in ("ui_runs", "ui_plot", "ui_model"):
+        p = args.out / f"{name}.png"
+        if p.exists():
+            print(f"{p}  {p.stat().st_size // 1024} KiB")
+    print(f"{len(runs)} runs, plot from {it.info.run_name}, models {models}; {time.monotonic() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
