@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from active_learning.inverse_cli import app as inverse_app
 from sim.cli import app as sim_app
 from sim.cli import console, fail
 from sim.free_energy_cli import app as free_energy_app
@@ -29,6 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.registered_commands += sim_app.registered_commands
 app.registered_commands += free_energy_app.registered_commands
 app.registered_commands += surrogate_app.registered_commands
+app.registered_commands += inverse_app.registered_commands
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
                            help="Active-learning campaigns: run, resume, status.")
 app.add_typer(campaign_app, name="campaign")

@@ -1,4 +1,5 @@
-"""Iteration plots (PNG, written atomically): parity, calibration, learning curve, acquisition scores."""
+"""Campaign and design plots (PNG, written atomically): parity, calibration, learning curve, acquisition scores,
+the Pareto front of an inverse-design search."""
 
 from __future__ import annotations
 
@@ -73,5 +74,36 @@ def acquisition_scores(scores: np.ndarray, picked: np.ndarray, path: Path, name:
     for s in scores[picked]:
         ax.axvline(s, color="C3", lw=1)
     ax.set(xlabel=f"{name} score", ylabel="candidates", title=f"{len(picked)} picks (red) of {len(scores)}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pareto(obj: np.ndarray, on: np.ndarray, front: np.ndarray, top: np.ndarray, path: Path, label: str = "ICR",
+           on_min: float | None = None, verified: list[tuple[int, float, float]] | None = None,
+           max_background: int = 20000) -> Path:
+    """Objective vs ON current (nA), log axes. obj, on: (n, 3) arrays of (mean, low, high) in natural units;
+    front: Pareto-front indices (drawn with error bars); top: the ranked top (labelled by rank);
+    verified: (candidate index, measured objective, measured ON current) drawn as stars."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    rng = np.random.default_rng(0)
+    bg = np.arange(len(obj)) if len(obj) <= max_background else rng.choice(len(obj), max_background, replace=False)
+    ax.scatter(on[bg, 0], obj[bg, 0], s=3, c="0.75", lw=0, label=f"scored ({len(obj):,})", rasterized=True)
+
+    def bars(idx, **kw):
+        ax.errorbar(on[idx, 0], obj[idx, 0], xerr=[on[idx, 0] - on[idx, 1], on[idx, 2] - on[idx, 0]],
+                    yerr=[obj[idx, 0] - obj[idx, 1], obj[idx, 2] - obj[idx, 0]], ls="none", **kw)
+
+    bars(front, fmt="o", ms=4, c="tab:blue", elinewidth=0.8, alpha=0.8, label="Pareto front (risk-aware)")
+    ax.plot(on[top, 0], obj[top, 0], "s", ms=5, mfc="none", c="tab:orange", label="top ranked")
+    for r, i in enumerate(top[:10]):
+        ax.annotate(str(r + 1), (on[i, 0], obj[i, 0]), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    for k, (i, y, x) in enumerate(verified or []):
+        ax.plot([on[i, 0], x], [obj[i, 0], y], c="tab:red", lw=0.7)
+        ax.plot(x, y, "*", ms=10, c="tab:red", label="verified (oracle)" if k == 0 else None)
+    if on_min:
+        ax.axvline(on_min, c="k", ls=":", lw=1, label=f"ON current >= {on_min:g} nA")
+    ax.set(xscale="log", yscale="log", xlabel="ON current (nA)", ylabel=label,
+           title=f"{label} vs ON current (surrogate mean, bars ±1 epistemic sd)")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path)

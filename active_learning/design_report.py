@@ -1,0 +1,180 @@
+"""What an inverse-design search leaves behind, in its output directory and in MLflow.
+
+Files: ranked.csv (the top designs, best first), pareto.csv (the risk-aware Pareto front), scores.npz (every
+candidate: design_id (n,), mean and epistemic std (n, 2) of objective and ln ON current), designs/ (a design
+YAML per ranked design, for `porelab simulate`), pareto.png, verified.csv (predicted vs measured, with
+--verify) and summary.json (provenance: study, surrogate and its registry version, versions, seed, timing).
+MLflow: one run in the experiment `design-<study name>` holding all of it, tagged with the surrogate's
+registered name/version and linked to its logged model as a run input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from active_learning import plots
+from active_learning.design_study import DesignStudy
+from active_learning.inverse import Ranking, Scores, Verified
+from active_learning.space import Candidate
+from active_learning.targets import objective_name
+from sim.measurement import atomic_write_bytes, atomic_write_text
+
+
+def objective_label(study: DesignStudy) -> str:
+    return "selectivity" if study.goal.objective == "selectivity" else "ICR"
+
+
+def describe(c: Candidate) -> dict:
+    """The design's main parameters as table columns."""
+    d, cond = c.design, c.conditions
+    e = max(abs(x) for x in cond.fields_V_per_nm)
+    return {"design_id": c.design_id, "layers": " ".join(d.layers), "material": d.material,
+            "spacing_nm": d.spacing_nm, "pore": f"{d.pore.shape} {d.pore.width_nm:g}x{d.pore.height_nm:g}",
+            "groups_per_rim": d.groups_per_rim, "field_V_per_nm": e,
+            "electrolyte": " ".join(f"{s}:{v:g}" for s, v in cond.electrolyte.items())}
+
+
+def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) -> list[dict]:
+    """Table rows of the candidates `idx`: predictions in natural units with their risk-aware bounds."""
+    sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
+    rank_of = {int(i): r + 1 for r, i in enumerate(ranking.order)}
+    on_front = set(ranking.pareto.tolist())
+    out = []
+    for i in idx:
+        m, s, lcb = scores.mean[i], scores.std[i], ranking.lcb[i]
+        out.append({"rank": rank_of.get(int(i), ""), **describe(scores.candidates[i]),
+                    name: math.exp(sign * m[0]), f"{name}_risk_bound": math.exp(sign * lcb[0]),
+                    f"ln_{name}_std": s[0], "on_current_nA": math.exp(m[1]),
+                    "on_current_risk_bound_nA": math.exp(lcb[1]), "ln_on_current_std": s[1],
+                    "feasible": bool(ranking.feasible[i]), "pareto": int(i) in on_front})
+    return out
+
+
+def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified], index: dict[str, int]) -> list[dict]:
+    sign, name, obj = (1.0 if study.goal.maximize else -1.0), study.goal.objective, objective_name(study.goal)
+    out = []
+    for v in verified:
+        i = index[v.candidate.design_id]
+        meas = v.measured or {}
+        out.append({"rank": v.rank, "design_id": v.candidate.design_id,
+                    f"predicted_{name}": math.exp(sign * scores.mean[i, 0]),
+                    f"predicted_ln_{name}_std": scores.std[i, 0],
+                    f"measured_{name}": math.exp(meas[obj]) if obj in meas else "",
+                    "predicted_on_current_nA": math.exp(scores.mean[i, 1]),
+                    "measured_on_current_nA": math.exp(meas["log_on_current"]) if meas else "",
+                    "measured_icr_censored": bool(meas.get("icr_censored")) if meas else "",
+                    "z_score": (sign * meas[obj] - scores.mean[i, 0]) / max(scores.std[i, 0], 1e-12) if meas else "",
+                    "status": "ok" if meas else "failed", "error": v.error or ""})
+    return out
+
+
+def _csv(path: Path, table: list[dict]) -> Path:
+    buf = io.StringIO()
+    if table:
+        w = csv.DictWriter(buf, fieldnames=list(table[0]))
+        w.writeheader()
+        for r in table:
+            w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verified: list[Verified],
+          summary: dict) -> list[Path]:
+    """Write every output file (atomically) and return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    top = ranking.order[:study.search.top]
+    files = [_csv(out / "ranked.csv", rows(study, scores, ranking, top)),
+             _csv(out / "pareto.csv", rows(study, scores, ranking, ranking.pareto))]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, design_id=np.array([c.design_id for c in scores.candidates]), mean=scores.mean,
+                        std=scores.std)
+    atomic_write_bytes(out / "scores.npz", buf.getvalue())
+    files.append(out / "scores.npz")
+    ddir = out / "designs"
+    ddir.mkdir(exist_ok=True)
+    for r, i in enumerate(top):
+        c = scores.candidates[i]
+        doc = {"design": c.design.model_dump(mode="json"), "conditions": c.conditions.model_dump(mode="json")}
+        f = ddir / f"rank_{r + 1:03d}_{c.design_id}.yaml"
+        atomic_write_text(f, yaml.safe_dump(doc, sort_keys=False))
+        files.append(f)
+    index = {c.design_id: k for k, c in enumerate(scores.candidates)}
+    if verified:
+        files.append(_csv(out / "verified.csv", verified_rows(study, scores, verified, index)))
+    sign = 1.0 if study.goal.maximize else -1.0
+
+    def nat(centre: np.ndarray, sd: np.ndarray) -> np.ndarray:  # (n, 3): value, value/e^sd, value*e^sd
+        return np.exp(np.column_stack([centre, centre - sd, centre + sd]))
+
+    obj_nat, on_nat = nat(sign * scores.mean[:, 0], scores.std[:, 0]), nat(scores.mean[:, 1], scores.std[:, 1])
+    ver = [(index[v.candidate.design_id], math.exp(v.measured[objective_name(study.goal)]),
+            math.exp(v.measured["log_on_current"])) for v in verified if v.measured]
+    files.append(plots.pareto(obj_nat, on_nat, ranking.pareto, top, out / "pareto.png", objective_label(study),
+                              study.goal.on_current_min_nA, ver))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    files.append(out / "summary.json")
+    return files
+
+
+def provenance() -> dict:
+    import openmm
+    import torch
+
+    import sim
+
+    return {"porelab_version": sim.__version__, "openmm_version": openmm.__version__,
+            "torch_version": torch.__version__, "python": platform.python_version(), "host": platform.node()}
+
+
+def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, surrogate, files: list[Path]) -> str:
+    """One MLflow run for this search, linked to the surrogate's model version; returns its run id."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    from mlflow.entities import LoggedModelInput, Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from active_learning.tracking import flatten, mlflow_key, tracking_uri
+
+    uri = tracking_uri(workspace)
+    client = MlflowClient(uri)
+    name = f"design-{study.name}"
+    exp = client.get_experiment_by_name(name)
+    eid = exp.experiment_id if exp else client.create_experiment(
+        name, artifact_location=(workspace / "mlartifacts" / name).as_uri() if uri.startswith("sqlite") else None)
+    reg = surrogate.registered
+    tags = {"porelab.kind": "design", "porelab.study": study.name, "porelab.surrogate": surrogate.source,
+            "porelab.output_dir": str(out)}
+    if reg:
+        tags |= {"porelab.model_name": reg["name"], "porelab.model_version": reg["version"],
+                 "porelab.model_uri": f"models:/{reg['name']}/{reg['version']}"}
+    run = client.create_run(eid, run_name=f"design {study.name} ({study.search.method})", tags=tags)
+    rid = run.info.run_id
+    params: dict = {}
+    flatten("", study.model_dump(mode="json"), params)
+    items = [Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(rid, params=items[i:i + 100])
+    ts = int(time.time() * 1000)
+    metrics = {k: v for k, v in summary.get("metrics", {}).items() if isinstance(v, int | float) and math.isfinite(v)}
+    client.log_batch(rid, metrics=[Metric(mlflow_key(k), float(v), ts, 0) for k, v in metrics.items()])
+    if reg.get("model_id"):
+        with contextlib.suppress(Exception):  # older stores without logged models: the tags still link it
+            client.log_inputs(rid, models=[LoggedModelInput(reg["model_id"])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for f in files:
+            client.log_artifact(rid, str(f), "designs" if f.parent.name == "designs" else None)
+    client.set_terminated(rid, "FINISHED")
+    return rid

@@ -1,0 +1,253 @@
+"""Inverse design: search a design space with a trained surrogate for membranes that rectify strongly while
+passing a useful ON current, rank them risk-aware, and verify the best with the oracle.
+
+Values are natural logs: the objective o = ln ICR (or ln selectivity; negated when the goal minimises) and
+c = ln I_on (nA). Risk-aware values are lower confidence bounds LCB = mean - kappa * sd, sd being the
+surrogate's epistemic std (its uncertainty about the design, not the measurement noise): a design ranks high
+only where the model is confident that it is good. Ranked: the candidates with LCB(c) >= ln(on_current_min_nA)
+(all of them without that constraint), by LCB(o), best first. Pareto front: the candidates that no other
+beats in both LCB(o) and LCB(c).
+
+Two searches, both ending in that ranking of every candidate they scored:
+  screen  a documented discrete search: a scrambled-Sobol pool of `candidates` designs of the space (the same
+          pool for the same seed), every one scored, in chunks;
+  nsga2   pymoo's NSGA-II on the space's mixed variables (ranges real or integer, log ranges on a ln scale,
+          choices and sequence elements categorical, sequence lengths integer) maximising LCB(o) and LCB(c)
+          with the ON-current constraint as an inequality; designs the builder rejects are infeasible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from active_learning.executors import Task, run_task
+from active_learning.model import ModelError
+from active_learning.space import Candidate, Choice, DesignSpace, Range, Sequence, make_candidate
+from active_learning.study import Goal, OracleSpec
+from active_learning.targets import InvalidMeasurement, objective_name, targets
+from sim.design import DesignError
+from sim.measurement import Measurement
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class Scores:
+    """Surrogate scores of n candidates: columns (objective o, ln ON current c), each (n, 2)."""
+
+    candidates: list[Candidate]
+    mean: np.ndarray
+    std: np.ndarray  # epistemic
+    seconds: float  # wall time of candidate generation and scoring
+
+    def lcb(self, kappa: float) -> np.ndarray:
+        return self.mean - kappa * self.std
+
+
+def _columns(model, goal: Goal) -> tuple[str, str, float]:
+    obj = objective_name(goal)
+    if obj not in model.targets:
+        raise ModelError(f"the surrogate predicts {', '.join(model.targets)}, not {obj}: train it for this goal")
+    return obj, "log_on_current", 1.0 if goal.maximize else -1.0
+
+
+def prepare(model, goal: Goal):
+    """The model set up to predict for `goal`: a GNN derives any goal from its fluxes; others keep theirs."""
+    if model.kind == "gnn":
+        from active_learning.targets import target_names
+
+        model.goal, model.targets = goal, target_names(goal)
+    _columns(model, goal)
+    return model
+
+
+def score(model, candidates: list[Candidate], goal: Goal, chunk: int = 2048,
+          progress: Progress | None = None) -> Scores:
+    """Score candidates with the surrogate, `chunk` per call (memory stays bounded)."""
+    obj, on, sign = _columns(model, goal)
+    t0 = time.perf_counter()
+    mean, std = np.zeros((len(candidates), 2)), np.zeros((len(candidates), 2))
+    for i in range(0, len(candidates), chunk):
+        p = model.predict(candidates[i:i + chunk])
+        mean[i:i + chunk] = np.column_stack([sign * p.mean[obj], p.mean[on]])
+        std[i:i + chunk] = np.column_stack([p.epistemic[obj], p.epistemic[on]])
+        if progress:
+            progress(min(i + chunk, len(candidates)), len(candidates))
+    return Scores(list(candidates), mean, std, time.perf_counter() - t0)
+
+
+def screen(space: DesignSpace, model, goal: Goal, n: int, seed: int, chunk: int = 2048,
+           progress: Progress | None = None) -> Scores:
+    """Draw up to n distinct valid designs (scrambled Sobol, seeded) and score them all."""
+    t0 = time.perf_counter()
+    cands = space.sample(n, seed)
+    s = score(model, cands, goal, chunk, progress)
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+# --- NSGA-II (pymoo) -------------------------------------------------------------------------------------
+def _variables(space: DesignSpace) -> tuple[dict, Callable[[dict], dict]]:
+    """pymoo variables of the space and the decoder from a pymoo solution to dimension values."""
+    from pymoo.core.variable import Choice as PChoice
+    from pymoo.core.variable import Integer, Real
+
+    pv: dict = {}
+    for name, dim in space.dims.items():
+        if isinstance(dim, Range):
+            lo, hi = (math.log(dim.low), math.log(dim.high)) if dim.log and not dim.integer else (dim.low, dim.high)
+            if lo < hi:
+                pv[name] = Integer(bounds=(int(lo), int(hi))) if dim.integer else Real(bounds=(lo, hi))
+        elif isinstance(dim, Choice):
+            pv[name] = PChoice(options=list(range(len(dim.choices))))
+        elif isinstance(dim, Sequence):
+            pv[f"{name}#length"] = Integer(bounds=dim.length)
+            for k in range(dim.length[1]):
+                pv[f"{name}#{k}"] = PChoice(options=list(range(len(dim.sequence))))
+
+    def decode(x: dict) -> dict:
+        out = {}
+        for name, dim in space.dims.items():
+            if isinstance(dim, Range):
+                v = x.get(name, dim.low)
+                out[name] = int(v) if dim.integer else float(f"{math.exp(v) if dim.log and name in x else v:.4g}")
+            elif isinstance(dim, Choice):
+                out[name] = dim.choices[int(x[name])]
+            else:
+                out[name] = [dim.sequence[int(x[f"{name}#{k}"])] for k in range(int(x[f"{name}#length"]))]
+        return out
+
+    return pv, decode
+
+
+def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: int, kappa: float, seed: int,
+          progress: Progress | None = None) -> Scores:
+    """NSGA-II over the space; returns the scores of every distinct valid design it evaluated."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.mixed import MixedVariableDuplicateElimination, MixedVariableMating, MixedVariableSampling
+    from pymoo.core.problem import Problem
+    from pymoo.optimize import minimize
+
+    if not space.dims:
+        raise DesignError("nsga2 needs a design space with at least one dimension; use method: screen")
+    obj, on, sign = _columns(model, goal)
+    pv, decode = _variables(space)
+    on_min = math.log(goal.on_current_min_nA) if goal.on_current_min_nA else None
+    seen: dict[str, tuple[Candidate, np.ndarray, np.ndarray]] = {}
+    t0 = time.perf_counter()
+
+    def evaluate(xs) -> tuple[np.ndarray, np.ndarray]:
+        cands: list[Candidate | None] = []
+        for x in xs:
+            try:
+                cands.append(make_candidate(decode(x), space.base_design, space.base_conditions, space.preset))
+            except DesignError:
+                cands.append(None)
+        new = list({c.design_id: c for c in cands if c is not None and c.design_id not in seen}.values())
+        if new:
+            s = score(model, new, goal, len(new))
+            for k, c in enumerate(new):
+                seen[c.design_id] = (c, s.mean[k], s.std[k])
+        f, g = np.full((len(xs), 2), 1e6), np.full((len(xs), 1), 1e6)
+        for k, c in enumerate(cands):
+            if c is not None:
+                lcb = seen[c.design_id][1] - kappa * seen[c.design_id][2]
+                f[k] = -lcb
+                g[k] = on_min - lcb[1] if on_min is not None else -1.0
+        return f, g
+
+    class _Problem(Problem):
+        def __init__(self):
+            super().__init__(vars=pv, n_obj=2, n_ieq_constr=1)
+
+        def _evaluate(self, X, out, *args, **kwargs):
+            out["F"], out["G"] = evaluate(X)
+
+    def callback(algorithm):
+        if progress:
+            progress(algorithm.n_gen, generations)
+
+    algo = NSGA2(pop_size=population, sampling=MixedVariableSampling(),
+                 mating=MixedVariableMating(eliminate_duplicates=MixedVariableDuplicateElimination()),
+                 eliminate_duplicates=MixedVariableDuplicateElimination())
+    minimize(_Problem(), algo, ("n_gen", generations), seed=seed, verbose=False, callback=callback)
+    if not seen:
+        raise DesignError("NSGA-II found no valid design in the space")
+    rows = list(seen.values())
+    return Scores([r[0] for r in rows], np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]),
+                  time.perf_counter() - t0)
+
+
+# --- ranking -----------------------------------------------------------------------------------------------
+def pareto_front(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Indices of the points that no other point beats in both a and b (maximised), by increasing b."""
+    order = np.lexsort((-b, -a))  # a descending, ties by b descending
+    keep, best_b = [], -np.inf
+    for i in order:
+        if b[i] > best_b:
+            keep.append(i)
+            best_b = b[i]
+    return np.array(keep[::-1], dtype=int)
+
+
+@dataclass
+class Ranking:
+    order: np.ndarray  # indices of the feasible candidates, best LCB(o) first
+    pareto: np.ndarray  # indices on the risk-aware Pareto front, by increasing LCB(c)
+    feasible: np.ndarray  # (n,) bool
+    lcb: np.ndarray  # (n, 2)
+
+
+def rank(scores: Scores, goal: Goal, kappa: float) -> Ranking:
+    """Risk-aware ranking (see the module docstring); DesignError when no candidate meets the constraint."""
+    lcb = scores.lcb(kappa)
+    feasible = np.ones(len(lcb), bool)
+    if goal.on_current_min_nA:
+        feasible = lcb[:, 1] >= math.log(goal.on_current_min_nA)
+        if not feasible.any():
+            raise DesignError(f"no candidate has ON current >= {goal.on_current_min_nA:g} nA at kappa={kappa:g} "
+                              f"(the best lower bound is {math.exp(lcb[:, 1].max()):.3g} nA); lower the "
+                              "constraint or kappa, or widen the space")
+    idx = np.flatnonzero(feasible)
+    order = idx[np.argsort(-lcb[idx, 0], kind="stable")]
+    return Ranking(order, pareto_front(lcb[:, 0], lcb[:, 1]), feasible, lcb)
+
+
+# --- verification ------------------------------------------------------------------------------------------
+@dataclass
+class Verified:
+    rank: int  # 1-based rank in the search
+    candidate: Candidate
+    measurement: Measurement | None
+    measured: dict | None  # targets(): ln values, or None when the oracle gave nothing learnable
+    error: str | None
+
+
+def verify(ranked: list[Candidate], oracle: OracleSpec, run_root: Path, goal: Goal,
+           progress: Progress | None = None) -> list[Verified]:
+    """Run the oracle on each candidate (best first) in run_root/<design_id>/; a measurement already saved there
+    is reused, so an interrupted verification resumes. Failures are reported, never recorded as numbers."""
+    spec = {"kind": oracle.kind, "settings": oracle.settings, "path": oracle.path}
+    out = []
+    for k, c in enumerate(ranked):
+        res = run_task(Task(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"),
+                            spec, str(run_root / c.design_id)))
+        m = Measurement.model_validate_json(res.measurement) if res.measurement else None
+        measured, error = None, res.error
+        if m is not None and m.status != "ok":
+            error = m.error or "the oracle failed"
+        elif m is not None:
+            try:
+                measured = targets(m, goal)
+            except InvalidMeasurement as err:
+                error = str(err)
+        out.append(Verified(k + 1, c, m, measured, error))
+        if progress:
+            progress(k + 1, len(ranked))
+    return out

@@ -1,0 +1,164 @@
+"""`porelab design STUDY.yaml`: inverse design with a trained surrogate (see inverse.py), optionally verified."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sim.cli import console, fail
+
+app = typer.Typer(add_completion=False)
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    from active_learning.model import ModelError
+    from active_learning.oracles import OracleError
+    from active_learning.study import StudyError
+    from sim.design import DesignError
+    from sim.workspace import WorkspaceError
+
+    return (ModelError, OracleError, StudyError, DesignError, WorkspaceError)
+
+
+def _bar(description: str, quiet: bool):
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=quiet, transient=False)
+    task = prog.add_task(description, total=None)
+    return prog, lambda done, total: prog.update(task, completed=done, total=total)
+
+
+@app.command()
+def design(
+    study_file: Annotated[Path, typer.Argument(help="design study YAML (a campaign study YAML works too)")],
+    surrogate: Annotated[str | None, typer.Option(
+        help="model directory, campaign directory, or registered model name@alias (default: the study's)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default runs/design-<study name>)")] = None,
+    verify: Annotated[int | None, typer.Option(help="run the oracle on the top K designs", min=0)] = None,
+    method: Annotated[str | None, typer.Option(help="screen | nsga2 (default: the study's)")] = None,
+    candidates: Annotated[int | None, typer.Option(help="screen: designs to score", min=1)] = None,
+    kappa: Annotated[float | None, typer.Option(help="risk aversion: rank by mean - kappa * sd", min=0)] = None,
+    tracking: Annotated[bool, typer.Option(help="log the search to MLflow (the workspace's mlflow.db)")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+):
+    """Search the design space with a trained surrogate for strongly rectifying membranes at a useful ON
+    current: ranked table, Pareto plot and design files; --verify K checks the top K with the oracle."""
+    try:
+        _design(study_file, surrogate, out, verify, method, candidates, kappa, tracking, quiet)
+    except _errors() as err:
+        fail(str(err))
+    except OSError as err:
+        fail(f"{err.filename or ''}: {err.strerror or err}")
+
+
+def _design(study_file, surrogate, out, verify, method, candidates, kappa, tracking, quiet) -> None:
+    from active_learning import design_report, inverse
+    from active_learning.design_study import DesignStudy, load_design_study
+    from active_learning.study import StudyError, parse_study
+    from active_learning.surrogate_source import load_surrogate
+    from sim.workspace import output_path
+
+    study = load_design_study(study_file)
+    search = {k: v for k, v in {"method": method, "candidates": candidates, "kappa": kappa}.items() if v is not None}
+    doc = study.model_dump(mode="json")
+    doc["search"] |= search
+    doc["verify"] = study.verify if verify is None else verify
+    doc["surrogate"] = surrogate or study.surrogate
+    study = parse_study(doc, f"{study_file} (with the command-line options)", DesignStudy)
+    if not study.surrogate:
+        raise StudyError(f"{study_file}: no surrogate: set `surrogate:` in the study or pass --surrogate")
+    out = output_path(out or Path("runs") / f"design-{study.name}", "--out")
+    workspace = out.parent
+    sur = load_surrogate(study.surrogate, workspace, out / "surrogate")
+    model = inverse.prepare(sur.model, study.goal)
+    console.print(f"surrogate: {sur.model.kind} from {sur.path}"
+                  + (f" (registered {sur.registered['name']} v{sur.registered['version']})" if sur.registered else ""),
+                  highlight=False)
+    s = study.search
+    space = study.design_space()
+    prog, tick = _bar(f"{s.method}: scoring", quiet)
+    with prog:
+        if s.method == "screen":
+            scores = inverse.screen(space, model, study.goal, s.candidates, study.seed, s.chunk, tick)
+        else:
+            scores = inverse.nsga2(space, model, study.goal, s.population, s.generations, s.kappa, study.seed, tick)
+    ranking = inverse.rank(scores, study.goal, s.kappa)
+    rate = len(scores.candidates) / max(scores.seconds, 1e-9)
+    console.print(f"scored {len(scores.candidates):,} designs in {scores.seconds:.1f} s ({rate:,.0f}/s); "
+                  f"{int(ranking.feasible.sum()):,} feasible, {len(ranking.pareto)} on the Pareto front",
+                  highlight=False)
+    top = [scores.candidates[i] for i in ranking.order[:study.verify]]
+    verified = []
+    if top:
+        prog, tick = _bar(f"verify with the {study.oracle.kind} oracle", quiet)
+        with prog:
+            verified = inverse.verify(top, study.oracle, out / "verify", study.goal, tick)
+    summary = _summary(study, sur, scores, ranking, verified, rate)
+    files = design_report.write(out, study, scores, ranking, verified, summary)
+    _print(study, scores, ranking, verified)
+    if tracking:
+        rid = design_report.log_mlflow(out, workspace, study, summary, sur, files)
+        console.print(f"MLflow run {rid} (experiment design-{study.name}); see it with: porelab ui {workspace}",
+                      highlight=False)
+    console.print(f"results in {out}: ranked.csv, pareto.csv, pareto.png, designs/"
+                  + (", verified.csv" if verified else ""), highlight=False)
+
+
+def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
+    from active_learning.design_report import provenance
+    from active_learning.targets import objective_name
+
+    sign = 1.0 if study.goal.maximize else -1.0
+    best = ranking.order[0]
+    ok = [v for v in verified if v.measured]
+    obj = objective_name(study.goal)
+    metrics = {"candidates_scored": len(scores.candidates), "search_seconds": scores.seconds,
+               "candidates_per_s": rate, "feasible": int(ranking.feasible.sum()), "pareto_size": len(ranking.pareto),
+               f"top1_predicted_{study.goal.objective}": math.exp(sign * scores.mean[best, 0]),
+               f"top1_risk_bound_{study.goal.objective}": math.exp(sign * ranking.lcb[best, 0]),
+               "oracle_calls": len(verified), "verified_ok": len(ok)}
+    if ok:
+        b = max(ok, key=lambda v: sign * v.measured[obj])
+        metrics |= {f"best_measured_{study.goal.objective}": math.exp(b.measured[obj]), "best_measured_rank": b.rank,
+                    "best_measured_on_current_nA": math.exp(b.measured["log_on_current"])}
+    return {"study": study.model_dump(mode="json"), "surrogate": {"source": sur.source, "path": str(sur.path),
+                                                                  "kind": sur.model.kind, **sur.registered},
+            "seed": study.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "software": provenance(),
+            "metrics": metrics}
+
+
+def _print(study, scores, ranking, verified) -> None:
+    from active_learning.design_report import rows
+
+    name = study.goal.objective
+    t = Table(title=f"top designs ({name}, risk-aware: mean - {study.search.kappa:g} sd)")
+    for col in ("rank", "design id", "layers", "spacing nm", "pore nm", "groups", "|E| V/nm", name, "bound",
+                "ON nA", "bound nA"):
+        t.add_column(col, justify="right")
+    for r in rows(study, scores, ranking, ranking.order[:10]):
+        t.add_row(str(r["rank"]), r["design_id"], r["layers"], f"{r['spacing_nm']:g}", r["pore"],
+                  str(r["groups_per_rim"]), f"{r['field_V_per_nm']:g}", f"{r[name]:.3g}",
+                  f"{r[f'{name}_risk_bound']:.3g}", f"{r['on_current_nA']:.3g}", f"{r['on_current_risk_bound_nA']:.3g}")
+    console.print(t)
+    if verified:
+        from active_learning.targets import objective_name
+
+        obj, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
+        index = {c.design_id: k for k, c in enumerate(scores.candidates)}
+        v = Table(title=f"verified with the {study.oracle.kind} oracle")
+        for col in ("rank", "design id", f"predicted {name}", f"measured {name}", "predicted ON nA", "measured ON nA",
+                    "status"):
+            v.add_column(col, justify="right")
+        for x in verified:
+            i = index[x.candidate.design_id]
+            m = x.measured
+            v.add_row(str(x.rank), x.candidate.design_id,
+                      f"{math.exp(sign * scores.mean[i, 0]):.3g} ×/÷ {math.exp(scores.std[i, 0]):.2g}",
+                      f"{math.exp(m[obj]):.3g}" if m else "-", f"{math.exp(scores.mean[i, 1]):.3g}",
+                      f"{math.exp(m['log_on_current']):.3g}" if m else "-", "ok" if m else (x.error or "failed")[:60])
+        console.print(v)

@@ -1,0 +1,201 @@
+"""Inverse design: Pareto front, risk-aware ranking, screen and NSGA-II searches, verification, surrogate
+sources and the `porelab design` command end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from al_helpers import SMALL, write_study
+from typer.testing import CliRunner
+
+from active_learning import inverse
+from active_learning.acquisition import Prediction
+from active_learning.cli import app
+from active_learning.design_study import load_design_study
+from active_learning.model import ModelError
+from active_learning.study import Goal, OracleSpec, StudyError, parse_study
+from active_learning.surrogate_source import load_surrogate
+from sim.design import DesignError, load_design_file
+
+runner = CliRunner()
+
+
+class Known:
+    """A surrogate with a known answer: ln ICR peaks at spacing 0.55 nm and grows with groups_per_rim;
+    ln ON current falls with the number of layers; the epistemic std grows with |E| (V/nm)."""
+
+    kind = "known"
+    targets = ("log_icr", "log_on_current")
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, cands):
+        self.calls += 1
+        d = [c.design for c in cands]
+        e = np.array([max(abs(x) for x in c.conditions.fields_V_per_nm) for c in cands])
+        icr = np.array([-((x.spacing_nm - 0.55) / 0.1) ** 2 + 0.2 * x.groups_per_rim for x in d])
+        on = np.array([2.0 - 0.5 * len(x.layers) for x in d])
+        sd = 10 * e
+        mean = {"log_icr": icr, "log_on_current": on}
+        std = {"log_icr": sd, "log_on_current": 0.1 * sd}
+        return Prediction(mean, std, std, np.zeros((len(cands), 1)))
+
+
+def space():
+    return parse_study(SMALL).design_space()
+
+
+def test_pareto_front_matches_brute_force():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        a, b = rng.integers(0, 8, 60).astype(float), rng.normal(size=60)
+        front = set(inverse.pareto_front(a, b).tolist())
+        brute = {i for i in range(60)
+                 if not any((a[j] >= a[i] and b[j] >= b[i]) and (a[j] > a[i] or b[j] > b[i]) for j in range(60))}
+        assert front == brute
+
+
+def test_rank_is_risk_aware_and_respects_the_constraint():
+    s = inverse.score(Known(), space().sample(256, 0), Goal())
+    r0 = inverse.rank(s, Goal(), kappa=0.0)
+    assert np.all(np.diff(s.mean[r0.order, 0]) <= 0)  # kappa 0: by mean
+    r3 = inverse.rank(s, Goal(), kappa=3.0)
+    lcb = s.mean[:, 0] - 3 * s.std[:, 0]
+    assert np.all(np.diff(lcb[r3.order]) <= 0)
+    # caution moves the top pick to a lower field (smaller std) than the mean's favourite
+    e = np.array([c.conditions.fields_V_per_nm[0] for c in s.candidates])
+    assert e[r3.order[0]] <= e[r0.order[0]]
+    on_min = float(np.exp(np.median(s.mean[:, 1])))
+    rc = inverse.rank(s, Goal(on_current_min_nA=on_min), kappa=1.0)
+    assert rc.feasible.sum() < len(s.candidates)
+    assert np.all(np.exp(rc.lcb[rc.order, 1]) >= on_min)
+    with pytest.raises(DesignError, match="no candidate has ON current >= 1e"):
+        inverse.rank(s, Goal(on_current_min_nA=1e6), kappa=1.0)
+
+
+def test_screen_is_the_seeded_pool_and_chunking_changes_nothing():
+    sp = space()
+    a = inverse.screen(sp, Known(), Goal(), 300, seed=5, chunk=7)
+    b = inverse.screen(sp, Known(), Goal(), 300, seed=5, chunk=4096)
+    assert [c.design_id for c in a.candidates] == [c.design_id for c in sp.sample(300, 5)]
+    np.testing.assert_array_equal(a.mean, b.mean)
+    minimise = inverse.score(Known(), a.candidates, Goal(maximize=False))
+    np.testing.assert_array_equal(minimise.mean[:, 0], -a.mean[:, 0])
+
+
+def test_nsga2_finds_the_known_optimum():
+    s = inverse.nsga2(space(), Known(), Goal(), population=24, generations=15, kappa=0.0, seed=1)
+    r = inverse.rank(s, Goal(), 0.0)
+    best = s.candidates[r.order[0]].design
+    assert abs(best.spacing_nm - 0.55) < 0.05 and best.groups_per_rim >= 7
+    assert len({c.design_id for c in s.candidates}) == len(s.candidates)  # each design scored once
+    front = [s.candidates[i].design for i in r.pareto]
+    assert min(len(d.layers) for d in front) == 1  # the ON-current end of the front
+
+
+def test_selectivity_needs_a_model_trained_for_it():
+    goal = Goal(objective="selectivity", selectivity={"numerator": ["K+"], "denominator": ["Cl-"]})
+    with pytest.raises(ModelError, match="not log_selectivity"):
+        inverse.prepare(Known(), goal)
+
+
+def test_verify_measures_resumes_and_reports_failures(tmp_path, user_oracle):
+    cands = [c for c in space().sample(64, 2) if c.design.groups_per_rim not in (2, 3)][:2]
+    bad = [c for c in space().sample(64, 2) if c.design.groups_per_rim == 2][:1]
+    log = tmp_path / "calls.log"
+    spec = OracleSpec(kind="user", path=f"{user_oracle}:LoggedContinuum",
+                      settings={"log": str(log), "faulty": True})
+    v = inverse.verify(cands + bad, spec, tmp_path / "verify", Goal())
+    assert [x.rank for x in v] == [1, 2, 3]
+    assert all(x.measured and math.isfinite(x.measured["log_icr"]) for x in v[:2]), [x.error for x in v]
+    assert v[2].measured is None and "exploded on purpose" in v[2].error
+    assert len(log.read_text().split()) == 2
+    again = inverse.verify(cands, spec, tmp_path / "verify", Goal())  # resumes: no new oracle calls
+    assert len(log.read_text().split()) == 2
+    assert [x.measured for x in again] == [x.measured for x in v[:2]]
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    """A finished small rf campaign with MLflow tracking in a fresh workspace."""
+    ws = tmp_path_factory.mktemp("ws")
+    study = write_study(ws / "study.yaml")
+    r = runner.invoke(app, ["campaign", "run", str(study), "--dir", str(ws / "runs" / "small"), "--quiet"],
+                      env={"PORELAB_WORKSPACE": str(ws)})
+    assert r.exit_code == 0, r.output
+    return ws
+
+
+def test_surrogate_sources_agree(campaign, tmp_path):
+    d = campaign / "runs" / "small"
+    newest = sorted((d / "models").glob("step_*"))[-1]
+    by_dir = load_surrogate(str(d), campaign / "runs", tmp_path / "a")
+    by_model = load_surrogate(str(newest), campaign / "runs", tmp_path / "b")
+    by_alias = load_surrogate("porelab-small@champion", campaign / "runs", tmp_path / "c")
+    assert by_dir.path == newest.resolve() == by_model.path
+    assert by_alias.registered["name"] == "porelab-small" and by_dir.registered["version"] == \
+        by_alias.registered["version"]
+    cands = space().sample(32, 9)
+    for s in (by_model, by_alias):
+        np.testing.assert_allclose(s.model.predict(cands).mean["log_icr"], by_dir.model.predict(cands).mean["log_icr"])
+    with pytest.raises(ModelError, match="RESOURCE_DOES_NOT_EXIST|not found|does not exist"):
+        load_surrogate("porelab-small@nosuchalias", campaign / "runs", tmp_path / "d")
+    with pytest.raises(ModelError, match="no such model or campaign directory"):
+        load_surrogate(str(tmp_path / "nothing" / "here"), campaign / "runs", tmp_path / "e")
+
+
+def test_design_command_end_to_end(campaign, monkeypatch):
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(campaign))
+    monkeypatch.chdir(campaign)
+    out = campaign / "runs" / "design-small"
+    r = runner.invoke(app, ["design", "study.yaml", "--candidates", "512", "--verify", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    for f in ("ranked.csv", "pareto.csv", "pareto.png", "scores.npz", "verified.csv", "summary.json"):
+        assert (out / f).stat().st_size > 0, f
+    ranked = (out / "ranked.csv").read_text().splitlines()
+    assert len(ranked) == 1 + 20 and ranked[1].startswith("1,")
+    top_id = ranked[1].split(",")[1]
+    design, conditions = load_design_file(next((out / "designs").glob(f"rank_001_{top_id}.yaml")))
+    from sim.design import design_id
+
+    assert design_id(design, conditions) == top_id
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["candidates_scored"] == 512 and summary["metrics"]["oracle_calls"] == 2
+    assert summary["surrogate"]["name"] == "porelab-small" and summary["software"]["openmm_version"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{campaign / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("design-small")
+    run = client.search_runs([exp.experiment_id])[0]
+    assert run.data.tags["porelab.model_name"] == "porelab-small"
+    assert run.data.tags["porelab.model_version"] == summary["surrogate"]["version"]
+    assert run.data.metrics["candidates_scored"] == 512
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"ranked.csv", "pareto.png", "verified.csv", "designs"} <= names
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--surrogate", "nosuch@champion"], "nosuch"),
+    (["--out", "../outside"], "outside the workspace"),
+    (["--method", "annealing"], "search.method"),
+])
+def test_design_errors_are_one_line(campaign, monkeypatch, args, needle):
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(campaign))
+    monkeypatch.chdir(campaign)
+    r = runner.invoke(app, ["design", "study.yaml", "--no-tracking", "--quiet", *args])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.startswith("error:") and needle in r.output
+
+
+def test_a_campaign_study_is_a_design_study(tmp_path):
+    s = load_design_study(write_study(tmp_path / "s.yaml"))
+    assert s.surrogate == "runs/small" and s.search.method == "screen"
+    doc = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    doc.pop("budget")
+    doc["search"] = {"kappa": -1}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(StudyError, match="search.kappa"):
+        load_design_study(tmp_path / "d.yaml")
