@@ -10,6 +10,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,15 +18,41 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer._click import exceptions as click_errors  # the click that typer runs on (vendored)
 
 from active_learning.inverse_cli import app as inverse_app
 from sim.cli import app as sim_app
-from sim.cli import console, fail
+from sim.cli import console, fail, out_path
 from sim.free_energy_cli import app as free_energy_app
 from surrogate.cli import app as surrogate_app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a bad option value, a missing argument) end with one `error:` line, not a help panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click_errors.ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            console.print(f"[bold red]error:[/] {escape(err.format_message())}{escape(hint)}", highlight=False,
+                          soft_wrap=True)
+            sys.exit(err.exit_code)
+        except (click_errors.Abort, typer.Abort):
+            console.print("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="porelab: Janus nanopore membranes, simulated, learned and designed.")
 app.registered_commands += sim_app.registered_commands
 app.registered_commands += free_energy_app.registered_commands
@@ -64,9 +91,18 @@ def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
         raise typer.Exit(130) from None
     except _user_errors() as err:
         fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: a database of the campaign is unreadable ({err})")
     except OSError as err:
         fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
     _print_summary(summary, directory, time.monotonic() - t0)
+
+
+def _campaign_dir(directory: Path, what: str) -> Path:
+    """The campaign directory, refused unless it and its parent (mlflow.db, mlartifacts) are in the workspace."""
+    d = out_path(directory, what)
+    out_path(d.parent, f"{what} {str(directory)!r}: its parent (where mlflow.db goes)")
+    return d
 
 
 @campaign_app.command("run")
@@ -83,7 +119,7 @@ def campaign_run(
 
     try:
         study = load_study(study_file)
-        directory = dir or Path("runs") / study.name
+        directory = _campaign_dir(dir or Path("runs") / study.name, "--dir" if dir else "the default --dir")
         create(study, directory, exist_ok=resume)
     except (StudyError, CampaignError) as err:
         fail(str(err))
@@ -99,6 +135,13 @@ def campaign_resume(
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
     """Continue a stopped or killed campaign exactly where its ledger says it was."""
+    from active_learning.campaign import load
+
+    try:
+        load(directory)  # read only: "not a campaign directory" before anything else
+    except _user_errors() as err:
+        fail(str(err))
+    directory = _campaign_dir(directory, "DIRECTORY")
     _drive(directory, quiet, tracking, budget=budget, wall_clock_min=wall_clock_min)
 
 
@@ -116,6 +159,8 @@ def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign dir
         ledger.close()
     except _user_errors() as err:
         fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: the ledger is unreadable ({err})")
     _print_summary(summary, directory, None)
     if running:
         console.print("running: " + ", ".join(t.design_id for t in running))
@@ -159,12 +204,27 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def ui_command(directory: Path, host: str, port: int) -> tuple[list[str], dict[str, str], str]:
-    """(argv, environment, URL) of the MLflow server for the workspace holding `directory`."""
+def check_host(host: str) -> None:
+    """ValueError unless `host` is a non-empty address or name this machine can resolve."""
+    if not host.strip():
+        raise ValueError("--host is empty; give an address such as 127.0.0.1")
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        raise ValueError(f"--host {host!r} is not an address this machine can bind ({err})") from None
+
+
+def _ui_workspace(directory: Path) -> Path:
+    """The workspace (the directory holding mlflow.db) of a campaign directory or of a workspace."""
+    d = directory.resolve()
+    return d if (d / "mlflow.db").exists() or not (d / "ledger.sqlite").exists() else d.parent
+
+
+def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, URL) of the MLflow server for the workspace holding `directory` (loopback by default)."""
     from active_learning.tracking import workspace_uri
 
-    d = directory.resolve()
-    workspace = d if (d / "mlflow.db").exists() or not (d / "ledger.sqlite").exists() else d.parent
+    workspace = _ui_workspace(directory)
     if not (workspace / "mlflow.db").exists():
         raise FileNotFoundError(f"no mlflow.db in {workspace}: run a campaign there first")
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
@@ -185,16 +245,23 @@ def ui(
     port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 5000,
 ):
     """Serve the MLflow UI of a workspace on 127.0.0.1 (one worker, no job execution) and print its URL."""
-    if not _is_loopback(host):
-        console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {host}: it has no authentication and "
-                      "anyone who can reach this address can read and change the runs", highlight=False)
     try:
+        check_host(host)
         argv, env, url = ui_command(directory, host, port)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         fail(str(err))
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        if s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
-            fail(f"port {port} on {host} is in use; pass --port")
+    out_path(_ui_workspace(directory), f"DIRECTORY {str(directory)!r}: its workspace (the server writes there)")
+    if not _is_loopback(host):
+        console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {escape(host)}: it has no authentication "
+                      "and anyone who can reach this address can read and change the runs", highlight=False)
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.settimeout(2.0)
+            in_use = s.connect_ex((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)) == 0
+    except OSError:
+        in_use = False  # let the server report what it cannot bind
+    if in_use:
+        fail(f"port {port} on {host} is in use; pass --port")
     console.print(f"MLflow UI at {url}  (Ctrl-C to stop)", highlight=False)
     try:
         raise typer.Exit(subprocess.call(argv, env=env))

@@ -126,6 +126,28 @@ class ModelSpec(_Strict):
     kind: Literal["gnn", "rf", "gp"] = "gnn"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        """Refuse unknown or out-of-range keywords now, not as a silent model-less campaign later."""
+        if self.kind == "gnn":
+            from surrogate.params import check_ensemble_params
+
+            check_ensemble_params(self.params)
+        elif self.kind == "gp":
+            for k, v in self.params.items():
+                if k != "restarts":
+                    raise ValueError(f"{k} is not a keyword of model gp; known: restarts")
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100:
+                    raise ValueError(f"restarts={v!r} must be an integer in [0, 100]")
+        else:
+            from sklearn.ensemble import RandomForestRegressor
+
+            try:
+                RandomForestRegressor(**self.params)._validate_params()
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"rf: {err}") from None
+        return self
+
 
 class AcquisitionSpec(_Strict):
     kind: str = "ucb"
@@ -138,7 +160,10 @@ class AcquisitionSpec(_Strict):
         from active_learning.acquisition import resolve_acquisition
 
         self.kind = self.kind.lower().replace("-", "_")
-        resolve_acquisition(self.kind, None, **self.params)  # ValueError names a bad kind or keyword
+        try:
+            resolve_acquisition(self.kind, None, **self.params)  # ValueError names a bad kind or keyword
+        except TypeError as err:  # a keyword of the wrong type, e.g. beta: x
+            raise ValueError(f"params {self.params}: {err}") from None
         return self
 
 
@@ -147,7 +172,7 @@ class Problem(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     preset: str | None = None
     base: Base = Base()
     space: dict[str, Dimension] = Field(default_factory=dict)
@@ -170,6 +195,9 @@ class Problem(_Strict):
 
     @model_validator(mode="after")
     def _check_base(self) -> Problem:
+        if not self.space:  # checked here: a field validator does not see the default {}
+            raise ValueError("space: the design space is empty; give at least one dimension, e.g. spacing_nm: "
+                             "{low: 0.3, high: 0.7}")
         try:
             make_design(self.base.design, self.preset)
             make_conditions(self.base.conditions)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.design import DesignError, design_id, load_design_file
+from sim.workspace import WorkspaceError, output_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated and learned.")
@@ -20,6 +21,14 @@ def fail(msg: str, code: int = 2):
     """Print a one-line error and exit non-zero (no traceback)."""
     console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def out_path(path: Path, what: str) -> Path:
+    """`path` resolved inside the workspace, or a one-line error naming it."""
+    try:
+        return output_path(path, what)
+    except WorkspaceError as err:
+        fail(str(err))
 
 
 def _load(path: Path, preset: str | None):
@@ -49,13 +58,16 @@ def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
     from sim.builder import build as build_structure
     from sim.builder import built_pore_size
 
+    out = out_path(out or design_file.with_suffix(".pdb"), "--out" if out else "the default --out")
     design, conditions = _load(design_file, preset)
     try:
         s = build_structure(design)
     except DesignError as err:
         fail(str(err))
-    out = out or design_file.with_suffix(".pdb")
-    s.write_pdb(out)
+    try:
+        s.write_pdb(out)
+    except OSError as err:
+        fail(f"--out {out}: {err.strerror or err}")
     sizes = ", ".join(f"{w:.2f}x{h:.2f}" for w, h in (built_pore_size(s, k) for k in range(len(design.layers))))
     console.print(f"{design_id(design, conditions)}: {s.n_atoms} atoms, box {s.box.round(3).tolist()} nm, "
                   f"layer charges {s.layer_charge().round(3).tolist()} e, pores {sizes} nm -> {out}")
@@ -79,11 +91,17 @@ def simulate(
     from sim.measurement import Measurement
     from sim.plots import plot_icr, plot_iv
 
+    out = out_path(out, "--out")
     design, conditions = _load(design_file, preset)
-    if fields is not None:
-        conditions = conditions.with_fields(_parse_fields(fields, both_signs))
-    elif both_signs:
-        conditions = conditions.with_fields(_parse_fields(",".join(map(str, conditions.fields_V_per_nm)), True))
+    try:
+        if fields is not None:
+            conditions = conditions.with_fields(_parse_fields(fields, both_signs))
+        elif both_signs:
+            conditions = conditions.with_fields(_parse_fields(",".join(map(str, conditions.fields_V_per_nm)), True))
+    except DesignError as err:
+        fail(f"--fields: {err}")
+    if fidelity not in ("md", "continuum"):
+        fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -202,8 +202,9 @@ class Conditions(BaseModel):
         return self
 
     def with_fields(self, fields: list[float] | tuple[float, ...]) -> Conditions:
-        return Conditions(electrolyte=self.electrolyte, fields_V_per_nm=tuple(fields),
-                          temperature_K=self.temperature_K)
+        """These conditions at other fields; DesignError names a bad field."""
+        return make_conditions({"electrolyte": self.electrolyte, "fields_V_per_nm": tuple(fields),
+                                "temperature_K": self.temperature_K})
 
 
 # --- presets -------------------------------------------------------------------------------------
@@ -288,6 +289,12 @@ def load_design_file(path: str | Path, preset: str | None = None) -> tuple[Desig
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise DesignError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DesignError(f"{path}: is a directory, not a design YAML") from None
+    except UnicodeDecodeError:
+        raise DesignError(f"{path}: not a text file") from None
+    except OSError as err:
+        raise DesignError(f"{path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

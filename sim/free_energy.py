@@ -204,13 +204,18 @@ class UmbrellaTarget:
         return 0.5 * (min(self.layer_z_nm) + max(self.layer_z_nm))
 
 
-def pore_target(design: Design, conditions: Conditions, ion: str, settings: FESettings) -> UmbrellaTarget:
-    """The solvated pore of `design` (field off) with one ion of species `ion` tagged and restrained."""
+def check_ion(ion: str, conditions: Conditions) -> None:
+    """DesignError unless `ion` has MD parameters and is in the electrolyte."""
     if ion not in MD_SPECIES:
         raise DesignError(f"ion {ion!r} has no MD parameters here; choose one of {', '.join(MD_SPECIES)}")
     if ion not in conditions.electrolyte:
         raise DesignError(f"ion {ion!r} is not in the electrolyte {sorted(conditions.electrolyte)}; "
                           "add it to the design file's conditions")
+
+
+def pore_target(design: Design, conditions: Conditions, ion: str, settings: FESettings) -> UmbrellaTarget:
+    """The solvated pore of `design` (field off) with one ion of species `ion` tagged and restrained."""
+    check_ion(ion, conditions)
     structure = build(design)
     ss = build_system(structure, conditions, seed=settings.seed, cutoff_nm=settings.cutoff_nm)
     tagged = int(ss.ion_indices[ss.ion_species == ion][0])

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli import console, fail
+from sim.cli import console, fail, out_path
 from sim.design import DesignError, load_design_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
@@ -49,9 +49,10 @@ def free_energy(
     threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
 ):
     """Free energy of an ion along the pore axis and over (z, r), split into enthalpy and entropy; JSON + PNGs."""
-    from sim.free_energy import FESettings, run_free_energy
+    from sim.free_energy import FESettings, check_ion, run_free_energy
     from sim.protocol import SimulationBlowUp
 
+    out = out_path(out, "--out")
     try:
         design, conditions = load_design_file(design_file, preset=preset)
         settings = FESettings(n_windows=windows, margin_nm=margin_nm, window_ps=window_ps,
@@ -59,6 +60,7 @@ def free_energy(
                               temperatures_K=_temperatures(temperatures), k_z=k_z, radius_nm=radius_nm,
                               timestep_fs=timestep_fs, seed=seed, platform=platform, cpu_threads=threads)
         settings.temperatures(conditions.temperature_K)
+        check_ion(ion, conditions)
         out.mkdir(parents=True, exist_ok=True)
         res = run_free_energy(design, conditions, ion, out, settings)
     except DesignError as err:

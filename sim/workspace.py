@@ -1,7 +1,8 @@
 """Where porelab may write: output paths must stay inside the workspace.
 
 The workspace is $PORELAB_WORKSPACE when set, else the current directory. `output_path` resolves a
-user-given output path (following symlinks, `..` and absolute paths) and refuses one that lands outside.
+user-given output path (relative to the current directory, following symlinks and `..`) and refuses one that
+lands outside.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ def workspace() -> Path:
 def output_path(path: str | Path, what: str = "output path") -> Path:
     """`path` resolved, if it lies inside the workspace; else WorkspaceError naming both."""
     root = workspace()
-    p = Path(path).expanduser()
-    resolved = (p if p.is_absolute() else root / p).resolve()
+    resolved = Path(path).expanduser().resolve()
     if resolved != root and root not in resolved.parents:
         raise WorkspaceError(f"{what} {str(path)!r} resolves to {resolved}, outside the workspace {root} "
                              "(set PORELAB_WORKSPACE or run from a directory that contains it)")

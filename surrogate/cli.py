@@ -26,7 +26,7 @@ from typing import Annotated
 
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="porelab surrogate commands.")
@@ -39,9 +39,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: dict = {}  # DeepEnsemble keywords (n_members, hidden, max_epochs, symmetry, ...)
     graph: dict = {}  # GraphSettings keywords (shell_nm, edge_cutoff_nm, n_rbf)
-    flux_scale_per_ns: float = 0.01
-    test_fraction: float = 0.2  # whole designs held out for the reported metrics (0: report on training data)
-    seed: int = 0
+    flux_scale_per_ns: float = Field(0.01, gt=0, allow_inf_nan=False)
+    test_fraction: float = Field(0.2, ge=0, lt=1)  # whole designs held out for the metrics (0: the training data)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     experiment: str = "porelab-surrogate"
     registered_model_name: str | None = "porelab-surrogate"
     run_name: str | None = None
@@ -52,16 +52,35 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _one_line(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{loc + ': ' if loc else ''}{e['msg']}{more}"
+
+
 def load_config(path: Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        return TrainConfig(**doc)
+        doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         _fail(f"--config {path}: no such file")
-    except (yaml.YAMLError, ValidationError, TypeError) as err:
-        _fail(f"--config {path}: {err}")
+    except IsADirectoryError:
+        _fail(f"--config {path}: is a directory, not a YAML file")
+    except UnicodeDecodeError:
+        _fail(f"--config {path}: not a text file")
+    except OSError as err:
+        _fail(f"--config {path}: {err.strerror or err}")
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        _fail(f"--config {path}: malformed YAML{f' at line {mark.line + 1}' if mark else ''}")
+    if doc is not None and not isinstance(doc, dict):
+        _fail(f"--config {path}: expected a mapping with keys model, graph, test_fraction, ...")
+    try:
+        return TrainConfig(**(doc or {}))
+    except ValidationError as err:
+        _fail(f"--config {path}: {_one_line(err)}")
 
 
 def tracking_uri(out: Path) -> str:
@@ -76,25 +95,36 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML: model/graph settings, split, MLflow names")] = None,
 ):
     """Train the GNN ensemble surrogate on DATA; write the model, metrics and plots to OUT; log an MLflow run."""
-    from surrogate.dataset import find_measurements, load_dataset
+    from sim.cli import out_path
+    from surrogate.dataset import MeasurementFileError, find_measurements, load_dataset
     from surrogate.ensemble import DeepEnsemble
     from surrogate.graph import GraphSettings
     from surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
+    from surrogate.params import check_ensemble_params, check_graph_params
     from surrogate.targets import FluxTransform
 
+    out = out_path(out, "--out")
     cfg = load_config(config)
     if not data.is_dir():
         _fail(f"DATA {data}: not a directory")
     if not find_measurements(data):
         _fail(f"DATA {data}: no measurement.json below it")
     try:
+        check_graph_params(cfg.graph, "graph.")
+        check_ensemble_params(cfg.model, "model.")
         settings = GraphSettings(**cfg.graph)
         model = DeepEnsemble(**{"seed": cfg.seed, **cfg.model, "graph_settings": settings.to_dict(),
                                 "flux_scale_per_ns": cfg.flux_scale_per_ns})
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         _fail(f"config: {err}")
-    out.mkdir(parents=True, exist_ok=True)
-    samples = load_dataset(data, settings, FluxTransform(cfg.flux_scale_per_ns), cache_dir=out / "processed")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(f"--out {out}: {err.strerror or err}")
+    try:
+        samples = load_dataset(data, settings, FluxTransform(cfg.flux_scale_per_ns), cache_dir=out / "processed")
+    except MeasurementFileError as err:
+        _fail(f"DATA {data}: {err}")
     if samples.n_designs == 0:
         _fail(f"DATA {data}: no successful measurement to learn from")
     train_set, test_set = samples, samples

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from sim.design import Conditions, Design
 from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
@@ -215,6 +217,21 @@ def _cache_key(settings: GraphSettings, transform: FluxTransform) -> str:
     return f"{settings.hash()}-{transform.scale_per_ns:.6g}-v{CACHE_VERSION}"
 
 
+class MeasurementFileError(ValueError):
+    """A measurement.json that cannot be read or does not validate; the message names the file."""
+
+
+def _load_measurement(path: Path) -> Measurement:
+    try:
+        return Measurement.load(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise MeasurementFileError(f"{path}: unreadable ({getattr(err, 'strerror', None) or err})") from None
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(p) for p in e["loc"])
+        raise MeasurementFileError(f"{path}: not a measurement ({loc + ': ' if loc else ''}{e['msg']})") from None
+
+
 def load_dataset(root: str | Path, settings: GraphSettings = DEFAULT_SETTINGS,
                  transform: FluxTransform = DEFAULT_TRANSFORM, cache_dir: str | Path | None = None) -> Samples:
     """Samples of every measurement.json under root, via a processed cache in cache_dir (default root/processed).
@@ -233,9 +250,9 @@ def load_dataset(root: str | Path, settings: GraphSettings = DEFAULT_SETTINGS,
             if json.loads(meta_path.read_text()) == meta:
                 load_dataset.last_rebuilt = False
                 return _from_cache(torch.load(data_path, weights_only=True), settings, transform)
-        except (json.JSONDecodeError, RuntimeError, KeyError, OSError):
-            pass  # unreadable cache: rebuild it
-    samples = Samples.from_measurements([Measurement.load(p) for p in files], settings, transform)
+        except (json.JSONDecodeError, RuntimeError, KeyError, OSError, pickle.UnpicklingError):
+            pass  # unreadable cache, or one holding more than tensors (weights_only refuses it): rebuild it
+    samples = Samples.from_measurements([_load_measurement(p) for p in files], settings, transform)
     cache.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(_to_cache(samples), buf)

@@ -33,6 +33,7 @@ from surrogate.dataset import Samples
 from surrogate.graph import GLOBAL_FEATURES, NODE_FEATURES, GraphSettings, mirror_globals, mirror_graph
 from surrogate.metrics import icr_calibration_factor
 from surrogate.model import PoreGNN, collate, symmetric_forward
+from surrogate.params import check_ensemble_params
 from surrogate.prediction import Prediction, calibration_factor, from_members
 from surrogate.targets import SPECIES_NAMES, VALENCE, FluxTransform, censored_nll, current_nA, gaussian_nll, log_icr
 
@@ -88,6 +89,7 @@ class DeepEnsemble(BaseEstimator):
                        len(SPECIES_NAMES), self.hidden, self.n_conv, self.msg_dim, self.head_hidden)
 
     def _check(self, samples: Samples) -> Samples:
+        check_ensemble_params(self.get_params())
         if self.symmetry not in SYMMETRIES:
             raise ValueError(f"symmetry={self.symmetry!r} is unknown; choose one of {', '.join(SYMMETRIES)}")
         if samples.transform != self.transform:

@@ -25,6 +25,7 @@ from torch_geometric.data import Data
 
 from sim.builder import build
 from sim.design import SPECIES, Conditions, Design
+from surrogate.params import check_graph_params
 
 ELEMENTS = ("C", "B", "N", "O", "H")
 ROLES = ("sheet", "rim", "group")
@@ -47,6 +48,9 @@ class GraphSettings:
     shell_nm: float = 0.0  # sheet atoms kept this far (radially) beyond the layer's outermost rim atom
     edge_cutoff_nm: float = 0.35  # 0.35 joins atoms directly above each other at the seed spacing 0.34 nm
     n_rbf: int = 6  # Gaussian radial basis functions of the edge length
+
+    def __post_init__(self):
+        check_graph_params(self.to_dict())
 
     @property
     def edge_features(self) -> tuple[str, ...]:
