@@ -145,14 +145,15 @@ def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, su
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from active_learning.tracking import flatten, mlflow_key, tracking_uri
+    from active_learning.tracking import UI_KIND, flatten, mlflow_key, tracking_uri
 
     uri = tracking_uri(workspace)
     client = MlflowClient(uri)
     name = f"design-{study.name}"
     exp = client.get_experiment_by_name(name)
     eid = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=(workspace / "mlartifacts" / name).as_uri() if uri.startswith("sqlite") else None)
+        name, artifact_location=(workspace / "mlartifacts" / name).as_uri() if uri.startswith("sqlite") else None,
+        tags=UI_KIND)
     reg = surrogate.registered
     tags = {"porelab.kind": "design", "porelab.study": study.name, "porelab.surrogate": surrogate.source,
             "porelab.output_dir": str(out)}

@@ -27,6 +27,7 @@ class SearchSpec(_Strict):
     kappa: float = Field(1.0, ge=0, le=10, description="risk aversion: rank by mean - kappa * epistemic std")
     top: int = Field(20, ge=1, le=10_000, description="designs in the ranked table and written as YAML")
     chunk: int = Field(2048, ge=1, le=1_000_000, description="candidates per surrogate call")
+    workers: int = Field(2, ge=1, le=256, description="screen: processes scoring chunks in parallel (GNN)")
 
 
 class DesignStudy(Problem):

@@ -19,8 +19,10 @@ Two searches, both ending in that ranking of every candidate they scored:
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,27 +69,55 @@ def prepare(model, goal: Goal):
     return model
 
 
-def score(model, candidates: list[Candidate], goal: Goal, chunk: int = 2048,
-          progress: Progress | None = None) -> Scores:
-    """Score candidates with the surrogate, `chunk` per call (memory stays bounded)."""
+_WORKER_MODEL = None  # the surrogate, inherited by forked scoring workers
+
+
+def _chunk(model, cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray]:
     obj, on, sign = _columns(model, goal)
+    p = model.predict(cands)
+    return (np.column_stack([sign * p.mean[obj], p.mean[on]]), np.column_stack([p.epistemic[obj], p.epistemic[on]]))
+
+
+def _worker_chunk(cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray]:
+    return _chunk(_WORKER_MODEL, cands, goal)
+
+
+def score(model, candidates: list[Candidate], goal: Goal, chunk: int = 2048, progress: Progress | None = None,
+          workers: int = 1) -> Scores:
+    """Score candidates with the surrogate, `chunk` per call (memory stays bounded), in `workers` forked
+    processes when there is more than one chunk (same numbers as one process)."""
+    global _WORKER_MODEL
+    _columns(model, goal)
     t0 = time.perf_counter()
-    mean, std = np.zeros((len(candidates), 2)), np.zeros((len(candidates), 2))
-    for i in range(0, len(candidates), chunk):
-        p = model.predict(candidates[i:i + chunk])
-        mean[i:i + chunk] = np.column_stack([sign * p.mean[obj], p.mean[on]])
-        std[i:i + chunk] = np.column_stack([p.epistemic[obj], p.epistemic[on]])
-        if progress:
-            progress(min(i + chunk, len(candidates)), len(candidates))
+    n = len(candidates)
+    mean, std = np.zeros((n, 2)), np.zeros((n, 2))
+    starts = range(0, n, chunk)
+    parts = [candidates[i:i + chunk] for i in starts]
+    if workers > 1 and len(parts) > 1:
+        _WORKER_MODEL = model
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
+                results = ex.map(_worker_chunk, parts, [goal] * len(parts))
+                for i, (m, s) in zip(starts, results, strict=True):
+                    mean[i:i + chunk], std[i:i + chunk] = m, s
+                    if progress:
+                        progress(min(i + chunk, n), n)
+        finally:
+            _WORKER_MODEL = None
+    else:
+        for i, part in zip(starts, parts, strict=True):
+            mean[i:i + chunk], std[i:i + chunk] = _chunk(model, part, goal)
+            if progress:
+                progress(min(i + chunk, n), n)
     return Scores(list(candidates), mean, std, time.perf_counter() - t0)
 
 
 def screen(space: DesignSpace, model, goal: Goal, n: int, seed: int, chunk: int = 2048,
-           progress: Progress | None = None) -> Scores:
+           progress: Progress | None = None, workers: int = 1) -> Scores:
     """Draw up to n distinct valid designs (scrambled Sobol, seeded) and score them all."""
     t0 = time.perf_counter()
     cands = space.sample(n, seed)
-    s = score(model, cands, goal, chunk, progress)
+    s = score(model, cands, goal, chunk, progress, workers)
     s.seconds = time.perf_counter() - t0
     return s
 
@@ -136,7 +166,7 @@ def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: i
 
     if not space.dims:
         raise DesignError("nsga2 needs a design space with at least one dimension; use method: screen")
-    obj, on, sign = _columns(model, goal)
+    _columns(model, goal)
     pv, decode = _variables(space)
     on_min = math.log(goal.on_current_min_nA) if goal.on_current_min_nA else None
     seen: dict[str, tuple[Candidate, np.ndarray, np.ndarray]] = {}

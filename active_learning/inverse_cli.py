@@ -84,7 +84,10 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
     prog, tick = _bar(f"{s.method}: scoring", quiet)
     with prog:
         if s.method == "screen":
-            scores = inverse.screen(space, model, study.goal, s.candidates, study.seed, s.chunk, tick)
+            # only the GNN gains from parallel processes; rf/gp lose more to moving candidates than they gain
+            # (benchmarks/inverse_speed.py)
+            workers = s.workers if model.kind == "gnn" else 1
+            scores = inverse.screen(space, model, study.goal, s.candidates, study.seed, s.chunk, tick, workers)
         else:
             scores = inverse.nsga2(space, model, study.goal, s.population, s.generations, s.kappa, study.seed, tick)
     ranking = inverse.rank(scores, study.goal, s.kappa)

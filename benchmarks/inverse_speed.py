@@ -3,7 +3,8 @@ validation), then builder + graph + GNN ensemble (and the random forest for comp
 
 The GNN (CampaignModel kind gnn: surrogate.ensemble.DeepEnsemble, default settings) is trained on `--train`
 continuum measurements of experiments/continuum-al.yaml's space, then `--n` fresh candidates are scored in
-chunks of `--chunk`, exactly as `porelab design` does (inverse.screen).
+chunks of `--chunk` in `--workers` forked processes, exactly as `porelab design` does (inverse.screen); the
+1-process vs `--workers` ratio is measured side by side on the first `--n-ratio` candidates.
 
 Run: .venv/bin/python benchmarks/inverse_speed.py [--n 100000] [--threads 2]
 """
@@ -37,7 +38,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--train", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=2048)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--n-ratio", type=int, default=8192)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +58,13 @@ def main() -> None:
         t0 = time.perf_counter()
         model = CampaignModel(kind, goal, seed=0).fit(ms)
         res[f"{kind}_train_s"] = time.perf_counter() - t0
-        s = inverse.score(model, cands, goal, args.chunk)
+        few = cands[:args.n_ratio]
+        one = inverse.score(model, few, goal, args.chunk, workers=1).seconds
+        many = inverse.score(model, few, goal, args.chunk, workers=args.workers).seconds
+        res[f"{kind}_ratio_1_vs_{args.workers}_workers"] = one / many
+        print(f"{kind}: {len(few):,} candidates: 1 process {one:.1f} s, {args.workers} processes {many:.1f} s "
+              f"(x{one / many:.2f})", flush=True)
+        s = inverse.score(model, cands, goal, args.chunk, workers=args.workers)
         res[f"{kind}_score_s"] = s.seconds
         total = res["generate_s"] + s.seconds
         res[f"{kind}_candidates_per_s"] = len(cands) / total

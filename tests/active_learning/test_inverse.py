@@ -80,6 +80,8 @@ def test_screen_is_the_seeded_pool_and_chunking_changes_nothing():
     sp = space()
     a = inverse.screen(sp, Known(), Goal(), 300, seed=5, chunk=7)
     b = inverse.screen(sp, Known(), Goal(), 300, seed=5, chunk=4096)
+    c = inverse.screen(sp, Known(), Goal(), 300, seed=5, chunk=64, workers=2)
+    np.testing.assert_array_equal(a.mean, c.mean)
     assert [c.design_id for c in a.candidates] == [c.design_id for c in sp.sample(300, 5)]
     np.testing.assert_array_equal(a.mean, b.mean)
     minimise = inverse.score(Known(), a.candidates, Goal(maximize=False))
