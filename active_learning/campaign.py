@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from active_learning.oracles import make_oracle
 from active_learning.space import Candidate
 from active_learning.study import Study, parse_study
 from active_learning.targets import InvalidMeasurement, objective_name, target_names, targets
-from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
+from sim.faults import fault_point
+from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text, is_temp
 
 STUDY_FILE = "study.yaml"
 LEDGER_FILE = "ledger.sqlite"
@@ -77,7 +79,7 @@ def load(directory: str | Path) -> Study:
 def _sha256_dir(d: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(d.rglob("*")):
-        if f.is_file():
+        if f.is_file() and not is_temp(f):
             h.update(f.relative_to(d).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()
@@ -108,6 +110,7 @@ class Campaign:
             self.ledger.set("overrides", ov)
             self.ledger.set("finished", None)
             self.ledger.set("final_step", None)
+            self.ledger.set("mlflow_finished", None)
         self.budget = int(ov.get("budget") or self.study.budget.simulations)
         self.wall_clock_s = 60 * (ov.get("wall_clock_min") or self.study.budget.wall_clock_min or math.inf)
         o = self.study.oracle
@@ -202,6 +205,8 @@ class Campaign:
         try:
             if self.ledger.get("finished"):
                 self.log(f"campaign already finished ({self.ledger.get('finished')}); nothing to do")
+                self._catch_up_tracking()  # a driver killed after the finish may not have closed MLflow
+                self._finish_tracking(self.ledger.get("finished"))
                 return self.summary()
             recovered = self._recover()
             self._catch_up_tracking()
@@ -225,13 +230,16 @@ class Campaign:
                         if stop is None and self.ledger.trials("candidate"):
                             continue
                         break
+                    fault_point("campaign.wait")  # simulations running
                     results = executor.wait(timeout=2.0)
                     for r in results:  # ledger first, then refill the free workers, then the MLflow view
                         busy += r.busy_s
+                        fault_point("campaign.ingest")  # a result arrived (its measurement.json saved)
                         self._ingest(r)
                     if self._stop_reason() is None:
                         self._dispatch(executor)
                     for r in results:
+                        fault_point("campaign.log_sim")  # ingested, not yet in MLflow
                         self._log_sim(self.ledger.trial(r.design_id))
                     self._bank_time(force=False)
             finally:
@@ -245,19 +253,29 @@ class Campaign:
                     self.ledger.transition(t.design_id, "abandoned", "campaign stopped: target reached")
             if reason != "wall_clock":
                 self._final_iteration()
+                fault_point("campaign.finish")
                 self.ledger.set("finished", reason)
             self._bank_time()
+            if reason != "wall_clock":
+                self._finish_tracking(reason)
+            elif self.tracker is not None:
+                self.tracker.pause()
             summary = self.summary()
-            if self.tracker is not None:
-                if reason == "wall_clock":
-                    self.tracker.pause()
-                else:
-                    self.tracker.finish(reason, {k: summary.get(k) for k in ("best_objective", "completed",
-                                                                              "failed", "abandoned")})
             self.log(f"campaign stopped: {reason}")
             return summary
         finally:
             self._close()
+
+    def _finish_tracking(self, reason: str) -> None:
+        """Close the MLflow parent run with the final metrics, once (a resumed finished campaign only closes it)."""
+        if self.tracker is None:
+            return
+        if self.ledger.get("mlflow_finished"):
+            self.tracker.finish(reason, None)
+            return
+        s = self.summary()
+        self.tracker.finish(reason, {k: s.get(k) for k in ("best_objective", "completed", "failed", "abandoned")})
+        self.ledger.set("mlflow_finished", True)
 
     def _initial_design(self) -> None:
         n = min(self.study.budget.initial, self.budget, len(self.pool))
@@ -281,7 +299,9 @@ class Campaign:
                 return
             if t.design_id in pending:
                 continue
+            fault_point("campaign.dispatch")
             attempt = self.ledger.start(t.design_id)
+            fault_point("campaign.submit")  # running in the ledger, not yet submitted
             executor.submit(Task(t.design_id, t.design, t.conditions, self.oracle_spec,
                                  str(self._run_dir(t.design_id)), attempt))
 
@@ -414,6 +434,7 @@ class Campaign:
         started = time.time()
         train_round = self._train_round(step)
         t0 = time.perf_counter()
+        fault_point("campaign.train")
         model, n_train, digest = self._fit(step, train_round)
         t_train = time.perf_counter() - t0
         avail = self._available()
@@ -435,6 +456,7 @@ class Campaign:
                    "train_seconds": t_train, "train_digest": digest}
         mrec = self._save_model(step, model)
         self._plots(step, pred, scores, idx, acq)
+        fault_point("campaign.record_iteration")  # model saved, iteration not yet committed
         self.ledger.record_iteration(step, step, started, n_train, metrics, mrec, rows)
         if executor is not None:
             self._dispatch(executor)  # the new picks start before the MLflow logging below
@@ -480,8 +502,7 @@ class Campaign:
         metrics = {**self._metrics(model, pred, n_train, None), "picks": 0, "train_digest": digest}
         mrec = self._save_model(step, model)
         self._plots(step, None, None, None, None)
-        self.ledger.record_iteration(step, step, time.time(), n_train, metrics, mrec, [])
-        self.ledger.set("final_step", step)
+        self.ledger.record_iteration(step, step, time.time(), n_train, metrics, mrec, [], {"final_step": step})
         it = self.ledger.iterations()[-1]
         if self.tracker is not None:
             self._log_iteration(step, it["mlflow_run_id"], metrics, it["model_version"])
@@ -491,6 +512,8 @@ class Campaign:
         if model is None:
             return None
         mdir = self.dir / "models" / f"step_{step:03d}"
+        if mdir.exists():  # left by a driver killed before it recorded this step: no ledger row names it
+            shutil.rmtree(mdir)
         model.save(mdir)
         return {"kind": model.kind, "path": str(mdir.relative_to(self.dir)), "sha256": _sha256_dir(mdir)}
 
@@ -518,10 +541,14 @@ class Campaign:
         if model_version is not None:
             rec = [m for m in self.ledger.models() if m["version"] == model_version][0]
             mdir = None if rec["registered"] else self.dir / rec["path"]
-        rid = self.tracker.log_iteration(step, run_id, metrics, figs, None)
-        self.ledger.set_iteration_run(step, rid, False)
+        rid = run_id
+        if rid is None:  # the ledger keeps the run's id once its metrics and plots are logged
+            rid = self.tracker.log_iteration(step, None, metrics, figs, None)
+            fault_point("campaign.iteration_run")  # iteration run logged in MLflow, its id not yet in the ledger
+            self.ledger.set_iteration_run(step, rid, False)
         if mdir is not None and mdir.exists():
             self.tracker.log_iteration(step, rid, {}, [], mdir)
+            fault_point("campaign.model_registered")  # registered in MLflow, not yet in the ledger
             self.ledger.set_model_registered(model_version, self.tracker.model_name)
         self.ledger.set_iteration_run(step, rid, True)
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.faults import fault_point
+
 STATUSES = ("candidate", "running", "completed", "failed", "abandoned")
 FINAL = frozenset({"completed", "failed", "abandoned"})
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -151,6 +153,7 @@ class Ledger:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        fault_point("ledger.commit")  # a crash here loses the whole transaction, never half of it
         self.db.execute("COMMIT")
 
     def _event(self, db, design_id: str | None, kind: str, detail: str | None = None) -> None:
@@ -298,10 +301,12 @@ class Ledger:
                 for r in self.db.execute("SELECT * FROM iterations ORDER BY step")]
 
     def record_iteration(self, step: int, round: int, started_at: float, n_train: int, metrics: dict,
-                         model: dict | None, picks: list[dict]) -> int:
-        """Commit a finished iteration, its model {kind, path, sha256} and its picks (as candidate trials)
-        in one transaction; returns the number of new picks."""
+                         model: dict | None, picks: list[dict], meta: dict | None = None) -> int:
+        """Commit a finished iteration, its model {kind, path, sha256}, its picks (as candidate trials) and
+        `meta` keys in one transaction; returns the number of new picks."""
         with self.transaction() as db:
+            for k, v in (meta or {}).items():
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (k, json.dumps(v)))
             model_version = None
             if model is not None:
                 model_version = db.execute(

@@ -21,8 +21,10 @@ import warnings
 from pathlib import Path
 
 from active_learning.ledger import Ledger
+from sim.faults import fault_point
 
 ALIAS = "champion"
+UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view
 
 
 def workspace_uri(workspace: str | Path) -> str:
@@ -38,10 +40,10 @@ def mlflow_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name.replace("+", "_plus"))
 
 
-def _flat(prefix: str, value, out: dict) -> None:
+def flatten(prefix: str, value, out: dict) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     elif isinstance(value, list | tuple):
         out[prefix] = ",".join(map(str, value)) if value else "[]"
     else:
@@ -83,7 +85,7 @@ class Tracker:
             art = (self.dir.parent / "mlartifacts" / name).as_uri() if self.uri.startswith("sqlite:///") else None
             eid = self.client.create_experiment(name, artifact_location=art,
                                                 tags={"porelab.campaign_dir": str(self.dir),
-                                                      "porelab.study": self.study_name})
+                                                      "porelab.study": self.study_name, **UI_KIND})
         else:
             eid = exp.experiment_id
         self.experiment_name = name
@@ -106,7 +108,7 @@ class Tracker:
         if self.ledger.get("mlflow_study_logged"):
             return
         flat: dict = {}
-        _flat("", params, flat)
+        flatten("", params, flat)
         self._log_params(self.parent_id, flat)
         self.client.log_artifact(self.parent_id, str(study_file))
         self.ledger.set("mlflow_study_logged", True)
@@ -123,9 +125,17 @@ class Tracker:
                                      tags={"mlflow.parentRunId": self.parent_id, **tags})
         return run.info.run_id
 
-    def _find(self, key: str, value: str) -> str | None:
-        runs = self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{value}'", max_results=1)
-        return runs[0].info.run_id if runs else None
+    def _find(self, key: str, value: str) -> tuple[str | None, int]:
+        """(the finished run tagged key=value, how many unfinished ones were deleted: half-logged by a killed
+        driver, they are logged again)."""
+        found, deleted = None, 0
+        for r in self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{value}'"):
+            if r.info.status in ("FINISHED", "FAILED") and found is None:
+                found = r.info.run_id
+            else:
+                self.client.delete_run(r.info.run_id)
+                deleted += 1
+        return found, deleted
 
     # --- simulations ----------------------------------------------------------------------------------
     def log_simulation(self, trial, measurement, targets: dict | None, status: str, error: str | None,
@@ -133,7 +143,7 @@ class Tracker:
         """A nested run for one finished simulation: design/conditions as params, results as metrics."""
         from mlflow.entities import Metric
 
-        rid = self._find("porelab.design_id", trial.design_id) if search_first else None
+        rid = self._find("porelab.design_id", trial.design_id)[0] if search_first else None
         if rid is not None:
             return rid
         rid = self._child(f"sim {trial.design_id}", {"porelab.kind": "simulation",
@@ -141,10 +151,11 @@ class Tracker:
                                                        "porelab.status": status, "porelab.round": str(trial.round),
                                                        **({"porelab.error": error[:4000]} if error else {})})
         params: dict = {}
-        _flat("design", trial.design, params)
-        _flat("conditions", trial.conditions, params)
+        flatten("design", trial.design, params)
+        flatten("conditions", trial.conditions, params)
         params.update({"source": trial.source, "attempts": str(trial.attempts)})
         self._log_params(rid, params)
+        fault_point("tracking.sim_run")  # a half-logged simulation run
         ts = int(time.time() * 1000)
         metrics = dict(targets or {})
         if measurement is not None and measurement.status == "ok":
@@ -166,15 +177,23 @@ class Tracker:
         """Nested run `iteration <step>` (reused when run_id is given); metrics also on the parent by step."""
         from mlflow.entities import Metric
 
+        on_parent = None
         if run_id is None:
-            run_id = self._find("porelab.iteration", str(step)) or \
-                self._child(f"iteration {step}", {"porelab.kind": "iteration", "porelab.iteration": str(step)})
+            run_id, deleted = self._find("porelab.iteration", str(step))
+            if run_id is not None:
+                return run_id  # logged in full by a driver killed before it told the ledger
+            run_id = self._child(f"iteration {step}", {"porelab.kind": "iteration", "porelab.iteration": str(step)})
+            if deleted:  # a killed driver may have logged some of this step's metrics on the parent already
+                on_parent = self._logged_at(self.parent_id, step)
         ts = int(time.time() * 1000)
         ms = [Metric(mlflow_key(k), float(v), ts, step) for k, v in metrics.items()
               if isinstance(v, int | float) and v is not None]
         if ms:
             self.client.log_batch(run_id, metrics=ms)
-            self.client.log_batch(self.parent_id, metrics=ms)
+            fault_point("tracking.iteration")  # metrics on the iteration run, not yet on the parent
+            ms = [m for m in ms if on_parent is None or m.key not in on_parent]
+            if ms:
+                self.client.log_batch(self.parent_id, metrics=ms)
         for p in plots:
             self.client.log_artifact(run_id, str(p), "plots")
         if model_dir is not None:
@@ -182,7 +201,16 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    def _logged_at(self, run_id: str, step: int) -> set[str]:
+        """Metric keys already logged on a run at `step` (a killed driver may have logged some)."""
+        keys = self.client.get_run(run_id).data.metrics
+        return {k for k in keys if any(m.step == step for m in self.client.get_metric_history(run_id, k))}
+
     def _log_model(self, run_id: str, step: int, model_dir: Path) -> None:
+        for mv in self.client.search_model_versions(f"name='{self.model_name}'"):
+            if mv.tags.get("porelab.iteration") == str(step) and mv.tags.get("porelab.campaign_dir") == str(self.dir):
+                self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
+                return  # registered by a driver killed before it told the ledger
         code = Path(__file__).with_name("mlflow_model.py")
         with self.mlflow.start_run(run_id=run_id, nested=True), warnings.catch_warnings(), \
                 contextlib.redirect_stderr(io.StringIO()):  # MLflow prints registry chatter to stderr
@@ -195,13 +223,16 @@ class Tracker:
                                                   "porelab.campaign_dir": str(self.dir)})
         self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
 
-    def finish(self, reason: str, summary: dict) -> None:
+    def finish(self, reason: str, summary: dict | None) -> None:
+        """Close the parent run (FINISHED), logging the summary as final_* metrics unless it is None."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
+        fault_point("tracking.finish")
         self.client.set_tag(self.parent_id, "porelab.stopped", reason)
-        self.client.log_batch(self.parent_id, metrics=[Metric(f"final_{k}", float(v), ts, 0)
-                                                       for k, v in summary.items() if v is not None])
+        if summary:
+            self.client.log_batch(self.parent_id, metrics=[Metric(f"final_{k}", float(v), ts, 0)
+                                                           for k, v in summary.items() if v is not None])
         self.client.set_terminated(self.parent_id, "FINISHED")
 
     def pause(self) -> None:

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.design import Conditions, Design, design_id
+from sim.faults import fault_point
 
 E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
 
@@ -99,12 +100,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def is_temp(path: str | Path) -> bool:
+    """A temp file of atomic_write_bytes (or another writer's `.name...tmp`), never a result."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to a temp file in the same directory, fsync, then rename over `path`."""
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file `.<name>.<random>.tmp` beside `path`, fsync, then rename over `path`: a crash leaves
+    the previous version (and at worst a stray temp file, which no reader takes for a result)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -113,6 +122,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        fault_point(f"atomic_write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
