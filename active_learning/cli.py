@@ -46,7 +46,7 @@ class OneLineErrors(typer.core.TyperGroup):
             console.print(f"[bold red]error:[/] {escape(err.format_message())}{escape(hint)}", highlight=False,
                           soft_wrap=True)
             sys.exit(err.exit_code)
-        except (click_errors.Abort, typer.Abort):
+        except typer.Abort:
             console.print("aborted")
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)

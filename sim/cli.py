@@ -102,16 +102,22 @@ def simulate(
         fail(f"--fields: {err}")
     if fidelity not in ("md", "continuum"):
         fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
+    if fidelity == "md":
+        from sim.protocol import MDSettings
+
+        try:  # checked before anything is written
+            settings = MDSettings(production_ps=time_ps, equil_ps=equil_ps, timestep_fs=timestep_fs, seed=seed,
+                                  platform=platform)
+        except DesignError as err:
+            fail(str(err))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         fail(f"--out {out}: {err.strerror}")
     try:
         if fidelity == "md":
-            from sim.protocol import MDSettings, run_md
+            from sim.protocol import run_md
 
-            settings = MDSettings(production_ps=time_ps, equil_ps=equil_ps, timestep_fs=timestep_fs, seed=seed,
-                                  platform=platform)
             m: Measurement = run_md(design, conditions, out, settings)
             if m.status == "ok":
                 _structure_plots(m, out)

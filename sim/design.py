@@ -49,7 +49,7 @@ class DesignError(ValueError):
 class Pore(BaseModel):
     """Pore cut through every layer, centred on the cell's xy centre plus the layer's offset."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN slips past < and >
     shape: Literal["circle", "ellipse", "hexagon", "rectangle"] = "ellipse"
     width_nm: float = Field(1.42, description="extent along x, nm")
     height_nm: float = Field(1.26, description="extent along y, nm")
@@ -79,7 +79,7 @@ class Pore(BaseModel):
 class Design(BaseModel):
     """What a membrane is. `layers[i]` is the rim group of layer i, bottom to top."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN slips past < and >
     material: Literal["graphene_oxide", "hbn"] = "graphene_oxide"
     sheet_nm: float = Field(4.0, description="side of the square periodic sheet (snapped to the lattice), nm")
     box_z_nm: float = Field(10.0, description="periodic box length along z, nm")
@@ -163,7 +163,7 @@ class Design(BaseModel):
 class Conditions(BaseModel):
     """What the membrane is exposed to. Fields are signed, along z; +E points from layer 0 to the top layer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN slips past < and >
     electrolyte: dict[str, float] = Field(default_factory=lambda: {"K+": 1.0, "Cl-": 1.0}, description="M")
     fields_V_per_nm: tuple[float, ...] = (2.0, -2.0)
     temperature_K: float = 300.0

@@ -78,7 +78,7 @@ def load_config(path: Path | None) -> TrainConfig:
     if doc is not None and not isinstance(doc, dict):
         _fail(f"--config {path}: expected a mapping with keys model, graph, test_fraction, ...")
     try:
-        return TrainConfig(**(doc or {}))
+        return TrainConfig.model_validate(doc or {})
     except ValidationError as err:
         _fail(f"--config {path}: {_one_line(err)}")
 
@@ -105,10 +105,6 @@ def train(
 
     out = out_path(out, "--out")
     cfg = load_config(config)
-    if not data.is_dir():
-        _fail(f"DATA {data}: not a directory")
-    if not find_measurements(data):
-        _fail(f"DATA {data}: no measurement.json below it")
     try:
         check_graph_params(cfg.graph, "graph.")
         check_ensemble_params(cfg.model, "model.")
@@ -117,6 +113,10 @@ def train(
                                 "flux_scale_per_ns": cfg.flux_scale_per_ns})
     except (TypeError, ValueError) as err:
         _fail(f"config: {err}")
+    if not data.is_dir():
+        _fail(f"DATA {data}: not a directory")
+    if not find_measurements(data):
+        _fail(f"DATA {data}: no measurement.json below it")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,7 +255,11 @@ class DeepEnsemble(BaseEstimator):
         self.arch_ = {k: getattr(self, k) for k in ARCHITECTURE}
         if config["species"] != list(SPECIES_NAMES) or config["featuriser_hash"] != self.settings.hash():
             raise ValueError(f"{d}: model was trained with another species list or featuriser version; retrain it")
-        state = torch.load(d / "model.pt", weights_only=True)
+        try:
+            state = torch.load(d / "model.pt", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{d / 'model.pt'}: refused: it holds more than tensors (a pickled object; only "
+                             f"weights are loaded, weights_only=True): {str(err).splitlines()[0]}") from None
         self.model_ = self._new_model()
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
