@@ -11,6 +11,7 @@ resumed driver does not log the same thing twice.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import logging
@@ -33,6 +34,21 @@ def workspace_uri(workspace: str | Path) -> str:
 
 def tracking_uri(workspace: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or workspace_uri(workspace)
+
+
+@contextlib.contextmanager
+def _db_lock(uri: str):
+    """An exclusive flock beside a sqlite:/// MLflow store while held (nothing for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    fd = os.open(db.with_name(f".{db.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def mlflow_key(name: str) -> str:
@@ -64,8 +80,9 @@ class Tracker:
         self.ledger, self.study_name = ledger, study_name
         self.uri = tracking_uri(self.dir.parent)
         mlflow.set_tracking_uri(self.uri)
-        self.mlflow, self.client = mlflow, MlflowClient(self.uri)
-        self.experiment_id = self._experiment()
+        with _db_lock(self.uri):  # campaigns starting together in one workspace: one creates the tables
+            self.mlflow, self.client = mlflow, MlflowClient(self.uri)
+            self.experiment_id = self._experiment()
         self.parent_id = self._parent()
         self.model_name = "porelab-" + re.sub(r"[^A-Za-z0-9_.-]", "-", self.experiment_name)
 

@@ -19,7 +19,7 @@ from sim.measurement import Measurement, is_temp  # noqa: E402
 __all__ = ["USER_ORACLE", "write_study", "small_study", "porelab", "check_campaign", "oracle_calls", "snapshot"]
 
 
-def small_study(tmp_path: Path, name: str = "s", simulations: int = 9, **changes) -> Path:
+def small_study(tmp_path: Path, file: str = "s", simulations: int = 9, **changes) -> Path:
     """A continuum study through the logging user oracle: 3 initial designs, batches of 3, a 10-tree forest."""
     oracle = tmp_path / "my_oracle.py"
     if not oracle.exists():
@@ -29,7 +29,7 @@ def small_study(tmp_path: Path, name: str = "s", simulations: int = 9, **changes
           "budget": {"simulations": simulations, "initial": 3, "batch": 3},
           "model": {"kind": "rf", "params": {"n_estimators": 10}},
           "acquisition": {"kind": "ucb", "pool_size": 64}, **changes}
-    return write_study(tmp_path / f"{name}.yaml", **kw)
+    return write_study(tmp_path / f"{file}.yaml", **kw)
 
 
 def porelab(*args: str, cwd: Path, fault: str | None = None, timeout: float = 240):
