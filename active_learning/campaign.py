@@ -310,6 +310,9 @@ class Campaign:
         if t is None or t.status != "running":
             return  # a stale duplicate (the ledger already has its outcome)
         fid = self.study.oracle.kind
+        if r.storage:  # not the design's fault: put it back and stop until the disk is fixed
+            self.ledger.transition(t.design_id, "candidate", f"attempt {t.attempts}: {r.error}")
+            raise CampaignError(f"{r.design_id}: {r.error}; free the disk (or make it writable) and resume")
         if r.error is not None:
             if t.attempts < self.study.executor.max_attempts:
                 self.ledger.transition(t.design_id, "candidate", f"attempt {t.attempts}: {r.error}")

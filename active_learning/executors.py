@@ -10,6 +10,7 @@ retries. Workers never touch the ledger or MLflow.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import json
 import multiprocessing
 import os
@@ -47,6 +48,10 @@ class TaskResult:
     busy_s: float  # worker time spent, s
     worker: str
     reused: bool = False  # measurement.json was already in the run directory
+    storage: bool = False  # the error is the disk's (full, read-only, quota), not the design's
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 _ORACLES: dict[str, object] = {}
@@ -76,7 +81,8 @@ def run_task(task: Task) -> TaskResult:
         return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker)
     except Exception as err:  # the oracle (or its loading) raised: reported, the driver retries or fails it
         text = f"{type(err).__name__}: {err}".strip().splitlines()[0][:500]
-        return TaskResult(task.design_id, task.attempt, None, text, time.perf_counter() - t0, worker)
+        storage = isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
+        return TaskResult(task.design_id, task.attempt, None, text, time.perf_counter() - t0, worker, storage=storage)
 
 
 def _watch_parent(ppid: int) -> None:

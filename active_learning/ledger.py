@@ -133,28 +133,35 @@ class Ledger:
         self.path = Path(path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        except sqlite3.OperationalError as err:
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError as err:  # unreadable, read-only, disk full
             raise LedgerError(f"cannot open the ledger {self.path}: {err}") from None
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception. A failed write (disk full, read-only)
+        raises LedgerError naming the ledger."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        fault_point("ledger.commit")  # a crash here loses the whole transaction, never half of it
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            fault_point("ledger.commit")  # a crash here loses the whole transaction, never half of it
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise LedgerError(f"cannot write the ledger {self.path}: {err}") from None
 
     def _event(self, db, design_id: str | None, kind: str, detail: str | None = None) -> None:
         db.execute("INSERT INTO events (time, design_id, kind, detail) VALUES (?,?,?,?)",

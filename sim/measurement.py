@@ -124,6 +124,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         fault_point(f"atomic_write:{path.name}")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # say which file could not be written
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         raise
