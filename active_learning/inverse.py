@@ -32,7 +32,7 @@ from active_learning.executors import Task, run_task
 from active_learning.model import ModelError
 from active_learning.space import Candidate, Choice, DesignSpace, Range, Sequence, make_candidate
 from active_learning.study import Goal, OracleSpec
-from active_learning.targets import InvalidMeasurement, objective_name, targets
+from active_learning.targets import InvalidMeasurement, objective_name, target_names, targets
 from sim.design import DesignError
 from sim.measurement import Measurement
 
@@ -62,8 +62,6 @@ def _columns(model, goal: Goal) -> tuple[str, str, float]:
 def prepare(model, goal: Goal):
     """The model set up to predict for `goal`: a GNN derives any goal from its fluxes; others keep theirs."""
     if model.kind == "gnn":
-        from active_learning.targets import target_names
-
         model.goal, model.targets = goal, target_names(goal)
     _columns(model, goal)
     return model
