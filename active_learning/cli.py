@@ -257,7 +257,7 @@ def ui(
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.settimeout(2.0)
-            in_use = s.connect_ex((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)) == 0
+            in_use = s.connect_ex(({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)) == 0
     except OSError:
         in_use = False  # let the server report what it cannot bind
     if in_use:
