@@ -41,7 +41,7 @@ def test_kill_9_then_resume_keeps_every_finished_design_once(tmp_path, user_orac
     d = tmp_path / "ws" / "camp"
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
     env.pop("MLFLOW_TRACKING_URI")
-    driver = porelab("campaign", "run", str(study), "--dir", str(d), env=env)
+    driver = porelab("campaign", "run", str(study), "--dir", str(d), env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while len(completed(d / "ledger.sqlite")) < 7:
         assert driver.poll() is None, driver.stdout.read()
@@ -57,7 +57,7 @@ def test_kill_9_then_resume_keeps_every_finished_design_once(tmp_path, user_orac
     time.sleep(1.0)  # orphaned workers notice the dead driver within 0.5 s and exit
 
     # a second driver is refused while the first holds the lock; here the first is dead, so resume runs
-    out, _ = porelab("campaign", "resume", str(d), env=env).communicate(timeout=300)
+    out, _ = porelab("campaign", "resume", str(d), env=env, cwd=tmp_path).communicate(timeout=300)
     assert "campaign stopped: budget" in out, out
     after = completed(d / "ledger.sqlite")
     assert len(after) == 16

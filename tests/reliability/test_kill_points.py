@@ -74,9 +74,11 @@ POINTS = [p.rsplit(":", 1)[0] for p in KILL_POINTS]
 
 @pytest.mark.slow
 @seed(20240607)
-@settings(max_examples=4, deadline=None, derandomize=True, database=None,
+@settings(max_examples=3, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(POINTS), st.integers(1, 6)), min_size=1, max_size=3))
+@given(st.lists(st.tuples(st.sampled_from(POINTS), st.integers(1, 2)), min_size=2, max_size=2))
 def test_random_kill_sequences_lose_and_duplicate_nothing(tmp_path_factory, kills):
+    """Random (fault point, n-th hit) sequences: whatever fired, nothing lost or run twice."""
     tmp = tmp_path_factory.mktemp("kills")
-    drive(tmp, [f"{p}:{n}" for p, n in kills])
+    res = drive(tmp, [f"{p}:{n}" for p, n in kills], simulations=6)
+    print(f"kills {kills}: fired {res['killed']}")

@@ -45,8 +45,9 @@ def test_two_campaigns_at_once_in_one_workspace(tmp_path):
 
 
 def test_second_driver_is_refused_while_the_first_runs(tmp_path):
-    study = small_study(tmp_path, oracle={"kind": "user", "path": f"{tmp_path / 'my_oracle.py'}:LoggedContinuum",
-                                          "settings": {"log": str(tmp_path / "calls.log"), "delay_s": 1.0}})
+    oracle = {"kind": "user", "path": f"{tmp_path / 'my_oracle.py'}:LoggedContinuum",
+              "settings": {"log": str(tmp_path / "calls.log"), "delay_s": 0.5}}
+    study = small_study(tmp_path, simulations=6, oracle=oracle)
     d = tmp_path / "ws" / "camp"
     first = spawn(tmp_path, "campaign", "run", str(study), "--dir", str(d))
     deadline = time.monotonic() + 60
@@ -64,4 +65,4 @@ def test_second_driver_is_refused_while_the_first_runs(tmp_path):
     first.wait()
     rc, out = porelab("campaign", "resume", str(d), "--quiet", cwd=tmp_path)
     assert rc == 0, out
-    check_campaign(d, 9)
+    check_campaign(d, 6)
