@@ -79,7 +79,10 @@ class Tracker:
         self.dir = Path(campaign_dir).resolve()
         self.ledger, self.study_name = ledger, study_name
         self.uri = tracking_uri(self.dir.parent)
-        mlflow.set_tracking_uri(self.uri)
+        prev = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.uri)  # it also sets MLFLOW_TRACKING_URI: restore it, else the next campaign
+        if prev is None:                   # in this process would log to this campaign's store
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
         with _db_lock(self.uri):  # campaigns starting together in one workspace: one creates the tables
             self.mlflow, self.client = mlflow, MlflowClient(self.uri)
             self.experiment_id = self._experiment()

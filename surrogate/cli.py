@@ -161,7 +161,10 @@ def _log_mlflow(cfg: TrainConfig, model, metrics: dict, out: Path) -> str:
 
     from surrogate.pyfunc import SurrogatePyfunc
 
-    mlflow.set_tracking_uri(tracking_uri(out))
+    prev = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri(out))  # it also sets MLFLOW_TRACKING_URI: do not leave it behind
+    if prev is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     mlflow.set_experiment(cfg.experiment)
     with mlflow.start_run(run_name=cfg.run_name) as run:
         params = {f"model.{k}": v for k, v in model.get_params().items()} | {
