@@ -39,7 +39,8 @@ def no_temp_results(d) -> None:
 def test_disk_full_stops_with_one_line_and_resume_finishes(tmp_path, fault, where):
     study = small_study(tmp_path)
     d = tmp_path / "ws" / "camp"
-    rc, out = porelab("campaign", "run", str(study), "--dir", str(d), "--quiet", fault=fault, cwd=tmp_path)
+    rc, out = porelab("campaign", "run", str(study), "--dir", str(d), "--quiet", "--no-tracking", fault=fault,
+                      cwd=tmp_path)
     one_line_error(rc, out, "No space left on device", where)
     no_temp_results(d)
     from active_learning.ledger import Ledger
@@ -48,9 +49,9 @@ def test_disk_full_stops_with_one_line_and_resume_finishes(tmp_path, fault, wher
     counts = led.counts()
     led.close()
     assert counts["failed"] == 0 and counts["abandoned"] == 0  # the disk's fault is no design's failure
-    rc, out = porelab("campaign", "resume", str(d), "--quiet", cwd=tmp_path)
+    rc, out = porelab("campaign", "resume", str(d), "--quiet", "--no-tracking", cwd=tmp_path)
     assert rc == 0, out
-    check_campaign(d, 9)
+    check_campaign(d, 9, tracking=False)
 
 
 def _mount_tmpfs(path, size: str) -> bool:

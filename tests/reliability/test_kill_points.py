@@ -74,7 +74,7 @@ POINTS = [p.rsplit(":", 1)[0] for p in KILL_POINTS]
 
 @pytest.mark.slow
 @seed(7)
-@settings(max_examples=3, deadline=None, database=None,
+@settings(max_examples=2, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(POINTS), st.integers(1, 2)), min_size=2, max_size=2))
 def test_random_kill_sequences_lose_and_duplicate_nothing(tmp_path_factory, kills):

@@ -46,16 +46,16 @@ def test_two_campaigns_at_once_in_one_workspace(tmp_path):
 
 def test_second_driver_is_refused_while_the_first_runs(tmp_path):
     oracle = {"kind": "user", "path": f"{tmp_path / 'my_oracle.py'}:LoggedContinuum",
-              "settings": {"log": str(tmp_path / "calls.log"), "delay_s": 0.5}}
+              "settings": {"log": str(tmp_path / "calls.log"), "delay_s": 2.0}}  # slow enough to be caught running
     study = small_study(tmp_path, simulations=6, oracle=oracle)
     d = tmp_path / "ws" / "camp"
-    first = spawn(tmp_path, "campaign", "run", str(study), "--dir", str(d))
+    first = spawn(tmp_path, "campaign", "run", str(study), "--dir", str(d), "--no-tracking")
     deadline = time.monotonic() + 60
     while not ((d / ".lock").exists() and (d / ".lock").read_text()):
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.05)
     for args in (("campaign", "resume", str(d)), ("campaign", "run", str(study), "--dir", str(d), "--resume")):
-        rc, out = porelab(*args, cwd=tmp_path)
+        rc, out = porelab(*args, "--no-tracking", cwd=tmp_path)
         assert rc == 2 and "Traceback" not in out, out
         text = " ".join(out.split())
         assert text.startswith("error:") and f"is being driven by pid {first.pid}" in text, out
@@ -63,6 +63,6 @@ def test_second_driver_is_refused_while_the_first_runs(tmp_path):
     assert first.poll() is None  # the refused drivers left the running one alone
     os.kill(first.pid, signal.SIGKILL)  # the kernel drops the lock with its holder
     first.wait()
-    rc, out = porelab("campaign", "resume", str(d), "--quiet", cwd=tmp_path)
+    rc, out = porelab("campaign", "resume", str(d), "--quiet", "--no-tracking", cwd=tmp_path)
     assert rc == 0, out
-    check_campaign(d, 6)
+    check_campaign(d, 6, tracking=False)
