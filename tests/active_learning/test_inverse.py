@@ -175,7 +175,8 @@ def test_design_command_end_to_end(campaign, monkeypatch):
     assert run.data.tags["porelab.model_name"] == "porelab-small"
     assert run.data.tags["porelab.model_version"] == summary["surrogate"]["version"]
     assert run.data.metrics["candidates_scored"] == 512
-    assert [m.model_id for m in client.get_run(run.info.run_id).inputs.model_inputs] == [summary["surrogate"]["model_id"]]
+    inputs = client.get_run(run.info.run_id).inputs.model_inputs
+    assert [m.model_id for m in inputs] == [summary["surrogate"]["model_id"]]
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"ranked.csv", "pareto.png", "verified.csv", "designs"} <= names
 
