@@ -105,6 +105,8 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
     files.append(out / "scores.npz")
     ddir = out / "designs"
     ddir.mkdir(exist_ok=True)
+    for stale in ddir.glob("rank_*.yaml"):  # of an earlier search into the same directory
+        stale.unlink()
     for r, i in enumerate(top):
         c = scores.candidates[i]
         doc = {"design": c.design.model_dump(mode="json"), "conditions": c.conditions.model_dump(mode="json")}
@@ -114,6 +116,8 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
     index = {c.design_id: k for k, c in enumerate(scores.candidates)}
     if verified:
         files.append(_csv(out / "verified.csv", verified_rows(study, scores, verified, index)))
+    else:
+        (out / "verified.csv").unlink(missing_ok=True)
     sign = 1.0 if study.goal.maximize else -1.0
 
     def nat(centre: np.ndarray, sd: np.ndarray) -> np.ndarray:  # (n, 3): value, value/e^sd, value*e^sd
