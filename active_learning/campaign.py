@@ -35,6 +35,7 @@ from active_learning.study import Study, parse_study
 from active_learning.targets import InvalidMeasurement, objective_name, target_names, targets
 from sim.faults import fault_point
 from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text, is_temp
+from sim.yaml_file import read_yaml
 
 STUDY_FILE = "study.yaml"
 LEDGER_FILE = "ledger.sqlite"
@@ -70,10 +71,7 @@ def load(directory: str | Path) -> Study:
     f = d / STUDY_FILE
     if not f.exists() or not (d / LEDGER_FILE).exists():
         raise CampaignError(f"{d} is not a campaign directory (no {STUDY_FILE} and {LEDGER_FILE})")
-    try:
-        return parse_study(yaml.safe_load(f.read_text()), str(f))
-    except yaml.YAMLError:
-        raise CampaignError(f"{f}: malformed YAML") from None
+    return parse_study(read_yaml(f, CampaignError, "study YAML"), str(f))
 
 
 def _sha256_dir(d: Path) -> str:

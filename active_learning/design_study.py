@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from active_learning.study import Problem, _Strict, parse_study, read_yaml, resolve_oracle_path
+from active_learning.study import Problem, StudyError, _Strict, parse_study, resolve_oracle_path
+from sim.yaml_file import read_yaml
 
 CAMPAIGN_ONLY = ("budget", "executor", "model", "acquisition")
 
@@ -38,7 +39,7 @@ class DesignStudy(Problem):
 
 def load_design_study(path: str | Path) -> DesignStudy:
     """Read and validate a design study (or a campaign study, see above); raises StudyError naming the field."""
-    doc = read_yaml(path)
+    doc = read_yaml(path, StudyError, "study YAML")
     if isinstance(doc, dict) and "budget" in doc:
         doc = {k: v for k, v in doc.items() if k not in CAMPAIGN_ONLY}
         doc.setdefault("surrogate", f"runs/{doc.get('name')}")

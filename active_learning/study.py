@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from active_learning.space import DesignSpace, Dimension, check_name
 from sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
+from sim.yaml_file import read_yaml
 
 
 class StudyError(ValueError):
@@ -248,22 +248,6 @@ def parse_study(doc: Any, where: str = "study", kind: type[Problem] = Study) -> 
         raise StudyError(f"{where}: {_error_text(err)}") from None
 
 
-def read_yaml(path: str | Path) -> Any:
-    """The parsed YAML document at `path`; StudyError for a missing, binary or malformed file."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise StudyError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise StudyError(f"{path}: is a directory, not a study YAML") from None
-    except UnicodeDecodeError:
-        raise StudyError(f"{path}: not a text file") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise StudyError(f"{path}: malformed YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-
-
 def resolve_oracle_path(problem: Problem, path: str | Path) -> Problem:
     """Make a user oracle's relative file path absolute (relative to the YAML at `path`)."""
     if problem.oracle.kind == "user":
@@ -275,4 +259,4 @@ def resolve_oracle_path(problem: Problem, path: str | Path) -> Problem:
 
 def load_study(path: str | Path) -> Study:
     """Read and validate a campaign study YAML."""
-    return resolve_oracle_path(parse_study(read_yaml(path), str(path)), path)
+    return resolve_oracle_path(parse_study(read_yaml(path, StudyError, "study YAML"), str(path)), path)

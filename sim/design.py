@@ -16,6 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sim.yaml_file import read_yaml
+
 #: Species porelab knows: valence (e) and bulk diffusion coefficient (1e-9 m^2/s = nm^2/ns), GUIDE §3.
 SPECIES: dict[str, dict[str, float]] = {
     "K+": {"valence": 1, "D": 1.96},
@@ -284,21 +286,7 @@ def load_design_file(path: str | Path, preset: str | None = None) -> tuple[Desig
 
     `preset` overrides the file's preset.
     """
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DesignError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DesignError(f"{path}: is a directory, not a design YAML") from None
-    except UnicodeDecodeError:
-        raise DesignError(f"{path}: not a text file") from None
-    except OSError as err:
-        raise DesignError(f"{path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise DesignError(f"{path}: malformed YAML{where}") from None
+    doc = read_yaml(path, DesignError, "design YAML")
     if not isinstance(doc, dict):
         raise DesignError(f"{path}: expected a mapping with keys preset/design/conditions")
     unknown = set(doc) - {"preset", "design", "conditions"}

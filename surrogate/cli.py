@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
+
+from sim.yaml_file import read_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="porelab surrogate commands.")
 console = Console()
@@ -63,18 +64,9 @@ def load_config(path: Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
     try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        _fail(f"--config {path}: no such file")
-    except IsADirectoryError:
-        _fail(f"--config {path}: is a directory, not a YAML file")
-    except UnicodeDecodeError:
-        _fail(f"--config {path}: not a text file")
-    except OSError as err:
-        _fail(f"--config {path}: {err.strerror or err}")
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        _fail(f"--config {path}: malformed YAML{f' at line {mark.line + 1}' if mark else ''}")
+        doc = read_yaml(path, ValueError, "YAML file", "--config ")
+    except ValueError as err:
+        _fail(str(err))
     if doc is not None and not isinstance(doc, dict):
         _fail(f"--config {path}: expected a mapping with keys model, graph, test_fraction, ...")
     try:
