@@ -62,8 +62,10 @@ def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) 
     return out
 
 
-def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified], index: dict[str, int]) -> list[dict]:
+def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) -> list[dict]:
+    """Predicted vs measured for each verified design (measured columns empty when the oracle failed)."""
     sign, name, obj = (1.0 if study.goal.maximize else -1.0), study.goal.objective, objective_name(study.goal)
+    index = {c.design_id: k for k, c in enumerate(scores.candidates)}
     out = []
     for v in verified:
         i = index[v.candidate.design_id]
@@ -115,7 +117,7 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
         files.append(f)
     index = {c.design_id: k for k, c in enumerate(scores.candidates)}
     if verified:
-        files.append(_csv(out / "verified.csv", verified_rows(study, scores, verified, index)))
+        files.append(_csv(out / "verified.csv", verified_rows(study, scores, verified)))
     else:
         (out / "verified.csv").unlink(missing_ok=True)
     sign = 1.0 if study.goal.maximize else -1.0

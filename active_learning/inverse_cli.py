@@ -136,7 +136,7 @@ def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
 
 
 def _print(study, scores, ranking, verified) -> None:
-    from active_learning.design_report import rows
+    from active_learning.design_report import rows, verified_rows
 
     name = study.goal.objective
     t = Table(title=f"top designs ({name}, risk-aware: mean - {study.search.kappa:g} sd)")
@@ -149,19 +149,14 @@ def _print(study, scores, ranking, verified) -> None:
                   f"{r[f'{name}_risk_bound']:.3g}", f"{r['on_current_nA']:.3g}", f"{r['on_current_risk_bound_nA']:.3g}")
     console.print(t)
     if verified:
-        from active_learning.targets import objective_name
-
-        obj, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
-        index = {c.design_id: k for k, c in enumerate(scores.candidates)}
         v = Table(title=f"verified with the {study.oracle.kind} oracle")
         for col in ("rank", "design id", f"predicted {name}", f"measured {name}", "predicted ON nA", "measured ON nA",
                     "status"):
             v.add_column(col, justify="right")
-        for x in verified:
-            i = index[x.candidate.design_id]
-            m = x.measured
-            v.add_row(str(x.rank), x.candidate.design_id,
-                      f"{math.exp(sign * scores.mean[i, 0]):.3g} ×/÷ {math.exp(scores.std[i, 0]):.2g}",
-                      f"{math.exp(m[obj]):.3g}" if m else "-", f"{math.exp(scores.mean[i, 1]):.3g}",
-                      f"{math.exp(m['log_on_current']):.3g}" if m else "-", "ok" if m else (x.error or "failed")[:60])
+        for r in verified_rows(study, scores, verified):
+            ok = r["status"] == "ok"
+            v.add_row(str(r["rank"]), r["design_id"],
+                      f"{r[f'predicted_{name}']:.3g} ×/÷ {math.exp(r[f'predicted_ln_{name}_std']):.2g}",
+                      f"{r[f'measured_{name}']:.3g}" if ok else "-", f"{r['predicted_on_current_nA']:.3g}",
+                      f"{r['measured_on_current_nA']:.3g}" if ok else "-", "ok" if ok else r["error"][:60] or "failed")
         console.print(v)

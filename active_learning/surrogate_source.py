@@ -5,6 +5,7 @@ or `name/version` in the workspace's tracking store. Returns the model with its 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -32,8 +33,6 @@ def _newest_model(campaign: Path) -> Path:
 
 
 def _client(workspace: Path):
-    import os
-
     uri = tracking_uri(workspace)
     if "MLFLOW_TRACKING_URI" not in os.environ and not (workspace / "mlflow.db").exists():
         raise ModelError(f"no MLflow store {workspace / 'mlflow.db'} to look registered models up in "
