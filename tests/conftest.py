@@ -2,6 +2,7 @@
 (where porelab may write, see sim/workspace.py) is pytest's temporary root, so CLI tests may write to tmp_path."""
 
 import os
+import shutil
 
 import pytest
 
@@ -16,6 +17,25 @@ def _workspace_is_pytest_tmp(tmp_path_factory):
         os.environ.pop("PORELAB_WORKSPACE", None)
     else:
         os.environ["PORELAB_WORKSPACE"] = old
+
+
+@pytest.fixture
+def seed_from_one_equilibration(tmp_path):
+    """seed(design, conditions, settings, names): equilibrate once in tmp_path/eq and start each run directory
+    tmp_path/<name> from that state (so that runs compared with each other share their starting point)."""
+
+    def seed(design, conditions, settings, names=("straight", "resumed")) -> None:
+        from sim.protocol import MDRun
+
+        eq = MDRun(design, conditions, tmp_path / "eq", settings, progress=False)
+        eq._claim_directory()
+        eq._prepare()
+        eq._equilibrate()
+        for name in names:
+            (tmp_path / name / "state").mkdir(parents=True)
+            shutil.copy(tmp_path / "eq" / "state" / "equilibrated.xml", tmp_path / name / "state")
+
+    return seed
 
 
 def _has_cuda() -> bool:

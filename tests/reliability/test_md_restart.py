@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from sim.design import SPECIES, make_conditions, make_design
 from sim.measurement import is_temp
-from sim.protocol import MDRun, MDSettings, run_md
+from sim.protocol import MDSettings, run_md
 
 pytestmark = pytest.mark.reliability
 
@@ -28,16 +27,10 @@ COMMON = dict(production_ps=0.2, checkpoint_ps=0.05, traj_interval_ps=0.01, repo
               ramp_ps=0.05, seed=2, cutoff_nm=0.7, platform="CPU", cpu_threads=1)
 
 
-def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path):
+def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path, seed_from_one_equilibration):
     design, cond = make_design(SPEC), make_conditions({"fields_V_per_nm": FIELDS})
     settings = MDSettings(**COMMON)
-    eq = MDRun(design, cond, tmp_path / "eq", settings, progress=False)
-    eq._claim_directory()
-    eq._prepare()
-    eq._equilibrate()
-    for name in ("straight", "resumed"):
-        (tmp_path / name / "state").mkdir(parents=True)
-        shutil.copy(tmp_path / "eq" / "state" / "equilibrated.xml", tmp_path / name / "state")
+    seed_from_one_equilibration(design, cond, settings)
     ref = run_md(design, cond, tmp_path / "straight", settings, progress=False)
     assert ref.status == "ok", ref.error
 

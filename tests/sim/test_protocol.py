@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import mdtraj as md
 import numpy as np
@@ -42,7 +41,7 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monkeypatch):
+def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monkeypatch, seed_from_one_equilibration):
     """An interrupted run resumed from its checkpoint gives exactly the uninterrupted trajectory and counts.
 
     The Reference platform is bitwise reproducible (the CPU platform is not, even on one thread), so the
@@ -54,13 +53,7 @@ def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monke
     common = dict(production_ps=0.1, checkpoint_ps=0.04, traj_interval_ps=0.01, report_interval_steps=5,
                   equil_ps=0.1, ramp_ps=0.05, seed=2, cutoff_nm=0.7)
     # equilibrate once (fast platform) and start both runs from that state
-    eq = MDRun(small, cond, tmp_path / "eq", MDSettings(platform="CPU", **common), progress=False)
-    eq._claim_directory()
-    eq._prepare()
-    eq._equilibrate()
-    for name in ("straight", "resumed"):
-        (tmp_path / name / "state").mkdir(parents=True)
-        shutil.copy(tmp_path / "eq" / "state" / "equilibrated.xml", tmp_path / name / "state")
+    seed_from_one_equilibration(small, cond, MDSettings(platform="CPU", **common))
     settings = MDSettings(platform="Reference", **common)
     ref = run_md(small, cond, tmp_path / "straight", settings, progress=False)
 
