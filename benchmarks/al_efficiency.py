@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.acquisition import resolve_acquisition, select_batch
-from active_learning.model import CampaignModel
-from active_learning.study import load_study
-from active_learning.targets import InvalidMeasurement, targets
-from sim.continuum import run_continuum
+from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
+from porelab.active_learning.campaign.model import CampaignModel
+from porelab.active_learning.campaign.study import load_study
+from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+from porelab.sim.continuum import run_continuum
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "continuum-al.yaml"
 STRATEGIES = ("random", "max_uncertainty", "ei", "constrained_ei")

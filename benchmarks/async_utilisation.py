@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from sim.continuum import run_continuum
+from porelab.sim.continuum import run_continuum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,8 @@ class SleepyContinuum:
 
 
 def run_case(refill: str, task_s: float, sims: int, batch: int, workspace: Path) -> dict:
-    from active_learning.campaign import Campaign, create
-    from active_learning.study import parse_study
+    from porelab.active_learning.campaign.driver import Campaign, create
+    from porelab.active_learning.campaign.study import parse_study
 
     doc = yaml.safe_load((ROOT / "experiments" / "continuum-al.yaml").read_text())
     doc.update(name=f"util-{refill}-{task_s:g}",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.continuum import run_continuum
-from sim.design import Design, DesignError, design_id, make_conditions, make_design
+from porelab.sim.continuum import run_continuum
+from porelab.sim.design import Design, DesignError, design_id, make_conditions, make_design
 
 GROUPS = ["COO-", "NH3+", "OH", "none"]
 FIELDS_ABS = [0.05, 0.1, 0.3, 0.6, 1.0, 2.0, 4.0]  # V/nm; the seed study's 0.3-4 plus two low fields
@@ -37,7 +37,7 @@ def random_layers(rng: np.random.Generator) -> list[str]:
 
 def random_design(rng: np.random.Generator) -> Design:
     """A buildable random design (retries until the builder accepts it)."""
-    from sim.builder import build
+    from porelab.sim.builder import build
 
     while True:
         preset = "tiny" if rng.random() < 0.25 else "seed"

@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim.continuum import simulate_continuum  # noqa: E402
-from sim.design import make_conditions, make_design  # noqa: E402
+from porelab.sim.continuum import simulate_continuum  # noqa: E402
+from porelab.sim.design import make_conditions, make_design  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "continuum_icr_vs_field"
 FIELDS_ABS = [0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
@@ -57,7 +57,7 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT.with_suffix(".png"), dpi=150)
     doc = {"date": datetime.date.today().isoformat(), "design_preset": "seed",
-           "electrolyte_M": {"K+": 1.0, "Cl-": 1.0}, "oracle": "sim.continuum.simulate_continuum (defaults)",
+           "electrolyte_M": {"K+": 1.0, "Cl-": 1.0}, "oracle": "porelab.sim.continuum.simulate_continuum (defaults)",
            "curves": curves}
     OUT.with_suffix(".json").write_text(json.dumps(doc, indent=1))
     print(f"wrote {OUT.with_suffix('.png')} and {OUT.with_suffix('.json')}")

@@ -16,8 +16,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from sim.continuum import simulate_continuum  # noqa: E402
-from sim.design import make_conditions, make_design  # noqa: E402
+from porelab.sim.continuum import simulate_continuum  # noqa: E402
+from porelab.sim.design import make_conditions, make_design  # noqa: E402
 
 FIELDS = [float(e) for e in np.round(np.linspace(-4.0, 4.0, 20), 4)]
 KCL = {"K+": 1.0, "Cl-": 1.0}

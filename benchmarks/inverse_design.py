@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning import inverse
-from active_learning.campaign import Campaign, create
-from active_learning.study import Goal, Study, load_study
-from active_learning.surrogate_source import load_surrogate
-from active_learning.targets import InvalidMeasurement, targets
-from sim.continuum import run_continuum
+from porelab.active_learning.campaign.driver import Campaign, create
+from porelab.active_learning.campaign.study import Goal, Study, load_study
+from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+from porelab.active_learning.design import search as inverse
+from porelab.active_learning.design.surrogate_source import load_surrogate
+from porelab.sim.continuum import run_continuum
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "continuum-al.yaml"
 OUT = Path(__file__).resolve().parent / "results"

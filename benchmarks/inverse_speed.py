@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from active_learning import inverse
-from active_learning.model import CampaignModel
-from active_learning.study import Goal, load_study
-from sim.continuum import run_continuum
+from porelab.active_learning.campaign.model import CampaignModel
+from porelab.active_learning.campaign.study import Goal, load_study
+from porelab.active_learning.design import search as inverse
+from porelab.sim.continuum import run_continuum
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "continuum-al.yaml"
 OUT = Path(__file__).resolve().parent / "results" / "inverse_speed.json"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import openmm
 
-from sim.design import make_conditions, make_design
-from sim.protocol import MDRun, MDSettings
+from porelab.sim.design import make_conditions, make_design
+from porelab.sim.protocol import MDRun, MDSettings
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from continuum_data import generate  # noqa: E402
 
-from sim.measurement import Measurement  # noqa: E402
-from surrogate.baselines import GPBaseline, RFBaseline  # noqa: E402
-from surrogate.dataset import Samples  # noqa: E402
-from surrogate.ensemble import DeepEnsemble  # noqa: E402
-from surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays  # noqa: E402
+from porelab.sim.measurement import Measurement  # noqa: E402
+from porelab.surrogate.baselines import GPBaseline, RFBaseline  # noqa: E402
+from porelab.surrogate.dataset import Samples  # noqa: E402
+from porelab.surrogate.ensemble import DeepEnsemble  # noqa: E402
+from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "runs" / "surrogate_bench" / "data"
@@ -88,7 +88,7 @@ def _plots(parity: dict, curves: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from surrogate.metrics import regression_metrics
+    from porelab.surrogate.metrics import regression_metrics
 
     fig, axes = plt.subplots(2, len(parity), figsize=(4 * len(parity), 8), dpi=110)
     for col, (name, (flux, icr)) in enumerate(parity.items()):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.measurement import Measurement
-from surrogate.dataset import Samples, find_measurements
-from surrogate.ensemble import DeepEnsemble
-from surrogate.targets import SPECIES_NAMES
+from porelab.sim.measurement import Measurement
+from porelab.surrogate.dataset import Samples, find_measurements
+from porelab.surrogate.ensemble import DeepEnsemble
+from porelab.surrogate.targets import SPECIES_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "runs" / "surrogate_bench" / "gnn_model"

@@ -31,13 +31,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import sim.builder  # noqa: E402
-import surrogate.graph  # noqa: E402
-from sim.design import make_conditions, make_design  # noqa: E402
-from sim.measurement import Measurement  # noqa: E402
-from surrogate.dataset import Samples, find_measurements  # noqa: E402
-from surrogate.ensemble import DeepEnsemble  # noqa: E402
-from surrogate.graph import featurise_design, to_data  # noqa: E402
+import porelab.sim.builder as sim_builder  # noqa: E402
+import porelab.surrogate.graph as surrogate_graph  # noqa: E402
+from porelab.sim.design import make_conditions, make_design  # noqa: E402
+from porelab.sim.measurement import Measurement  # noqa: E402
+from porelab.surrogate.dataset import Samples, find_measurements  # noqa: E402
+from porelab.surrogate.ensemble import DeepEnsemble  # noqa: E402
+from porelab.surrogate.graph import featurise_design, to_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "runs" / "surrogate_bench" / "data"
@@ -70,10 +70,10 @@ def seed_designs(n: int, rng: np.random.Generator, new_pores: bool = False, min_
 
 
 def clear_caches(builder: bool) -> None:
-    surrogate.graph._featurise.cache_clear()
+    surrogate_graph._featurise.cache_clear()
     if builder:
-        sim.builder._cut.cache_clear()
-        sim.builder._layer_block.cache_clear()
+        sim_builder._cut.cache_clear()
+        sim_builder._layer_block.cache_clear()
 
 
 def bench_graphs() -> dict:

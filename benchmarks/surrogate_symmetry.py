@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from continuum_data import generate  # noqa: E402
 from surrogate_accuracy import DATA, HOLDOUT, N_DESIGNS, SEED  # noqa: E402
 
-from sim.design import make_conditions  # noqa: E402
-from sim.measurement import Measurement  # noqa: E402
-from surrogate.dataset import Samples  # noqa: E402
-from surrogate.ensemble import DeepEnsemble  # noqa: E402
-from surrogate.metrics import evaluate  # noqa: E402
+from porelab.sim.design import make_conditions  # noqa: E402
+from porelab.sim.measurement import Measurement  # noqa: E402
+from porelab.surrogate.dataset import Samples  # noqa: E402
+from porelab.surrogate.ensemble import DeepEnsemble  # noqa: E402
+from porelab.surrogate.metrics import evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "runs" / "surrogate_bench" / "gnn_model"

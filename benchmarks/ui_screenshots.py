@@ -30,7 +30,7 @@ def campaign_runs(campaign: Path):
     """(experiment id, registered model name, runs) of the campaign recorded in the workspace's mlflow.db."""
     from mlflow.tracking import MlflowClient
 
-    from active_learning.tracking import workspace_uri
+    from porelab.active_learning.tracking.view import workspace_uri
 
     client = MlflowClient(workspace_uri(campaign.parent))
     exps = [e for e in client.search_experiments() if e.tags.get("porelab.campaign_dir") == str(campaign)]
@@ -64,7 +64,7 @@ def main() -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    porelab = [sys.executable, "-m", "active_learning.cli"]
+    porelab = [sys.executable, "-m", "porelab.active_learning.cli"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     server = subprocess.Popen([*porelab, "ui", str(campaign), "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from sim.design import Design, DesignError, Pore
-from sim.forcefield import GROUPS
+from porelab.sim.design import Design, DesignError, Pore
+from porelab.sim.forcefield import GROUPS
 
 BOND_NM = {"graphene_oxide": 0.142, "hbn": 0.145}
 #: group geometry: anchor->first atom bond (nm)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sim.design import DesignError, design_id, load_design_file
-from sim.workspace import WorkspaceError, output_path
+from porelab.sim.design import DesignError, design_id, load_design_file
+from porelab.sim.workspace import WorkspaceError, output_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated and learned.")
@@ -55,8 +55,8 @@ def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
           out: Annotated[Path | None, typer.Option(help="PDB path (default: <design>.pdb)")] = None,
           preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None):
     """Build the membrane atom by atom and write a PDB (membrane only)."""
-    from sim.builder import build as build_structure
-    from sim.builder import built_pore_size
+    from porelab.sim.builder import build as build_structure
+    from porelab.sim.builder import built_pore_size
 
     out = out_path(out or design_file.with_suffix(".pdb"), "--out" if out else "the default --out")
     design, conditions = _load(design_file, preset)
@@ -88,8 +88,8 @@ def simulate(
     platform: Annotated[str | None, typer.Option(help="OpenMM platform (default: CUDA if present, else CPU)")] = None,
 ):
     """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
-    from sim.measurement import Measurement
-    from sim.plots import plot_icr, plot_iv
+    from porelab.sim.measurement import Measurement
+    from porelab.sim.plots import plot_icr, plot_iv
 
     out = out_path(out, "--out")
     design, conditions = _load(design_file, preset)
@@ -103,7 +103,7 @@ def simulate(
     if fidelity not in ("md", "continuum"):
         fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
     if fidelity == "md":
-        from sim.protocol import MDSettings
+        from porelab.sim.protocol import MDSettings
 
         try:  # checked before anything is written
             settings = MDSettings(production_ps=time_ps, equil_ps=equil_ps, timestep_fs=timestep_fs, seed=seed,
@@ -116,13 +116,13 @@ def simulate(
         fail(f"--out {out}: {err.strerror}")
     try:
         if fidelity == "md":
-            from sim.protocol import run_md
+            from porelab.sim.protocol import run_md
 
             m: Measurement = run_md(design, conditions, out, settings)
             if m.status == "ok":
                 _structure_plots(m, out)
         elif fidelity == "continuum":
-            from sim.continuum import run_continuum
+            from porelab.sim.continuum import run_continuum
 
             m = run_continuum(design, conditions)
             m.save(out / "measurement.json")
@@ -142,9 +142,9 @@ def _structure_plots(m, out: Path) -> None:
     import mdtraj as md
     import numpy as np
 
-    from sim.builder import build as build_structure
-    from sim.protocol import _tag
-    from sim.structure import ion_species, plot_profiles
+    from porelab.sim.builder import build as build_structure
+    from porelab.sim.protocol import _tag
+    from porelab.sim.structure import ion_species, plot_profiles
 
     s = build_structure(m.design)
     rel = s.pore_center - s.pore_center[0]

@@ -1,4 +1,4 @@
-"""Continuum twin of the MD measurement: steady 1D Poisson–Nernst–Planck along the pore axis (GUIDE §3).
+"""Continuum twin of the MD measurement: steady 1D Poisson–Nernst–Planck along the pore axis (docs/physics.md §7).
 
     J_i = -D_i(z) A(z) [c_i' + z_i c_i psi'],  J_i' = 0,  (A psi')' = -4 pi l_B A (sum_i z_i c_i + rho_fixed)
 
@@ -42,9 +42,10 @@ import numpy as np
 import scipy
 from scipy.linalg import solve_banded
 
-import sim
-from sim.design import SPECIES, Conditions, Design, design_id
-from sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, Measurement, SpeciesResult
+import porelab
+from porelab.sim.design import SPECIES, Conditions, Design, design_id
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult
+from porelab.sim.observables import icr_results
 
 E_CHARGE = 1.602176634e-19  # C
 EPS0 = 8.8541878128e-12  # F/m
@@ -415,7 +416,7 @@ def simulate_continuum(design: Design, conditions: Conditions, resolution: float
     fine = design_solver(design, conditions, 2 * resolution, layer_thickness_nm, pore_d_factor, **solver_kw)
     states = coarse.sweep(biases)
     names = list(conditions.electrolyte)
-    results, errs = [], {}
+    results = []
     fine_states: dict[float, np.ndarray] = {}
     for e, b in zip(fields, biases, strict=True):
         if b not in fine_states:
@@ -429,12 +430,11 @@ def simulate_continuum(design: Design, conditions: Conditions, resolution: float
                    for i, n in enumerate(names)}
         i_f, i_c = s_f.current_nA() + 0.0, s_c.current_nA()
         ierr = GCI_FACTOR * abs(i_f - i_c) + float(np.abs(fine.z) @ floor) * E_PER_NS_TO_NA
-        errs[e] = ierr
         results.append(FieldResult(field_V_per_nm=e, time_ns=0.0, current_nA=i_f,
                                    current_ci_nA=(i_f - ierr, i_f + ierr), species=species))
-    icr = _icr(results, errs)
+    icr = icr_results(results, bound=True)  # the intervals are numerical error bounds
     prov = {
-        "oracle": "sim.continuum", "porelab_version": sim.__version__, "scipy_version": scipy.__version__,
+        "oracle": "porelab.sim.continuum", "porelab_version": porelab.__version__, "scipy_version": scipy.__version__,
         "numpy_version": np.__version__, "model": "steady 1D PNP, Scharfetter-Gummel finite volumes",
         "voltage": "V = E * box_z_nm; phi(0) = 0, phi(box_z) = -V",
         "grid_nodes": [coarse.col.n_nodes, fine.col.n_nodes], "resolution": resolution,
@@ -452,31 +452,11 @@ def simulate_continuum(design: Design, conditions: Conditions, resolution: float
                        fidelity="continuum", fields=results, icr=icr, provenance=prov)
 
 
-def _icr(results: list[FieldResult], errs: dict[float, float]) -> list[ICRResult]:
-    """ICR = |I(+E)| / |I(-E)| at each |E| > 0 present at both signs, interval from the numerical errors."""
-    out = []
-    for r in sorted(results, key=lambda r: r.field_V_per_nm):
-        e = r.field_V_per_nm
-        if e <= 0:
-            continue
-        neg = [m for m in results if math.isclose(m.field_V_per_nm, -e, rel_tol=1e-9)]
-        if not neg or any(math.isclose(o.field_abs_V_per_nm, e, rel_tol=1e-9) for o in out):
-            continue
-        ip, im, ep, em = abs(r.current_nA), abs(neg[0].current_nA), errs[e], errs[neg[0].field_V_per_nm]
-        if im <= em:  # OFF current not resolved from zero by the solver: a lower bound only
-            out.append(ICRResult(field_abs_V_per_nm=e, icr=max(ip - ep, 0.0) / (im + em),
-                                 icr_ci=(max(ip - ep, 0.0) / (im + em), None), icr_censored=True))
-            continue
-        ci = (max(ip - ep, 0.0) / (im + em), (ip + ep) / (im - em))
-        out.append(ICRResult(field_abs_V_per_nm=e, icr=ip / im, icr_ci=ci, icr_censored=False))
-    return out
-
-
 def run_continuum(design: Design, conditions: Conditions, **kw) -> Measurement:
     """simulate_continuum, with a solver failure returned as Measurement.failed(...) carrying the reason."""
     try:
         return simulate_continuum(design, conditions, **kw)
     except ContinuumError as err:
         return Measurement.failed(design, conditions, "continuum", f"continuum solver: {err}",
-                                  provenance={"oracle": "sim.continuum", "porelab_version": sim.__version__,
+                                  provenance={"oracle": "porelab.sim.continuum", "porelab_version": porelab.__version__,
                                               "scipy_version": scipy.__version__, "settings": dict(kw)})

@@ -1,8 +1,10 @@
 """Membrane design and the conditions it is exposed to: validated, canonical, hashable.
 
-Units: nm, V/nm, mol/L (M), kelvin, elementary charge e. Layers are listed bottom (lowest z) to top.
-A design id is the hash of the canonical JSON of design + conditions (sorted keys, rounded floats), so the
-same physical question always gets the same id (GUIDE §1).
+Units: nm, V/nm, mol/L (M), kelvin, elementary charge e (docs/physics.md §1). `layers` lists the rim group of
+each sheet, bottom (lowest z) to top; `janus_layers: N` is shorthand for the seed study's N-layer Janus pore,
+N COO- sheets under N NH3+ sheets (docs/physics.md §6).
+
+The design id names the physical question (`design_id`): see `physical_state` for what it covers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.yaml_file import read_yaml
+from porelab.sim.yaml_file import read_yaml
 
 #: Species porelab knows: valence (e) and bulk diffusion coefficient (1e-9 m^2/s = nm^2/ns), GUIDE §3.
 SPECIES: dict[str, dict[str, float]] = {
@@ -34,6 +36,7 @@ MD_SPECIES = ("K+", "Na+", "Li+", "Mg2+", "Ca2+", "Cl-")
 #: Net charge (e) each rim group carries.
 GROUP_CHARGE = {"COO-": -1.0, "NH3+": 1.0, "OH": 0.0, "none": 0.0}
 
+MAX_SHEETS = 16  # the seed study's 8-layer Janus pore
 MIN_SPACING_NM = 0.20  # closer than this, stacked sheet atoms overlap (C-C nonbonded contact)
 MAX_SPACING_NM = 2.0
 MIN_LIGAMENT_NM = 0.4  # sheet left between the pore edge and the periodic cell edge
@@ -79,7 +82,8 @@ class Pore(BaseModel):
 
 
 class Design(BaseModel):
-    """What a membrane is. `layers[i]` is the rim group of layer i, bottom to top."""
+    """What a membrane is. `layers[i]` is the rim group of sheet i, bottom to top (`janus_layers: N` expands to
+    N COO- sheets then N NH3+ sheets)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN slips past < and >
     material: Literal["graphene_oxide", "hbn"] = "graphene_oxide"
@@ -94,6 +98,22 @@ class Design(BaseModel):
     )
     bn_charge_e: float = Field(0.3, description="h-BN partial charge +q on B, -q on N (e); ignored for GO")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _janus(cls, data):
+        """`janus_layers: N` -> layers = N x COO- then N x NH3+ (the seed study's N-layer Janus pore)."""
+        if not isinstance(data, dict) or "janus_layers" not in data:
+            return data
+        data = dict(data)
+        n = data.pop("janus_layers")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHEETS // 2:
+            raise ValueError(f"janus_layers={n!r} must be an integer in [1, {MAX_SHEETS // 2}] (2N sheets)")
+        layers = ("COO-",) * n + ("NH3+",) * n
+        if data.get("layers") is not None and tuple(data["layers"]) != layers:
+            raise ValueError(f"janus_layers={n} and layers={list(data['layers'])} disagree; give one of them")
+        data["layers"] = layers
+        return data
+
     @field_validator("layers", mode="before")
     @classmethod
     def _layers_list(cls, v):
@@ -104,8 +124,8 @@ class Design(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Design:
         n = len(self.layers)
-        if not 1 <= n <= 8:
-            raise ValueError(f"layers has {n} entries; a membrane has 1 to 8 layers")
+        if not 1 <= n <= MAX_SHEETS:
+            raise ValueError(f"layers has {n} entries; a membrane has 1 to {MAX_SHEETS} sheets")
         if not MIN_SPACING_NM <= self.spacing_nm <= MAX_SPACING_NM:
             raise ValueError(
                 f"spacing_nm={self.spacing_nm} is outside [{MIN_SPACING_NM}, {MAX_SPACING_NM}] nm "
@@ -157,9 +177,16 @@ class Design(BaseModel):
         return [GROUP_CHARGE[g] * (self.groups_per_rim if g != "none" else 0) for g in self.layers]
 
     def mirrored(self) -> Design:
-        """The same membrane turned upside down (layer order and offsets reversed)."""
+        """The same membrane reflected through its mid-plane (z -> -z): layer order and offsets reversed.
+
+        The builder's layers do not depend on their index and their rim groups are symmetric under z -> -z, so
+        the mirrored design's atoms are exactly the reflected atoms of this one."""
         offs = tuple(reversed(self.offsets_nm)) if self.offsets_nm else None
         return self.model_copy(update={"layers": tuple(reversed(self.layers)), "offsets_nm": offs})
+
+    def is_symmetric(self) -> bool:
+        """Equal to its own mirror image: then I(-E) = -I(+E) and ICR = 1 exactly (docs/physics.md §3)."""
+        return _physical_design(self) == _physical_design(self.mirrored())
 
 
 class Conditions(BaseModel):
@@ -232,16 +259,58 @@ def _round(x):
     return x
 
 
-def canonical_json(design: Design, conditions: Conditions) -> str:
-    """Canonical JSON of design + conditions: sorted keys, floats to 6 significant digits, fields sorted."""
-    c = conditions.model_dump(mode="json")
+def _physical_design(design: Design) -> dict:
+    """The design's fields that change an atom, rounded: without groups_per_rim when no sheet has a rim group,
+    without bn_charge_e for graphene oxide, with aligned offsets (all zero) as None."""
+    d = _round(design.model_dump(mode="json"))
+    if all(g == "none" for g in design.layers):
+        d.pop("groups_per_rim")
+    if design.material != "hbn":
+        d.pop("bn_charge_e")
+    if design.offsets_nm is not None and not any(x or y for x, y in design.offsets_nm):
+        d["offsets_nm"] = None
+    return d
+
+
+def physical_state(design: Design, conditions: Conditions) -> dict:
+    """The physical question as a JSON-able dict, in the orientation given.
+
+    Covers every design field that changes an atom (`_physical_design`: material, sheet and box size, layers,
+    spacing, pore, groups per rim when any sheet has groups, offsets, the h-BN charge for h-BN) and the
+    conditions: electrolyte (species -> M), temperature, and the set of signed fields (sorted). Floats are
+    rounded to 6 significant digits. It leaves out fields that change no atom and the order fields were given in.
+    """
+    c = _round(conditions.model_dump(mode="json"))
     c["fields_V_per_nm"] = sorted(c["fields_V_per_nm"])
-    state = {"design": _round(design.model_dump(mode="json")), "conditions": _round(c)}
-    return json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return {"design": _physical_design(design), "conditions": c}
+
+
+def canonical(design: Design, conditions: Conditions) -> tuple[Design, Conditions, bool]:
+    """The canonical orientation of the question: (design, conditions) or its mirror image at the opposite
+    fields, which is the same simulation (z -> -z). Returns (design, conditions, mirrored).
+
+    The orientation whose physical design sorts first (as canonical JSON) wins; for a mirror-symmetric design, the
+    one with the more positive fields."""
+    m_design = design.mirrored()
+    m_conditions = conditions.with_fields([-e for e in conditions.fields_V_per_nm])
+    a, b = _physical_design(design), _physical_design(m_design)
+    ja, jb = (json.dumps(x, sort_keys=True, separators=(",", ":")) for x in (a, b))
+    if ja != jb:
+        flip = jb < ja
+    else:
+        flip = sorted(m_conditions.fields_V_per_nm, reverse=True) > sorted(conditions.fields_V_per_nm, reverse=True)
+    return (m_design, m_conditions, True) if flip else (design, conditions, False)
+
+
+def canonical_json(design: Design, conditions: Conditions) -> str:
+    """Canonical JSON of the physical question in its canonical orientation (`physical_state` of `canonical`)."""
+    d, c, _ = canonical(design, conditions)
+    return json.dumps(physical_state(d, c), sort_keys=True, separators=(",", ":"))
 
 
 def design_id(design: Design, conditions: Conditions) -> str:
-    """Stable 16-hex-digit id of design + conditions."""
+    """Stable 16-hex-digit id of the physical question: the same for inert-field variants of a design and for its
+    mirror image at the opposite fields (see `physical_state` and `canonical`)."""
     return hashlib.sha256(canonical_json(design, conditions).encode()).hexdigest()[:16]
 
 

@@ -77,12 +77,12 @@ import openmm
 import openmm.unit as u
 from scipy.special import logsumexp
 
-import sim
-from sim.builder import build
-from sim.design import MD_SPECIES, Conditions, Design, DesignError, canonical_json, design_id
-from sim.measurement import atomic_write_bytes, atomic_write_text
-from sim.protocol import KB_KJ_PER_MOL_K, SimulationBlowUp, choose_platform
-from sim.system import build_system
+import porelab
+from porelab.sim.builder import build
+from porelab.sim.design import MD_SPECIES, Conditions, Design, DesignError, canonical_json, design_id
+from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
+from porelab.sim.protocol import KB_KJ_PER_MOL_K, SimulationBlowUp, choose_platform
+from porelab.sim.system import build_system
 
 Z0, KZ = "fe_z0", "fe_kz"  # global parameters of the restraint force: window centre (nm), k_z (kJ/mol/nm^2)
 MIN_T_K, MAX_T_K = 250.0, 400.0
@@ -854,7 +854,7 @@ def run_free_energy(design: Design, conditions: Conditions, ion: str, out: str |
     meta = {"design_id": did, "ion": ion, "design": json.loads(canonical_json(design, conditions))["design"]}
     run = UmbrellaRun(target, z0s, k_z, temps, T0, s, out, meta=meta, progress=progress)
     samples = run.run()
-    meta |= {"cost": run.cost(), "porelab_version": sim.__version__, "openmm_version": openmm.__version__,
+    meta |= {"cost": run.cost(), "porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
              "n_atoms": target.system.getNumParticles(), "field_V_per_nm": 0.0,
              "ion_dipole_before_after_balancing_e_nm": list(target.ion_dipole_e_nm),
              "settings": asdict(s) | {"temperatures_K": temps}}

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli import console, fail, out_path
-from sim.design import DesignError, load_design_file
+from porelab.sim.cli import console, fail, out_path
+from porelab.sim.design import DesignError, load_design_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -49,8 +49,8 @@ def free_energy(
     threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
 ):
     """Free energy of an ion along the pore axis and over (z, r), split into enthalpy and entropy; JSON + PNGs."""
-    from sim.free_energy import FESettings, check_ion, run_free_energy
-    from sim.protocol import SimulationBlowUp
+    from porelab.sim.free_energy import FESettings, check_ion, run_free_energy
+    from porelab.sim.protocol import SimulationBlowUp
 
     out = out_path(out, "--out")
     try:

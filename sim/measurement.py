@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.design import Conditions, Design, design_id
-from sim.faults import fault_point
+from porelab.sim.design import Conditions, Design, design_id
+from porelab.sim.faults import fault_point
 
 E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
 

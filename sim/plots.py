@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim.design import SPECIES  # noqa: E402
-from sim.measurement import E_PER_NS_TO_NA, Measurement  # noqa: E402
+from porelab.sim.design import SPECIES  # noqa: E402
+from porelab.sim.measurement import E_PER_NS_TO_NA, Measurement  # noqa: E402
 
 
 def plot_iv(m: Measurement, path: str | Path) -> None:

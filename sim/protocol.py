@@ -27,12 +27,13 @@ import openmm.app as app
 import openmm.unit as u
 from tqdm.auto import tqdm
 
-import sim
-from sim.builder import build
-from sim.design import Conditions, Design, DesignError, canonical_json, design_id
-from sim.measurement import FieldResult, Measurement, atomic_write_bytes, atomic_write_text
-from sim.system import SolvatedSystem, build_system, write_pdb
-from sim.transport import TransportReporter, field_result, icr_results
+import porelab
+from porelab.sim.builder import build
+from porelab.sim.design import Conditions, Design, DesignError, canonical_json, design_id
+from porelab.sim.measurement import FieldResult, Measurement, atomic_write_bytes, atomic_write_text
+from porelab.sim.observables import icr_results
+from porelab.sim.system import SolvatedSystem, build_system, write_pdb
+from porelab.sim.transport import TransportReporter, field_result
 
 KB_KJ_PER_MOL_K = 0.00831446261815324
 
@@ -339,7 +340,7 @@ class MDRun:
     def provenance(self) -> dict:
         s = self.settings
         return {
-            "porelab_version": sim.__version__, "openmm_version": openmm.__version__,
+            "porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
             "platform": self.platform.getName(), "seed": s.seed, "timestep_fs": s.timestep_fs,
             "production_ps": s.production_ps, "equil_ps": s.equil_ps, "settle_ps": s.settle_ps,
             "friction_per_ps": s.friction_per_ps, "cutoff_nm": s.cutoff_nm, "n_atoms": self.ss.system.getNumParticles(),

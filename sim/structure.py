@@ -18,7 +18,7 @@ import mdtraj as md
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.forcefield import ION_RESNAMES, WATER_RESNAME
+from porelab.sim.forcefield import ION_RESNAMES, WATER_RESNAME
 
 #: First-shell cutoff of each ion for water oxygens, nm: the first minimum of the ion–O radial distribution
 #: function of these ions in TIP3P (Joung–Cheatham K+/Na+/Li+/Cl-, Li–Merz Mg2+/Ca2+, OpenMM's

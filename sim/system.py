@@ -14,9 +14,9 @@ import openmm.unit as u
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from sim.builder import Structure
-from sim.design import MD_SPECIES, SPECIES, Conditions, DesignError
-from sim.forcefield import ION_NAMES, LJ, WATER_RESNAME, ion_parameters, water_parameters
+from porelab.sim.builder import Structure
+from porelab.sim.design import MD_SPECIES, SPECIES, Conditions, DesignError
+from porelab.sim.forcefield import ION_NAMES, LJ, WATER_RESNAME, ion_parameters, water_parameters
 
 FARADAY_KJ_PER_MOL_PER_V = 96.4853  # 1 e·V/nm = 96.4853 kJ/mol/nm
 WATER_SITE_NM = 0.3107  # cubic lattice spacing giving ≈33.4 waters/nm^3 (1.0 g/cm^3)

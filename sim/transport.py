@@ -1,6 +1,6 @@
 """Ion transport through the membrane: on-the-fly crossing counts, currents, fluxes and ICR with intervals.
 
-Units: nm, ps inside the counter; ns, ions/ns, nA, V/nm in the estimators (GUIDE §3). Positive flux and
+Units: nm, ps inside the counter; ns, ions/ns, nA, V/nm in the estimators (docs/physics.md §1, §3). Positive flux and
 current point along +z. Crossings are full transits of the membrane: an ion changes side only when it
 leaves the hysteresis band around a membrane image on the other side from where it entered.
 
@@ -8,8 +8,8 @@ Intervals: counts are Poisson. Each group of counts with the same weight is pool
 is Poisson) and given a Garwood exact interval (`statsmodels.stats.rates.confint_poisson`, "exact-c");
 the groups are combined by MOVER (Zou & Donner 2008), the same construction as statsmodels'
 `confint_poisson_2indep(compare="diff", method="mover")`. The displacement current's error uses the
-statistical inefficiency of its series (pymbar). ICR combines the two current intervals by MOVER on the log
-scale, and becomes a censored lower bound when the OFF current's interval includes zero.
+statistical inefficiency of its series (pymbar). ICR and the other observables are derived from these currents
+in `sim.observables`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from openmm import unit
 from scipy import stats
 from statsmodels.stats.rates import confint_poisson
 
-from sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, SpeciesResult
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, SpeciesResult
 
 PS_PER_NS = 1000.0
 
@@ -278,37 +278,6 @@ def displacement_current_nA(series_e_per_ns, mean_e_per_ns: float | None = None,
     return mean * E_PER_NS_TO_NA, ((mean - half) * E_PER_NS_TO_NA, (mean + half) * E_PER_NS_TO_NA)
 
 
-def _abs_interval(value: float, ci: tuple[float, float]) -> tuple[float, float, float]:
-    """|value| and the interval of |value| implied by a signed interval."""
-    lo, hi = ci
-    if lo >= 0:
-        return abs(value), lo, hi
-    if hi <= 0:
-        return abs(value), -hi, -lo
-    return abs(value), 0.0, max(-lo, hi)
-
-
-def icr_estimate(i_pos: float, ci_pos: tuple[float, float], i_neg: float, ci_neg: tuple[float, float]
-                 ) -> tuple[float, tuple[float, float | None], bool]:
-    """ICR = |I(+E)| / |I(-E)| from two independent currents with their intervals (any unit).
-
-    Returns (icr, (low, high), censored). Not censored: MOVER on the log scale (Zou & Donner 2008).
-    Censored (the -E interval includes zero): icr is the lower bound low(|I+|) / high(|I-|) and high is
-    None; this bound is never infinite (0.0 when |I-| is known to be exactly zero).
-    """
-    t1, l1, u1 = _abs_interval(i_pos, ci_pos)
-    t2, l2, u2 = _abs_interval(i_neg, ci_neg)
-    if l2 <= 0:
-        bound = l1 / u2 if u2 > 0 else 0.0
-        return bound, (bound, None), True
-    if l1 <= 0 or t1 <= 0:
-        return t1 / t2, (0.0, u1 / l2), False
-    d = math.log(t1) - math.log(t2)
-    low = d - math.hypot(math.log(t1) - math.log(l1), math.log(u2) - math.log(t2))
-    high = d + math.hypot(math.log(u1) - math.log(t1), math.log(t2) - math.log(l2))
-    return t1 / t2, (math.exp(low), math.exp(high)), False
-
-
 def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05) -> FieldResult:
     """Everything the counter measured at one signed field (V/nm) as a FieldResult (nA, ions/ns, ns)."""
     t = counter.time_ns
@@ -332,22 +301,3 @@ def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float =
                        current_ci_nA=current_ci, current_displacement_nA=disp,
                        current_displacement_ci_nA=disp_ci, charge_crossings_e=counter.net_charge_crossings(),
                        species=species)
-
-
-def icr_results(fields: Sequence[FieldResult], tol: float = 1e-9) -> list[ICRResult]:
-    """ICR at each |E| measured at both signs, sorted by |E|; a field seen with one sign gets none."""
-    out = []
-    for f in sorted((f for f in fields if f.field_V_per_nm > tol), key=lambda f: f.field_V_per_nm):
-        neg = [g for g in fields if math.isclose(g.field_V_per_nm, -f.field_V_per_nm, rel_tol=0, abs_tol=tol)]
-        if not neg:
-            continue
-        g = neg[0]
-        icr, ci, censored = icr_estimate(f.current_nA, f.current_ci_nA, g.current_nA, g.current_ci_nA)
-        extra = {}
-        if f.current_displacement_ci_nA is not None and g.current_displacement_ci_nA is not None:
-            d_icr, d_ci, d_cens = icr_estimate(f.current_displacement_nA, f.current_displacement_ci_nA,
-                                               g.current_displacement_nA, g.current_displacement_ci_nA)
-            extra = {"icr_displacement": d_icr, "icr_displacement_ci": d_ci, "icr_displacement_censored": d_cens}
-        out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=icr, icr_ci=ci, icr_censored=censored,
-                             **extra))
-    return out

@@ -22,12 +22,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.preprocessing import StandardScaler
 
-from sim.design import Design
-from surrogate.dataset import Samples
-from surrogate.graph import mirror_globals
-from surrogate.metrics import icr_calibration_factor
-from surrogate.prediction import Prediction, calibration_factor
-from surrogate.targets import SPECIES_NAMES, FluxTransform
+from porelab.sim.design import Design
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.graph import mirror_globals
+from porelab.surrogate.metrics import icr_calibration_factor
+from porelab.surrogate.prediction import Prediction, calibration_factor
+from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
 SHAPES = ("ellipse", "circle", "hexagon", "rectangle")
 MAX_LAYERS = 8

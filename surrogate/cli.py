@@ -28,7 +28,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from sim.yaml_file import read_yaml
+from porelab.sim.yaml_file import read_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="porelab surrogate commands.")
 console = Console()
@@ -87,13 +87,13 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML: model/graph settings, split, MLflow names")] = None,
 ):
     """Train the GNN ensemble surrogate on DATA; write the model, metrics and plots to OUT; log an MLflow run."""
-    from sim.cli import out_path
-    from surrogate.dataset import MeasurementFileError, find_measurements, load_dataset
-    from surrogate.ensemble import DeepEnsemble
-    from surrogate.graph import GraphSettings
-    from surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
-    from surrogate.params import check_ensemble_params, check_graph_params
-    from surrogate.targets import FluxTransform
+    from porelab.sim.cli import out_path
+    from porelab.surrogate.dataset import MeasurementFileError, find_measurements, load_dataset
+    from porelab.surrogate.ensemble import DeepEnsemble
+    from porelab.surrogate.graph import GraphSettings
+    from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
+    from porelab.surrogate.params import check_ensemble_params, check_graph_params
+    from porelab.surrogate.targets import FluxTransform
 
     out = out_path(out, "--out")
     cfg = load_config(config)
@@ -151,7 +151,7 @@ def _log_mlflow(cfg: TrainConfig, model, metrics: dict, out: Path) -> str:
     import torch
     import torch_geometric
 
-    from surrogate.pyfunc import SurrogatePyfunc
+    from porelab.surrogate.pyfunc import SurrogatePyfunc
 
     prev = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri(out))  # it also sets MLFLOW_TRACKING_URI: do not leave it behind

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from sim.design import Conditions, Design
-from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
-from surrogate.graph import DesignGraph, GraphSettings, featurise_design, global_features
-from surrogate.targets import SPECIES_NAMES, FluxTransform
+from porelab.sim.design import Conditions, Design
+from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
+from porelab.surrogate.graph import DesignGraph, GraphSettings, featurise_design, global_features
+from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
 CACHE_VERSION = 2
 DEFAULT_SETTINGS = GraphSettings()

@@ -29,14 +29,22 @@ import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from sim.measurement import atomic_write_text
-from surrogate.dataset import Samples
-from surrogate.graph import GLOBAL_FEATURES, NODE_FEATURES, GraphSettings, mirror_globals, mirror_graph
-from surrogate.metrics import icr_calibration_factor
-from surrogate.model import PoreGNN, collate, symmetric_forward
-from surrogate.params import check_ensemble_params
-from surrogate.prediction import Prediction, calibration_factor, from_members
-from surrogate.targets import SPECIES_NAMES, VALENCE, FluxTransform, censored_nll, current_nA, gaussian_nll, log_icr
+from porelab.sim.measurement import atomic_write_text
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.graph import GLOBAL_FEATURES, NODE_FEATURES, GraphSettings, mirror_globals, mirror_graph
+from porelab.surrogate.metrics import icr_calibration_factor
+from porelab.surrogate.model import PoreGNN, collate, symmetric_forward
+from porelab.surrogate.params import check_ensemble_params
+from porelab.surrogate.prediction import Prediction, calibration_factor, from_members
+from porelab.surrogate.targets import (
+    SPECIES_NAMES,
+    VALENCE,
+    FluxTransform,
+    censored_nll,
+    current_nA,
+    gaussian_nll,
+    log_icr,
+)
 
 SYMMETRIES = ("none", "augment", "exact")
 ARCHITECTURE = ("n_members", "hidden", "n_conv", "msg_dim", "head_hidden", "graph_settings", "flux_scale_per_ns")

@@ -23,9 +23,9 @@ import torch
 from scipy.spatial import cKDTree
 from torch_geometric.data import Data
 
-from sim.builder import build
-from sim.design import SPECIES, Conditions, Design
-from surrogate.params import check_graph_params
+from porelab.sim.builder import build
+from porelab.sim.design import SPECIES, Conditions, Design
+from porelab.surrogate.params import check_graph_params
 
 ELEMENTS = ("C", "B", "N", "O", "H")
 ROLES = ("sheet", "rim", "group")

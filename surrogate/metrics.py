@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from surrogate.dataset import Samples
-from surrogate.prediction import Prediction
-from surrogate.targets import current_nA, log_icr
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.prediction import Prediction
+from porelab.surrogate.targets import current_nA, log_icr
 
 Z68 = stats.norm.ppf(0.84)
 Z95 = stats.norm.ppf(0.975)

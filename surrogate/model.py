@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from surrogate.graph import ODD_GLOBAL, DesignGraph, GraphSettings, mirror_globals, mirror_graph
+from porelab.surrogate.graph import ODD_GLOBAL, DesignGraph, GraphSettings, mirror_globals, mirror_graph
 
 SIGN_E = ODD_GLOBAL[2]  # column of the globals holding sign(E)
 MIN_VAR = 1e-4

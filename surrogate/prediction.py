@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surrogate.targets import FluxTransform, current_nA, log_icr
+from porelab.surrogate.targets import FluxTransform, current_nA, log_icr
 
 
 @dataclass

@@ -11,14 +11,14 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from sim.design import Conditions, Design
-from surrogate.dataset import Samples
-from surrogate.targets import SPECIES_NAMES
+from porelab.sim.design import Conditions, Design
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.targets import SPECIES_NAMES
 
 
 class SurrogatePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from surrogate.ensemble import DeepEnsemble
+        from porelab.surrogate.ensemble import DeepEnsemble
 
         self.model = DeepEnsemble.load(context.artifacts["model_dir"])
 

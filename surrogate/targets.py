@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sim.design import SPECIES
-from sim.measurement import E_PER_NS_TO_NA
+from porelab.sim.design import SPECIES
+from porelab.sim.measurement import E_PER_NS_TO_NA
 
 SPECIES_NAMES = tuple(SPECIES)
 VALENCE = np.array([SPECIES[s]["valence"] for s in SPECIES_NAMES], float)  # (S,) e

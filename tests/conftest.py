@@ -25,7 +25,7 @@ def seed_from_one_equilibration(tmp_path):
     tmp_path/<name> from that state (so that runs compared with each other share their starting point)."""
 
     def seed(design, conditions, settings, names=("straight", "resumed")) -> None:
-        from sim.protocol import MDRun
+        from porelab.sim.protocol import MDRun
 
         eq = MDRun(design, conditions, tmp_path / "eq", settings, progress=False)
         eq._claim_directory()
@@ -40,7 +40,7 @@ def seed_from_one_equilibration(tmp_path):
 
 def _has_cuda() -> bool:
     try:
-        from sim.protocol import choose_platform
+        from porelab.sim.protocol import choose_platform
 
         return choose_platform().getName() == "CUDA"
     except Exception:

@@ -31,7 +31,7 @@ USER_ORACLE = textwrap.dedent('''
     import os
     import time
 
-    from sim.continuum import run_continuum
+    from porelab.sim.continuum import run_continuum
 
 
     class LoggedContinuum:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from active_learning.acquisition import (
+from porelab.active_learning.campaign.acquisition import (
     ConstrainedExpectedImprovement,
     ExpectedImprovement,
     Grid,

@@ -6,10 +6,10 @@ import math
 import pytest
 from al_helpers import write_study
 
-from active_learning.campaign import Campaign, CampaignError, create
-from active_learning.executors import LocalExecutor, Task
-from active_learning.ledger import Ledger
-from active_learning.study import load_study
+from porelab.active_learning.campaign.driver import Campaign, CampaignError, create
+from porelab.active_learning.campaign.executors import LocalExecutor, Task
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.study import load_study
 
 
 def run_campaign(tmp_path, name="c", tracking=False, **changes):

@@ -8,7 +8,7 @@ import pytest
 from al_helpers import write_study
 from typer.testing import CliRunner
 
-from active_learning.cli import app, ui_command
+from porelab.active_learning.cli.main import app, ui_command
 
 runner = CliRunner()
 
@@ -27,8 +27,8 @@ def test_run_status_resume_and_ui_serves_the_workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     study = write_study(tmp_path / "s.yaml", budget={"simulations": 8, "initial": 4, "batch": 4})
     d = tmp_path / "ws" / "small"
-    r = subprocess.run([sys.executable, "-m", "active_learning.cli", "campaign", "run", str(study), "--dir", str(d)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "porelab.active_learning.cli", "campaign", "run", str(study),
+                        "--dir", str(d)], capture_output=True, text=True, timeout=300)
     out = " ".join(r.stdout.split())
     assert r.returncode == 0, r.stdout + r.stderr
     assert "campaign stopped: budget" in out and f"porelab ui {d}" in out and "best designs" in out
@@ -87,9 +87,9 @@ def test_bad_user_oracle_is_one_line(tmp_path):
 
 
 def test_second_driver_refused(tmp_path):
-    from active_learning.campaign import create
-    from active_learning.ledger import CampaignLock
-    from active_learning.study import load_study
+    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.ledger import CampaignLock
+    from porelab.active_learning.campaign.study import load_study
 
     d = create(load_study(write_study(tmp_path / "s.yaml")), tmp_path / "c")
     with CampaignLock(d):

@@ -5,10 +5,10 @@ from al_helpers import write_study
 
 pytest.importorskip("distributed", reason="needs dask[distributed] (porelab[cluster])")
 
-from active_learning.campaign import Campaign, create  # noqa: E402
-from active_learning.executors import DaskExecutor, Task  # noqa: E402
-from active_learning.ledger import Ledger  # noqa: E402
-from active_learning.study import load_study  # noqa: E402
+from porelab.active_learning.campaign.driver import Campaign, create  # noqa: E402
+from porelab.active_learning.campaign.executors import DaskExecutor, Task  # noqa: E402
+from porelab.active_learning.campaign.ledger import Ledger  # noqa: E402
+from porelab.active_learning.campaign.study import load_study  # noqa: E402
 
 
 @pytest.mark.slow

@@ -10,14 +10,14 @@ import yaml
 from al_helpers import SMALL, write_study
 from typer.testing import CliRunner
 
-from active_learning import inverse
-from active_learning.acquisition import Prediction
-from active_learning.cli import app
-from active_learning.design_study import load_design_study
-from active_learning.model import ModelError
-from active_learning.study import Goal, OracleSpec, StudyError, parse_study
-from active_learning.surrogate_source import load_surrogate
-from sim.design import DesignError, load_design_file
+from porelab.active_learning.campaign.acquisition import Prediction
+from porelab.active_learning.campaign.model import ModelError
+from porelab.active_learning.campaign.study import Goal, OracleSpec, StudyError, parse_study
+from porelab.active_learning.cli.main import app
+from porelab.active_learning.design import search as inverse
+from porelab.active_learning.design.study import load_design_study
+from porelab.active_learning.design.surrogate_source import load_surrogate
+from porelab.sim.design import DesignError, load_design_file
 
 runner = CliRunner()
 
@@ -161,7 +161,7 @@ def test_design_command_end_to_end(campaign, monkeypatch):
     assert len(ranked) == 1 + 20 and ranked[1].startswith("1,")
     top_id = ranked[1].split(",")[1]
     design, conditions = load_design_file(next((out / "designs").glob(f"rank_001_{top_id}.yaml")))
-    from sim.design import design_id
+    from porelab.sim.design import design_id
 
     assert design_id(design, conditions) == top_id
     summary = json.loads((out / "summary.json").read_text())

@@ -2,7 +2,15 @@ import sqlite3
 
 import pytest
 
-from active_learning.ledger import FINAL, STATUSES, TRANSITIONS, CampaignLock, CampaignLocked, IllegalTransition, Ledger
+from porelab.active_learning.campaign.ledger import (
+    FINAL,
+    STATUSES,
+    TRANSITIONS,
+    CampaignLock,
+    CampaignLocked,
+    IllegalTransition,
+    Ledger,
+)
 
 D = {"layers": ["COO-"]}
 C = {"fields_V_per_nm": [1.0, -1.0]}

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from al_helpers import write_study
 
-from active_learning.ledger import Ledger
+from porelab.active_learning.campaign.ledger import Ledger
 
 
 def completed(db) -> dict[str, str]:
@@ -28,7 +28,7 @@ def completed(db) -> dict[str, str]:
 
 
 def porelab(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "active_learning.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "porelab.active_learning.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 

@@ -4,8 +4,8 @@ import pytest
 import yaml
 from al_helpers import SMALL, write_study
 
-from active_learning.study import StudyError, load_study, parse_study
-from sim.design import DesignError
+from porelab.active_learning.campaign.study import StudyError, load_study, parse_study
+from porelab.sim.design import DesignError
 
 
 def test_small_study_loads_and_pool_is_seeded(tmp_path):
@@ -76,7 +76,7 @@ def test_user_oracle_path_is_made_absolute(tmp_path, user_oracle):
 def test_shipped_studies_validate():
     from pathlib import Path
 
-    from active_learning.design_study import load_design_study
+    from porelab.active_learning.design.study import load_design_study
 
     for f in sorted(Path("experiments").glob("*.yaml")):
         if f.name.startswith("design-"):  # inverse-design studies

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from al_helpers import write_study
 
-from active_learning.model import CampaignModel, ModelError, descriptor
-from active_learning.study import Goal, Selectivity, load_study
-from active_learning.targets import InvalidMeasurement, targets
-from sim.continuum import run_continuum
-from sim.design import make_conditions, make_design
+from porelab.active_learning.campaign.model import CampaignModel, ModelError, descriptor
+from porelab.active_learning.campaign.study import Goal, Selectivity, load_study
+from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+from porelab.sim.continuum import run_continuum
+from porelab.sim.design import make_conditions, make_design
 
 JANUS = make_design({"layers": ["COO-", "NH3+"], "groups_per_rim": 8}, "tiny")
 KCL = make_conditions({"electrolyte": {"K+": 0.1, "Cl-": 0.1}, "fields_V_per_nm": [0.1, -0.1]})

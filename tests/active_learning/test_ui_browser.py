@@ -24,7 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def porelab(*args: str) -> list[str]:
-    return [sys.executable, "-m", "active_learning.cli", *args]
+    return [sys.executable, "-m", "porelab.active_learning.cli", *args]
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "active_learning"))
 from al_helpers import USER_ORACLE, write_study  # noqa: E402
 
-from sim.measurement import Measurement, is_temp  # noqa: E402
+from porelab.sim.measurement import Measurement, is_temp  # noqa: E402
 
 __all__ = ["USER_ORACLE", "write_study", "small_study", "porelab", "check_campaign", "oracle_calls", "snapshot"]
 
@@ -40,7 +40,7 @@ def porelab(*args: str, cwd: Path, fault: str | None = None, timeout: float = 24
     if fault:
         env["PORELAB_FAULT"] = fault
     env["COLUMNS"] = "200"
-    p = subprocess.run([sys.executable, "-m", "active_learning.cli", *args], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "porelab.active_learning.cli", *args], capture_output=True, text=True,
                        env=env, timeout=timeout, cwd=cwd)
     return p.returncode, p.stdout + p.stderr
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from active_learning.cli import app
+from porelab.active_learning.cli.main import app
 
 pytestmark = pytest.mark.reliability
 
@@ -240,8 +240,8 @@ def test_gnn_keywords_are_checked_by_study_and_train(ws):
 
 def test_broken_measurements_and_ledgers(ws):
     """A corrupt measurement.json (train) or ledger.sqlite (status, resume): one line naming the file."""
-    from active_learning.campaign import create
-    from active_learning.study import parse_study
+    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.study import parse_study
 
     bad = ws.ws / "data" / "x"
     bad.mkdir(parents=True)

@@ -9,17 +9,17 @@ import textwrap
 import pytest
 from rel_helpers import small_study
 
-from active_learning.campaign import Campaign, create
-from active_learning.ledger import Ledger
-from active_learning.study import load_study
+from porelab.active_learning.campaign.driver import Campaign, create
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.study import load_study
 
 pytestmark = pytest.mark.reliability
 
 # designs with a single layer are simulated by MD at 40 fs (they blow up); the others by the continuum model
 ORACLE = textwrap.dedent('''
-    from sim.continuum import run_continuum
-    from sim.design import make_design
-    from sim.protocol import MDSettings, run_md
+    from porelab.sim.continuum import run_continuum
+    from porelab.sim.design import make_design
+    from porelab.sim.protocol import MDSettings, run_md
 
 
     class HalfMD:

@@ -14,10 +14,10 @@ from rel_helpers import small_study
 pytest.importorskip("distributed", reason="needs dask[distributed]")
 import dask  # noqa: E402
 
-from active_learning.campaign import Campaign, create  # noqa: E402
-from active_learning.executors import DaskExecutor, Task  # noqa: E402
-from active_learning.ledger import Ledger  # noqa: E402
-from active_learning.study import load_study  # noqa: E402
+from porelab.active_learning.campaign.driver import Campaign, create  # noqa: E402
+from porelab.active_learning.campaign.executors import DaskExecutor, Task  # noqa: E402
+from porelab.active_learning.campaign.ledger import Ledger  # noqa: E402
+from porelab.active_learning.campaign.study import load_study  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 
@@ -27,8 +27,8 @@ ORACLE = textwrap.dedent('''
     import signal
     import time
 
-    from sim.continuum import run_continuum
-    from sim.design import design_id
+    from porelab.sim.continuum import run_continuum
+    from porelab.sim.design import design_id
 
 
     class Deadly:

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from rel_helpers import check_campaign, porelab, small_study, snapshot
 
-from sim.measurement import is_temp
+from porelab.sim.measurement import is_temp
 
 pytestmark = pytest.mark.reliability
 
@@ -43,7 +43,7 @@ def test_disk_full_stops_with_one_line_and_resume_finishes(tmp_path, fault, wher
                       cwd=tmp_path)
     one_line_error(rc, out, "No space left on device", where)
     no_temp_results(d)
-    from active_learning.ledger import Ledger
+    from porelab.active_learning.campaign.ledger import Ledger
 
     led = Ledger(d / "ledger.sqlite")
     counts = led.counts()

@@ -13,9 +13,9 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from sim.design import SPECIES, make_conditions, make_design
-from sim.measurement import is_temp
-from sim.protocol import MDSettings, run_md
+from porelab.sim.design import SPECIES, make_conditions, make_design
+from porelab.sim.measurement import is_temp
+from porelab.sim.protocol import MDSettings, run_md
 
 pytestmark = pytest.mark.reliability
 
@@ -36,8 +36,8 @@ def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path, se
 
     # kill -9 while the third production commit renames its progress.json (0.1 ps of 0.2 ps done)
     code = textwrap.dedent(f"""
-        from sim.design import make_conditions, make_design
-        from sim.protocol import MDSettings, run_md
+        from porelab.sim.design import make_conditions, make_design
+        from porelab.sim.protocol import MDSettings, run_md
         run_md(make_design({SPEC!r}), make_conditions({{"fields_V_per_nm": {FIELDS!r}}}),
                {str(tmp_path / 'resumed')!r}, MDSettings(**{COMMON!r}), progress=False)
     """)

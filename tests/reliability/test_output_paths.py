@@ -7,8 +7,8 @@ import pytest
 import yaml
 from test_bad_input import DESIGN, STUDY, Workspace, refused, runner
 
-from active_learning.cli import app
-from sim.workspace import WorkspaceError, output_path
+from porelab.active_learning.cli.main import app
+from porelab.sim.workspace import WorkspaceError, output_path
 
 pytestmark = pytest.mark.reliability
 
@@ -52,8 +52,8 @@ def test_escaping_output_paths_are_refused(ws, command, escape):
 def test_default_and_derived_paths_are_checked(ws):
     """build's default <design>.pdb beside an outside design; a campaign whose parent (mlflow.db) is outside;
     resume of a campaign outside; ui of a workspace outside."""
-    from active_learning.campaign import create
-    from active_learning.study import parse_study
+    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.study import parse_study
 
     (ws.outside / "o.yaml").write_text(yaml.safe_dump(DESIGN))
     outside_camp = create(parse_study(copy.deepcopy(STUDY)), ws.outside / "camp")
@@ -70,8 +70,8 @@ def test_default_and_derived_paths_are_checked(ws):
 
 def test_status_reads_an_outside_campaign_without_writing(ws):
     """status only reads: allowed for a campaign outside, and it leaves that directory as it was."""
-    from active_learning.campaign import create
-    from active_learning.study import parse_study
+    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.study import parse_study
 
     d = create(parse_study(copy.deepcopy(STUDY)), ws.outside / "camp")
     files = lambda: {e for e in ws.snapshot() if (ws.tmp / e[0]).is_file()}  # noqa: E731

@@ -12,7 +12,7 @@ import pytest
 from packaging.version import Version
 from typer.testing import CliRunner
 
-from active_learning import cli
+from porelab.active_learning import cli
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,9 +81,9 @@ class _Evil:
 def test_model_with_a_pickled_object_is_refused(tmp_path):
     import torch
 
-    from surrogate.ensemble import DeepEnsemble
-    from surrogate.graph import GraphSettings
-    from surrogate.targets import SPECIES_NAMES
+    from porelab.surrogate.ensemble import DeepEnsemble
+    from porelab.surrogate.graph import GraphSettings
+    from porelab.surrogate.targets import SPECIES_NAMES
 
     d, marker = tmp_path / "model", tmp_path / "pwned"
     d.mkdir()
@@ -100,9 +100,9 @@ def test_processed_cache_with_a_pickled_object_is_rebuilt_not_loaded(tmp_path):
     """A tampered featurised-data cache is never unpickled: it is rebuilt from the measurements."""
     import torch
 
-    from sim.continuum import run_continuum
-    from sim.design import make_conditions, make_design
-    from surrogate.dataset import load_dataset
+    from porelab.sim.continuum import run_continuum
+    from porelab.sim.design import make_conditions, make_design
+    from porelab.surrogate.dataset import load_dataset
 
     data = tmp_path / "data"
     for k, layers in enumerate((["COO-"], ["COO-", "NH3+"])):

@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
-from active_learning.ledger import Ledger
-from active_learning.model import CampaignModel
-from active_learning.study import Goal
-from sim.continuum import run_continuum
-from sim.design import make_conditions, make_design
-from sim.measurement import Measurement, is_temp
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.model import CampaignModel
+from porelab.active_learning.campaign.study import Goal
+from porelab.sim.continuum import run_continuum
+from porelab.sim.design import make_conditions, make_design
+from porelab.sim.measurement import Measurement, is_temp
 
 pytestmark = pytest.mark.reliability
 
@@ -42,7 +42,7 @@ def test_measurement_keeps_the_previous_version(tmp_path):
     old = run_continuum(DESIGNS[0], COND)
     old.save(tmp_path / "measurement.json")
     crash(f"""
-        from sim.measurement import Measurement
+        from porelab.sim.measurement import Measurement
         m = Measurement.load({str(tmp_path / 'measurement.json')!r})
         m.model_copy(update={{"status": "failed", "error": "new", "fields": [], "icr": []}}).save(
             {str(tmp_path / 'measurement.json')!r})
@@ -56,8 +56,8 @@ def test_measurement_keeps_the_previous_version(tmp_path):
 def test_first_write_killed_leaves_no_result(tmp_path):
     """A kill before the first rename leaves no measurement.json: the campaign re-runs the design."""
     crash(f"""
-        from sim.continuum import run_continuum
-        from sim.design import make_conditions, make_design
+        from porelab.sim.continuum import run_continuum
+        from porelab.sim.design import make_conditions, make_design
         cond = make_conditions({{"fields_V_per_nm": [0.2, -0.2], "electrolyte": {{"K+": 0.1, "Cl-": 0.1}}}})
         run_continuum(make_design({{"layers": ["COO-"], "groups_per_rim": 2}}, "tiny"), cond).save(
             {str(tmp_path / 'measurement.json')!r})
@@ -73,7 +73,7 @@ def test_checkpoint_commit_keeps_the_previous_progress(tmp_path):
     crash(f"""
         import json
         from pathlib import Path
-        from sim.measurement import atomic_write_bytes, atomic_write_text
+        from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
         d = Path({str(tmp_path)!r})
         atomic_write_bytes(d / "step_000000000200.chk", b"new checkpoint")
         atomic_write_text(d / "progress.json", json.dumps({{"checkpoint": "step_000000000200.chk", "time_ps": 0.4}}))
@@ -90,9 +90,9 @@ def test_model_keeps_the_previous_version(tmp_path):
     ms = [run_continuum(d, COND) for d in DESIGNS]
     CampaignModel("rf", goal, 0, n_estimators=5).fit(ms[:4]).save(tmp_path / "m")
     crash(f"""
-        from active_learning.model import CampaignModel
-        from active_learning.study import Goal
-        from sim.measurement import Measurement
+        from porelab.active_learning.campaign.model import CampaignModel
+        from porelab.active_learning.campaign.study import Goal
+        from porelab.sim.measurement import Measurement
         ms = [Measurement.model_validate_json(s) for s in {[m.to_json() for m in ms]!r}]
         CampaignModel("rf", Goal.model_validate({{}}), 0, n_estimators=5).fit(ms).save({str(tmp_path / 'm')!r})
     """, "atomic_write:campaign_model.json:1")
@@ -108,7 +108,7 @@ def test_ledger_update_is_all_or_nothing(tmp_path):
     led.start(m.design_id)
     led.close()
     crash(f"""
-        from active_learning.ledger import Ledger
+        from porelab.active_learning.campaign.ledger import Ledger
         led = Ledger({str(tmp_path / 'ledger.sqlite')!r})
         led.finish({m.design_id!r}, "completed", {m.to_json()!r}, "continuum", targets={{"log_icr": 0.1}})
     """, "ledger.commit:1")

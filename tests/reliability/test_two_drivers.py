@@ -18,8 +18,8 @@ pytestmark = pytest.mark.reliability
 def spawn(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PORELAB_FAULT",
                                                             "PORELAB_WORKSPACE")}
-    return subprocess.Popen([sys.executable, "-m", "active_learning.cli", *args, "--quiet"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "porelab.active_learning.cli", *args, "--quiet"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_two_campaigns_at_once_in_one_workspace(tmp_path):

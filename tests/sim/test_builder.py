@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sim.builder import build, built_pore_size
-from sim.design import DesignError, make_design
+from porelab.sim.builder import build, built_pore_size
+from porelab.sim.design import DesignError, make_design
 
 
 @pytest.mark.parametrize("material", ["graphene_oxide", "hbn"])

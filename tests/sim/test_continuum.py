@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.continuum import (
+from porelab.sim.continuum import (
     M_TO_PER_NM3,
     ContinuumError,
     column_from_profiles,
@@ -15,8 +15,8 @@ from sim.continuum import (
     simulate_continuum,
     thermal_voltage_V,
 )
-from sim.design import SPECIES, make_conditions, make_design
-from sim.measurement import E_PER_NS_TO_NA, Measurement
+from porelab.sim.design import SPECIES, make_conditions, make_design
+from porelab.sim.measurement import E_PER_NS_TO_NA, Measurement
 
 JANUS = {"layers": ["COO-", "NH3+"]}
 

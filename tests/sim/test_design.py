@@ -1,7 +1,8 @@
 import pytest
 
-from sim.design import (
+from porelab.sim.design import (
     DesignError,
+    canonical,
     canonical_json,
     design_id,
     dump_design_file,
@@ -21,8 +22,10 @@ def test_presets_match_the_seed_study():
 @pytest.mark.parametrize(
     "spec, words",
     [
-        ({"layers": []}, ["layers", "1 to 8"]),
-        ({"layers": ["COO-"] * 9}, ["layers", "1 to 8"]),
+        ({"layers": []}, ["layers", "1 to 16"]),
+        ({"layers": ["COO-"] * 17}, ["layers", "1 to 16"]),
+        ({"janus_layers": 9}, ["janus_layers=9", "[1, 8]"]),
+        ({"janus_layers": 1, "layers": ["NH3+", "COO-"]}, ["janus_layers=1", "disagree"]),
         ({"spacing_nm": 0.1}, ["spacing_nm=0.1", "0.2"]),
         ({"pore": {"width_nm": 3.9, "height_nm": 1.0}}, ["too wide", "sheet_nm=4.0"]),
         ({"pore": {"shape": "circle", "width_nm": 1.0, "height_nm": 1.2}}, ["circle", "width_nm == height_nm"]),
@@ -69,7 +72,10 @@ def test_design_id_is_stable_and_canonical():
     c = make_conditions({"fields_V_per_nm": [1.0, -1.0]})
     c2 = make_conditions({"fields_V_per_nm": [-1.0, 1.0000000001]})  # order and rounding do not matter
     assert design_id(d, c) == design_id(d, c2)
-    assert design_id(d, c) != design_id(d.mirrored(), c)
+    # the mirror image at the opposite fields is the same question; at the same single field it is not
+    assert design_id(d, c) == design_id(d.mirrored(), c)
+    plus, minus = make_conditions({"fields_V_per_nm": [1.0]}), make_conditions({"fields_V_per_nm": [-1.0]})
+    assert design_id(d, plus) == design_id(d.mirrored(), minus) != design_id(d.mirrored(), plus)
     assert design_id(d, c) != design_id(d, make_conditions({"fields_V_per_nm": [2.0, -2.0]}))
     assert canonical_json(d, c) == canonical_json(make_design(d.model_dump()), c)
     assert len(design_id(d, c)) == 16
@@ -101,3 +107,42 @@ def test_mirrored_reverses_layers_and_offsets():
     assert m.layers == ("OH", "NH3+", "COO-")
     assert m.offsets_nm[0] == (0.2, 0)
     assert m.layer_charge_e() == d.layer_charge_e()[::-1]
+
+
+def test_design_id_ignores_fields_that_change_no_atom():
+    c = make_conditions()
+    bare = [make_design({"layers": ["none", "none"], "groups_per_rim": g}, "tiny") for g in (0, 4, 8)]
+    assert len({design_id(d, c) for d in bare}) == 1
+    go = [make_design({"bn_charge_e": q}, "tiny") for q in (0.3, 0.9)]
+    assert design_id(go[0], c) == design_id(go[1], c)
+    bn = [make_design({"material": "hbn", "bn_charge_e": q}, "tiny") for q in (0.3, 0.9)]
+    assert design_id(bn[0], c) != design_id(bn[1], c)  # h-BN charges are atoms' charges
+    aligned = make_design({"offsets_nm": [[0, 0], [0, 0]]}, "tiny")
+    assert design_id(aligned, c) == design_id(make_design({}, "tiny"), c)
+    charged = [make_design({"layers": ["COO-", "none"], "groups_per_rim": g}, "tiny") for g in (2, 4)]
+    assert design_id(charged[0], c) != design_id(charged[1], c)
+
+
+def test_canonical_orientation_maps_the_mirror_to_one_question():
+    janus = make_design({"layers": ["NH3+", "COO-"]}, "tiny")
+    c = make_conditions({"fields_V_per_nm": [2.0]})
+    d, cc, flipped = canonical(janus, c)
+    assert flipped and d.layers == ("COO-", "NH3+") and cc.fields_V_per_nm == (-2.0,)
+    assert canonical(d, cc) == (d, cc, False)  # canonical is a fixed point
+    sym = make_design({"layers": ["COO-", "NH3+", "COO-"]}, "tiny")
+    assert sym.is_symmetric() and not janus.is_symmetric()
+    d, cc, flipped = canonical(sym, make_conditions({"fields_V_per_nm": [-2.0]}))
+    assert flipped and cc.fields_V_per_nm == (2.0,)  # a symmetric design is asked at +E
+
+
+def test_janus_layers_is_the_seed_studys_stack():
+    for n in (1, 3, 8):
+        d = make_design({"janus_layers": n}, "seed")
+        assert d.layers == ("COO-",) * n + ("NH3+",) * n
+        explicit = make_design({"layers": ["COO-"] * n + ["NH3+"] * n}, "seed")
+        assert design_id(d, make_conditions()) == design_id(explicit, make_conditions())
+    # pore length 0.34 -> 2.38 nm from 1 to 4 layers (2 -> 8 sheets) at 0.34 nm spacing
+    assert make_design({"janus_layers": 1}, "seed").stack_thickness_nm() == pytest.approx(0.34)
+    assert make_design({"janus_layers": 4}, "seed").stack_thickness_nm() == pytest.approx(2.38)
+    with pytest.raises(DesignError, match="box_z_nm=5.0 is too short"):
+        make_design({"janus_layers": 8}, "tiny")

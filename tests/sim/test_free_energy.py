@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sim.design import DesignError
-from sim.free_energy import (
+from porelab.sim.design import DesignError
+from porelab.sim.free_energy import (
     KZ,
     Z0,
     FESettings,
@@ -28,8 +28,8 @@ from sim.free_energy import (
     window_centres,
     wrap,
 )
-from sim.free_energy_cli import app as fe_app
-from sim.protocol import KB_KJ_PER_MOL_K
+from porelab.sim.free_energy_cli import app as fe_app
+from porelab.sim.protocol import KB_KJ_PER_MOL_K
 
 BOX = np.array([3.0, 3.0, 5.0])
 ZC = 2.5

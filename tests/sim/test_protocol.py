@@ -4,9 +4,9 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from sim.design import make_conditions, make_design
-from sim.measurement import Measurement
-from sim.protocol import MDRun, MDSettings, run_md
+from porelab.sim.design import make_conditions, make_design
+from porelab.sim.measurement import Measurement
+from porelab.sim.protocol import MDRun, MDSettings, run_md
 
 DESIGN = make_design({"layers": ["none"], "pore": {"width_nm": 1.4, "height_nm": 1.4, "shape": "circle"}}, "tiny")
 FAST = dict(equil_ps=0.2, ramp_ps=0.1, timestep_fs=2.0, platform="CPU", report_interval_steps=10,
@@ -94,7 +94,7 @@ def test_blow_up_is_a_failed_measurement_not_a_zero_current(tmp_path):
 
 
 def test_a_directory_holds_one_design(tmp_path):
-    from sim.design import DesignError
+    from porelab.sim.design import DesignError
 
     cond = make_conditions({"fields_V_per_nm": [1.0]})
     MDRun(DESIGN, cond, tmp_path, MDSettings(production_ps=0.1, **FAST))._claim_directory()

@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from active_learning.cli import app
+from porelab.active_learning.cli.main import app
 
 runner = CliRunner()
 EXAMPLE = "experiments/examples/tiny-3layer.yaml"

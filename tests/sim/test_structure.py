@@ -4,8 +4,8 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from sim.forcefield import ION_RESNAMES
-from sim.structure import (
+from porelab.sim.forcefield import ION_RESNAMES
+from porelab.sim.structure import (
     HYDRATION_CUTOFF_NM,
     hydration_number_z,
     ion_density_r,

@@ -3,9 +3,9 @@ import openmm
 import openmm.unit as u
 import pytest
 
-from sim.builder import build
-from sim.design import DesignError, make_conditions, make_design
-from sim.system import FARADAY_KJ_PER_MOL_PER_V, build_system
+from porelab.sim.builder import build
+from porelab.sim.design import DesignError, make_conditions, make_design
+from porelab.sim.system import FARADAY_KJ_PER_MOL_PER_V, build_system
 
 
 def _charges(ss):

@@ -9,16 +9,16 @@ import pytest
 from openmm import app, unit
 from statsmodels.stats.rates import confint_poisson_2indep
 
-from sim.measurement import E_PER_NS_TO_NA, FieldResult
-from sim.transport import (
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult
+from porelab.sim.observables import icr_interval as icr_estimate
+from porelab.sim.observables import icr_results
+from porelab.sim.transport import (
     CrossingCounter,
     TransportReporter,
     crossing_current_nA,
     displacement_current_nA,
     field_result,
     flux_per_ns,
-    icr_estimate,
-    icr_results,
     poisson_linear_ci,
 )
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sim.continuum import run_continuum
-from sim.design import design_id, make_conditions, make_design
-from surrogate.dataset import Samples
+from porelab.sim.continuum import run_continuum
+from porelab.sim.design import design_id, make_conditions, make_design
+from porelab.surrogate.dataset import Samples
 
 FIELDS = [0.3, -0.3, 1.0, -1.0, 3.0, -3.0]
 
@@ -39,7 +39,7 @@ def measurement_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def measurements(measurement_dir):
-    from sim.measurement import Measurement
+    from porelab.sim.measurement import Measurement
 
     return [Measurement.load(p) for p in sorted(measurement_dir.rglob("measurement.json"))]
 

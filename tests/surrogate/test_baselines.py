@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from sim.design import make_conditions
-from surrogate.baselines import DESCRIPTOR_NAMES, GPBaseline, RFBaseline, descriptors, design_descriptors
-from surrogate.dataset import Samples
-from surrogate.metrics import flux_arrays, regression_metrics
-from surrogate.prediction import Prediction
+from porelab.sim.design import make_conditions
+from porelab.surrogate.baselines import DESCRIPTOR_NAMES, GPBaseline, RFBaseline, descriptors, design_descriptors
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.metrics import flux_arrays, regression_metrics
+from porelab.surrogate.prediction import Prediction
 
 MODELS = [lambda: RFBaseline(n_estimators=30), lambda: GPBaseline(max_train=150, max_iter=20)]
 
@@ -48,7 +48,7 @@ def test_symmetric_baselines_reverse_the_mirrored_design(fitted):
 
 
 def test_descriptors_of_the_mirror():
-    from sim.design import make_design
+    from porelab.sim.design import make_design
 
     d = make_design({"layers": ["COO-", "none", "NH3+"]}, "seed")
     a, b = design_descriptors(d), design_descriptors(d.mirrored())

@@ -3,9 +3,9 @@ import shutil
 import numpy as np
 import pytest
 
-from surrogate.dataset import Samples, load_dataset
-from surrogate.graph import GraphSettings
-from surrogate.targets import SPECIES_NAMES, FluxTransform
+from porelab.surrogate.dataset import Samples, load_dataset
+from porelab.surrogate.graph import GraphSettings
+from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
 
 def test_samples_from_measurements(measurements, samples):

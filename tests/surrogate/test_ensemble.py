@@ -3,10 +3,10 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from sim.design import make_conditions
-from surrogate.dataset import Samples
-from surrogate.ensemble import DeepEnsemble, _Batch, _member_loss
-from surrogate.metrics import flux_arrays, regression_metrics
+from porelab.sim.design import make_conditions
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.ensemble import DeepEnsemble, _Batch, _member_loss
+from porelab.surrogate.metrics import flux_arrays, regression_metrics
 
 SMALL = {"n_members": 5, "hidden": 8, "msg_dim": 4, "head_hidden": 32, "n_conv": 2, "max_epochs": 60,
          "patience": 60, "batch_designs": 2, "progress": False, "seed": 1}

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from sim.builder import build
-from sim.design import make_conditions, make_design
-from surrogate.graph import (
+from porelab.sim.builder import build
+from porelab.sim.design import make_conditions, make_design
+from porelab.surrogate.graph import (
     ELEMENTS,
     GLOBAL_FEATURES,
     NODE_FEATURES,

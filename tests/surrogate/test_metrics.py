@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from surrogate.metrics import calibration_curve, calibration_plot, parity_plot, regression_metrics
+from porelab.surrogate.metrics import calibration_curve, calibration_plot, parity_plot, regression_metrics
 
 
 def test_perfect_predictions():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from surrogate.targets import (
+from porelab.surrogate.targets import (
     SPECIES_NAMES,
     FluxTransform,
     censored_nll,

@@ -3,7 +3,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from surrogate.cli import app, tracking_uri
+from porelab.surrogate.cli import app, tracking_uri
 
 
 def test_default_tracking_uri_is_a_sqlite_file_in_the_output(tmp_path, monkeypatch):
@@ -43,7 +43,7 @@ def test_train_writes_model_plots_metrics_and_an_mlflow_run(measurement_dir, tmp
     # the registered model loads as a pyfunc and predicts fluxes of a new design
     import pandas as pd
 
-    from sim.design import make_conditions, make_design
+    from porelab.sim.design import make_conditions, make_design
 
     served = mlflow.pyfunc.load_model("models:/pore-surrogate-test/1")
     d, c = make_design({"layers": ["COO-", "NH3+"]}, "tiny"), make_conditions({"fields_V_per_nm": [1.0, -1.0]})

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from active_learning import plots
-from active_learning.design_study import DesignStudy
-from active_learning.inverse import Ranking, Scores, Verified
-from active_learning.space import Candidate
-from active_learning.targets import objective_name
-from sim.measurement import atomic_write_bytes, atomic_write_text
+from porelab.active_learning.campaign import plots
+from porelab.active_learning.campaign.space import Candidate
+from porelab.active_learning.campaign.targets import objective_name
+from porelab.active_learning.design.search import Ranking, Scores, Verified
+from porelab.active_learning.design.study import DesignStudy
+from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
 
 
 def objective_label(study: DesignStudy) -> str:
@@ -139,9 +139,9 @@ def provenance() -> dict:
     import openmm
     import torch
 
-    import sim
+    import porelab
 
-    return {"porelab_version": sim.__version__, "openmm_version": openmm.__version__,
+    return {"porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
             "torch_version": torch.__version__, "python": platform.python_version(), "host": platform.node()}
 
 
@@ -151,7 +151,7 @@ def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, su
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from active_learning.tracking import UI_KIND, flatten, mlflow_key, tracking_uri
+    from porelab.active_learning.tracking.view import UI_KIND, flatten, mlflow_key, tracking_uri
 
     uri = tracking_uri(workspace)
     client = MlflowClient(uri)

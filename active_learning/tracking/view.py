@@ -21,8 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-from active_learning.ledger import Ledger
-from sim.faults import fault_point
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.sim.faults import fault_point
 
 ALIAS = "champion"
 UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view

@@ -22,11 +22,11 @@ from rich.markup import escape
 from rich.table import Table
 from typer._click import exceptions as click_errors  # the click that typer runs on (vendored)
 
-from active_learning.inverse_cli import app as inverse_app
-from sim.cli import app as sim_app
-from sim.cli import console, fail, out_path
-from sim.free_energy_cli import app as free_energy_app
-from surrogate.cli import app as surrogate_app
+from porelab.active_learning.cli.design import app as inverse_app
+from porelab.sim.cli import app as sim_app
+from porelab.sim.cli import console, fail, out_path
+from porelab.sim.free_energy_cli import app as free_energy_app
+from porelab.surrogate.cli import app as surrogate_app
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -64,13 +64,13 @@ app.add_typer(campaign_app, name="campaign")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from active_learning.campaign import CampaignError
-    from active_learning.executors import ExecutorError
-    from active_learning.ledger import LedgerError
-    from active_learning.model import ModelError
-    from active_learning.oracles import OracleError
-    from active_learning.study import StudyError
-    from sim.design import DesignError
+    from porelab.active_learning.campaign.driver import CampaignError
+    from porelab.active_learning.campaign.executors import ExecutorError
+    from porelab.active_learning.campaign.ledger import LedgerError
+    from porelab.active_learning.campaign.model import ModelError
+    from porelab.active_learning.campaign.oracles import OracleError
+    from porelab.active_learning.campaign.study import StudyError
+    from porelab.sim.design import DesignError
 
     return (CampaignError, ExecutorError, LedgerError, ModelError, OracleError, StudyError, DesignError)
 
@@ -80,7 +80,7 @@ def _log(msg: str) -> None:
 
 
 def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
-    from active_learning.campaign import Campaign
+    from porelab.active_learning.campaign.driver import Campaign
 
     t0 = time.monotonic()
     try:
@@ -114,8 +114,8 @@ def campaign_run(
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
     """Start a campaign from a study YAML in a new directory and run it to its end."""
-    from active_learning.campaign import CampaignError, create
-    from active_learning.study import StudyError, load_study
+    from porelab.active_learning.campaign.driver import CampaignError, create
+    from porelab.active_learning.campaign.study import StudyError, load_study
 
     try:
         study = load_study(study_file)
@@ -135,7 +135,7 @@ def campaign_resume(
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
     """Continue a stopped or killed campaign exactly where its ledger says it was."""
-    from active_learning.campaign import load
+    from porelab.active_learning.campaign.driver import load
 
     try:
         load(directory)  # read only: "not a campaign directory" before anything else
@@ -148,8 +148,8 @@ def campaign_resume(
 @campaign_app.command("status")
 def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign directory")]):
     """Trials by status, the best designs and the model's quality (reads the ledger only)."""
-    from active_learning.campaign import LEDGER_FILE, load, summarize
-    from active_learning.ledger import Ledger
+    from porelab.active_learning.campaign.driver import LEDGER_FILE, load, summarize
+    from porelab.active_learning.campaign.ledger import Ledger
 
     try:
         study = load(directory)
@@ -222,7 +222,7 @@ def _ui_workspace(directory: Path) -> Path:
 
 def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str], str]:
     """(argv, environment, URL) of the MLflow server for the workspace holding `directory` (loopback by default)."""
-    from active_learning.tracking import workspace_uri
+    from porelab.active_learning.tracking.view import workspace_uri
 
     workspace = _ui_workspace(directory)
     if not (workspace / "mlflow.db").exists():

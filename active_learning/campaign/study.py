@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from active_learning.space import DesignSpace, Dimension, check_name
-from sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
-from sim.yaml_file import read_yaml
+from porelab.active_learning.campaign.space import DesignSpace, Dimension, check_name
+from porelab.sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
+from porelab.sim.yaml_file import read_yaml
 
 
 class StudyError(ValueError):
@@ -48,7 +48,7 @@ class OracleSpec(_Strict):
         elif self.path is not None:
             raise ValueError(f"path is only for kind: user (kind is {self.kind})")
         if self.kind == "md":
-            from sim.protocol import MDSettings
+            from porelab.sim.protocol import MDSettings
 
             try:
                 MDSettings(**self.settings)
@@ -130,7 +130,7 @@ class ModelSpec(_Strict):
     def _check(self) -> ModelSpec:
         """Refuse unknown or out-of-range keywords now, not as a silent model-less campaign later."""
         if self.kind == "gnn":
-            from surrogate.params import check_ensemble_params
+            from porelab.surrogate.params import check_ensemble_params
 
             check_ensemble_params(self.params)
         elif self.kind == "gp":
@@ -157,7 +157,7 @@ class AcquisitionSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSpec:
-        from active_learning.acquisition import resolve_acquisition
+        from porelab.active_learning.campaign.acquisition import resolve_acquisition
 
         self.kind = self.kind.lower().replace("-", "_")
         try:

@@ -1,8 +1,8 @@
 """A study's design space and the candidate pools drawn from it.
 
 A space maps names to dimensions. A name is a Design field (`spacing_nm`, `groups_per_rim`, `pore.width_nm`,
-`layers`, ...), a Conditions field (`electrolyte`, `temperature_K`), or `field_V_per_nm`: the field
-magnitude |E| in V/nm, each candidate being run at +E and -E. Three kinds of dimension:
+`layers`, ...), `janus_layers` (N COO- sheets under N NH3+ sheets), a Conditions field (`electrolyte`,
+`temperature_K`), or `field_V_per_nm`: the field magnitude |E| in V/nm, each candidate being run at +E and -E. Three kinds of dimension:
   {low, high, log?, integer?, num?}    a range (`num` points when the pool is a grid)
   {choices: [...]}                      a finite set
   {sequence: [...], length: [lo, hi]}   a list whose length and elements vary (the rim group of each layer)
@@ -19,10 +19,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.stats import qmc
 
-from sim.design import Conditions, Design, DesignError, Pore, design_id, make_conditions, make_design
+from porelab.sim.design import (
+    MAX_SHEETS,
+    Conditions,
+    Design,
+    DesignError,
+    Pore,
+    design_id,
+    make_conditions,
+    make_design,
+)
 
 CONDITION_KEYS = {"electrolyte", "temperature_K"}
 FIELD_KEY = "field_V_per_nm"
+JANUS_KEY = "janus_layers"  # the seed study's N-layer Janus pore: N COO- sheets under N NH3+ sheets
 
 
 class Range(BaseModel):
@@ -80,8 +90,8 @@ class Sequence(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Sequence:
-        if not 1 <= self.length[0] <= self.length[1] <= 8:
-            raise ValueError(f"length {list(self.length)} must satisfy 1 <= lo <= hi <= 8")
+        if not 1 <= self.length[0] <= self.length[1] <= MAX_SHEETS:
+            raise ValueError(f"length {list(self.length)} must satisfy 1 <= lo <= hi <= {MAX_SHEETS}")
         return self
 
     @property
@@ -104,7 +114,7 @@ Dimension = Range | Choice | Sequence
 
 def check_name(name: str) -> None:
     """Raise ValueError unless `name` is a Design/Conditions field or field_V_per_nm."""
-    if name == FIELD_KEY or name in CONDITION_KEYS:
+    if name in (FIELD_KEY, JANUS_KEY) or name in CONDITION_KEYS:
         return
     head, _, rest = name.partition(".")
     if head == "pore" and rest:
@@ -112,7 +122,8 @@ def check_name(name: str) -> None:
             raise ValueError(f"pore.{rest} is not a pore field; known: {', '.join(Pore.model_fields)}")
         return
     if rest or head not in Design.model_fields or head == "pore":
-        known = sorted([*Design.model_fields, *CONDITION_KEYS, FIELD_KEY, *(f"pore.{k}" for k in Pore.model_fields)])
+        known = sorted([*Design.model_fields, *CONDITION_KEYS, FIELD_KEY, JANUS_KEY,
+                        *(f"pore.{k}" for k in Pore.model_fields)])
         raise ValueError(f"{name!r} is not a design or conditions field; known: {', '.join(known)}")
 
 
@@ -137,6 +148,9 @@ def make_candidate(values: dict[str, Any], base_design: dict, base_conditions: d
             c[name] = v
         elif name.startswith("pore."):
             d["pore"][name[5:]] = v
+        elif name == JANUS_KEY:
+            d.pop("layers", None)  # the stack replaces the base's layers
+            d[name] = v
         else:
             d[name] = v
     if not d["pore"]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 
-from active_learning.study import Goal
-from sim.measurement import Measurement
+from porelab.active_learning.campaign.study import Goal
+from porelab.sim.measurement import Measurement
 
 BASE_TARGETS = ("log_icr", "log_on_current")
 

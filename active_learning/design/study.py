@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from active_learning.study import Problem, StudyError, _Strict, parse_study, resolve_oracle_path
-from sim.yaml_file import read_yaml
+from porelab.active_learning.campaign.study import Problem, StudyError, _Strict, parse_study, resolve_oracle_path
+from porelab.sim.yaml_file import read_yaml
 
 CAMPAIGN_ONLY = ("budget", "executor", "model", "acquisition")
 

@@ -11,8 +11,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from active_learning.model import CampaignModel, ModelError
-from active_learning.tracking import tracking_uri
+from porelab.active_learning.campaign.model import CampaignModel, ModelError
+from porelab.active_learning.tracking.view import tracking_uri
 
 MODEL_FILE = "campaign_model.json"
 

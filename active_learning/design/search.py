@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.executors import Task, run_task
-from active_learning.model import ModelError
-from active_learning.space import Candidate, Choice, DesignSpace, Range, Sequence, make_candidate
-from active_learning.study import Goal, OracleSpec
-from active_learning.targets import InvalidMeasurement, objective_name, target_names, targets
-from sim.design import DesignError
-from sim.measurement import Measurement
+from porelab.active_learning.campaign.executors import Task, run_task
+from porelab.active_learning.campaign.model import ModelError
+from porelab.active_learning.campaign.space import Candidate, Choice, DesignSpace, Range, Sequence, make_candidate
+from porelab.active_learning.campaign.study import Goal, OracleSpec
+from porelab.active_learning.campaign.targets import InvalidMeasurement, objective_name, target_names, targets
+from porelab.sim.design import DesignError
+from porelab.sim.measurement import Measurement
 
 Progress = Callable[[int, int], None]  # (done, total)
 

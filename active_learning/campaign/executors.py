@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from active_learning.oracles import check_measurement, make_oracle
-from sim.design import Conditions, Design
-from sim.measurement import Measurement
+from porelab.active_learning.campaign.oracles import check_measurement, make_oracle
+from porelab.sim.design import Conditions, Design
+from porelab.sim.measurement import Measurement
 
 
 class ExecutorError(RuntimeError):

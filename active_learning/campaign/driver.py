@@ -24,18 +24,18 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from active_learning import plots
-from active_learning.acquisition import Prediction, resolve_acquisition, select_batch
-from active_learning.executors import Task, TaskResult, make_executor
-from active_learning.ledger import FINAL, CampaignLock, Ledger, Trial
-from active_learning.model import CampaignModel, ModelError
-from active_learning.oracles import make_oracle
-from active_learning.space import Candidate
-from active_learning.study import Study, parse_study
-from active_learning.targets import InvalidMeasurement, objective_name, target_names, targets
-from sim.faults import fault_point
-from sim.measurement import Measurement, atomic_write_bytes, atomic_write_text, is_temp
-from sim.yaml_file import read_yaml
+from porelab.active_learning.campaign import plots
+from porelab.active_learning.campaign.acquisition import Prediction, resolve_acquisition, select_batch
+from porelab.active_learning.campaign.executors import Task, TaskResult, make_executor
+from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger, Trial
+from porelab.active_learning.campaign.model import CampaignModel, ModelError
+from porelab.active_learning.campaign.oracles import make_oracle
+from porelab.active_learning.campaign.space import Candidate
+from porelab.active_learning.campaign.study import Study, parse_study
+from porelab.active_learning.campaign.targets import InvalidMeasurement, objective_name, target_names, targets
+from porelab.sim.faults import fault_point
+from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text, is_temp
+from porelab.sim.yaml_file import read_yaml
 
 STUDY_FILE = "study.yaml"
 LEDGER_FILE = "ledger.sqlite"
@@ -119,7 +119,7 @@ class Campaign:
             space.sample(self.study.acquisition.pool_size, self.study.seed)
         self.tracker = None
         if self.tracking:
-            from active_learning.tracking import Tracker
+            from porelab.active_learning.tracking.view import Tracker
 
             self.tracker = Tracker(self.dir, self.ledger, self.study.name)
             self.tracker.log_study(self.study.model_dump(mode="json"), self.dir / STUDY_FILE)

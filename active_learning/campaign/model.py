@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.acquisition import Prediction
-from active_learning.space import Candidate
-from active_learning.study import Goal
-from active_learning.targets import target_names, targets
-from sim.design import SPECIES, Conditions, Design
-from sim.measurement import Measurement, atomic_write_text
+from porelab.active_learning.campaign.acquisition import Prediction
+from porelab.active_learning.campaign.space import Candidate
+from porelab.active_learning.campaign.study import Goal
+from porelab.active_learning.campaign.targets import target_names, targets
+from porelab.sim.design import SPECIES, Conditions, Design
+from porelab.sim.measurement import Measurement, atomic_write_text
 
 MODEL_KINDS = ("gnn", "rf", "gp")
 
@@ -131,8 +131,8 @@ class CampaignModel:
             self.gps_.append(gp.fit(xs, ys[:, j]))
 
     def _fit_gnn(self, ms: list[Measurement]) -> None:
-        from surrogate.dataset import Samples
-        from surrogate.ensemble import DeepEnsemble
+        from porelab.surrogate.dataset import Samples
+        from porelab.surrogate.ensemble import DeepEnsemble
 
         kw = {"progress": False, **self.params, "seed": self.seed}
         try:
@@ -170,8 +170,8 @@ class CampaignModel:
 
     def _predict_gnn(self, pairs, n_draws: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, total std, epistemic std), each (n, targets), from the ensemble's flux predictions."""
-        from surrogate.dataset import Samples
-        from surrogate.targets import SPECIES_NAMES, current_nA
+        from porelab.surrogate.dataset import Samples
+        from porelab.surrogate.targets import SPECIES_NAMES, current_nA
 
         q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], self.fidelity_, self.gnn_.settings)
         p = self.gnn_.predict(q)
@@ -240,7 +240,7 @@ class CampaignModel:
         ms = [Measurement.model_validate(m) for m in doc["train"]]
         if model.kind != "gnn":
             return model.fit(ms)
-        from surrogate.ensemble import DeepEnsemble
+        from porelab.surrogate.ensemble import DeepEnsemble
 
         model.train_, model.fidelity_ = ms, doc["fidelity"]
         model.scaler_ = _Scaler().fit(np.stack([descriptor(m.design, m.conditions) for m in ms]))

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from sim.measurement import atomic_write_bytes  # noqa: E402
+from porelab.sim.measurement import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from sim.design import Conditions, Design, design_id
-from sim.measurement import Measurement
+from porelab.sim.design import Conditions, Design, design_id
+from porelab.sim.measurement import Measurement
 
 
 class OracleError(ValueError):
@@ -40,7 +40,7 @@ class ContinuumOracle:
         self.settings = settings
 
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
-        from sim.continuum import run_continuum
+        from porelab.sim.continuum import run_continuum
 
         return run_continuum(design, conditions, **self.settings)
 
@@ -51,12 +51,12 @@ class MDOracle:
     fidelity = "md"
 
     def __init__(self, **settings):
-        from sim.protocol import MDSettings
+        from porelab.sim.protocol import MDSettings
 
         self.settings = MDSettings(**settings)
 
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
-        from sim.protocol import run_md
+        from porelab.sim.protocol import run_md
 
         return run_md(design, conditions, run_dir, self.settings, progress=False)
 

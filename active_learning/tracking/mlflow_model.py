@@ -10,8 +10,8 @@ import json
 import mlflow
 import pandas as pd
 
-from active_learning.model import CampaignModel
-from sim.design import Conditions, Design
+from porelab.active_learning.campaign.model import CampaignModel
+from porelab.sim.design import Conditions, Design
 
 
 class SurrogateModel(mlflow.pyfunc.PythonModel):

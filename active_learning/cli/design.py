@@ -11,17 +11,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sim.cli import console, fail
+from porelab.sim.cli import console, fail
 
 app = typer.Typer(add_completion=False)
 
 
 def _errors() -> tuple[type[Exception], ...]:
-    from active_learning.model import ModelError
-    from active_learning.oracles import OracleError
-    from active_learning.study import StudyError
-    from sim.design import DesignError
-    from sim.workspace import WorkspaceError
+    from porelab.active_learning.campaign.model import ModelError
+    from porelab.active_learning.campaign.oracles import OracleError
+    from porelab.active_learning.campaign.study import StudyError
+    from porelab.sim.design import DesignError
+    from porelab.sim.workspace import WorkspaceError
 
     return (ModelError, OracleError, StudyError, DesignError, WorkspaceError)
 
@@ -57,11 +57,12 @@ def design(
 
 
 def _design(study_file, surrogate, out, verify, method, candidates, kappa, tracking, quiet) -> None:
-    from active_learning import design_report, inverse
-    from active_learning.design_study import DesignStudy, load_design_study
-    from active_learning.study import StudyError, parse_study
-    from active_learning.surrogate_source import load_surrogate
-    from sim.workspace import output_path
+    from porelab.active_learning.campaign.study import StudyError, parse_study
+    from porelab.active_learning.design import report as design_report
+    from porelab.active_learning.design import search as inverse
+    from porelab.active_learning.design.study import DesignStudy, load_design_study
+    from porelab.active_learning.design.surrogate_source import load_surrogate
+    from porelab.sim.workspace import output_path
 
     study = load_design_study(study_file)
     search = {k: v for k, v in {"method": method, "candidates": candidates, "kappa": kappa}.items() if v is not None}
@@ -113,8 +114,8 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
 
 
 def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
-    from active_learning.design_report import provenance
-    from active_learning.targets import objective_name
+    from porelab.active_learning.campaign.targets import objective_name
+    from porelab.active_learning.design.report import provenance
 
     sign = 1.0 if study.goal.maximize else -1.0
     best = ranking.order[0]
@@ -136,7 +137,7 @@ def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
 
 
 def _print(study, scores, ranking, verified) -> None:
-    from active_learning.design_report import rows, verified_rows
+    from porelab.active_learning.design.report import rows, verified_rows
 
     name = study.goal.objective
     t = Table(title=f"top designs ({name}, risk-aware: mean - {study.search.kappa:g} sd)")

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.faults import fault_point
+from porelab.sim.faults import fault_point
 
 STATUSES = ("candidate", "running", "completed", "failed", "abandoned")
 FINAL = frozenset({"completed", "failed", "abandoned"})

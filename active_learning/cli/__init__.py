@@ -1,0 +1,1 @@
+"""The `porelab` command line."""

@@ -1,0 +1,1 @@
+"""MLflow as a view of the campaign ledger, and the surrogate as an MLflow model."""
