@@ -44,7 +44,7 @@ from scipy.linalg import solve_banded
 
 import porelab
 from porelab.sim.design import SPECIES, Conditions, Design, design_id
-from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult, oracle_identity
 from porelab.sim.observables import icr_results
 
 E_CHARGE = 1.602176634e-19  # C
@@ -449,7 +449,15 @@ def simulate_continuum(design: Design, conditions: Conditions, resolution: float
                    + fine.newton_iterations},
     }
     return Measurement(design_id=design_id(design, conditions), design=design, conditions=conditions,
-                       fidelity="continuum", fields=results, icr=icr, provenance=prov)
+                       fidelity="continuum", fields=results, icr=icr, provenance=prov,
+                       oracle=continuum_identity(resolution, layer_thickness_nm, pore_d_factor, **solver_kw))
+
+
+def continuum_identity(resolution: float = 1.0, layer_thickness_nm: float = LAYER_THICKNESS_NM,
+                       pore_d_factor: float = PORE_D_FACTOR, **solver_kw) -> dict:
+    """The oracle identity of a continuum measurement: every setting changes the numbers."""
+    return oracle_identity("continuum", {"resolution": resolution, "layer_thickness_nm": layer_thickness_nm,
+                                         "pore_d_factor": pore_d_factor, **solver_kw})
 
 
 def run_continuum(design: Design, conditions: Conditions, **kw) -> Measurement:
@@ -459,4 +467,5 @@ def run_continuum(design: Design, conditions: Conditions, **kw) -> Measurement:
     except ContinuumError as err:
         return Measurement.failed(design, conditions, "continuum", f"continuum solver: {err}",
                                   provenance={"oracle": "porelab.sim.continuum", "porelab_version": porelab.__version__,
-                                              "scipy_version": scipy.__version__, "settings": dict(kw)})
+                                              "scipy_version": scipy.__version__, "settings": dict(kw)},
+                                  oracle=continuum_identity(**kw))

@@ -142,8 +142,9 @@ class Design(BaseModel):
         max_shift = max((max(abs(dx), abs(dy)) for dx, dy in self.offsets_nm), default=0.0) if self.offsets_nm else 0
         widest = max(self.pore.width_nm, self.pore.height_nm) + 2 * max_shift
         if widest + 2 * MIN_LIGAMENT_NM > self.sheet_nm:
+            shifted = f" with offsets_nm up to {max_shift:g} nm" if max_shift else ""
             raise ValueError(
-                f"pore ({widest:.2f} nm wide with offsets) is too wide for sheet_nm={self.sheet_nm}: "
+                f"pore ({widest:.2f} nm wide{shifted}) is too wide for sheet_nm={self.sheet_nm}: "
                 f"it must leave {MIN_LIGAMENT_NM} nm of sheet on each side"
             )
         need = self.stack_thickness_nm() + 2 * MIN_RESERVOIR_NM
@@ -225,7 +226,8 @@ class Conditions(BaseModel):
             raise ValueError("fields_V_per_nm is empty")
         for e in self.fields_V_per_nm:
             if not (math.isfinite(e) and abs(e) <= MAX_FIELD_V_PER_NM):
-                raise ValueError(f"field {e} V/nm is outside [-{MAX_FIELD_V_PER_NM}, {MAX_FIELD_V_PER_NM}] V/nm")
+                raise ValueError(f"fields_V_per_nm: {e} V/nm is outside [-{MAX_FIELD_V_PER_NM}, "
+                                 f"{MAX_FIELD_V_PER_NM}] V/nm")
         if not 250.0 <= self.temperature_K <= 400.0:
             raise ValueError(f"temperature_K={self.temperature_K} is outside [250, 400] K")
         return self

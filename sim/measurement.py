@@ -62,6 +62,14 @@ class ICRResult(BaseModel):
 
 
 class Measurement(BaseModel):
+    """One oracle's answer to one question (design + conditions).
+
+    `oracle` names what produced the numbers: {"kind": "md" | "continuum" | "user", "settings": {the settings that
+    change the numbers}} (a user oracle adds "path"). A stored measurement answers a new request only when the
+    design id and `oracle` both match (`same_oracle`); an MD run's length is not part of it: a longer run extends
+    the stored one instead.
+    """
+
     model_config = ConfigDict(extra="forbid")
     design_id: str
     design: Design
@@ -71,13 +79,14 @@ class Measurement(BaseModel):
     error: str | None = None
     fields: list[FieldResult] = Field(default_factory=list)
     icr: list[ICRResult] = Field(default_factory=list)
+    oracle: dict = Field(default_factory=dict)
     provenance: dict = Field(default_factory=dict)
 
     @classmethod
     def failed(cls, design: Design, conditions: Conditions, fidelity: str, error: str,
-               provenance: dict | None = None) -> Measurement:
+               provenance: dict | None = None, oracle: dict | None = None) -> Measurement:
         return cls(design_id=design_id(design, conditions), design=design, conditions=conditions,
-                   fidelity=fidelity, status="failed", error=error, provenance=provenance or {})
+                   fidelity=fidelity, status="failed", error=error, oracle=oracle or {}, provenance=provenance or {})
 
     def field(self, e: float) -> FieldResult:
         for f in self.fields:
@@ -94,6 +103,17 @@ class Measurement(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> Measurement:
         return cls.model_validate_json(Path(path).read_text())
+
+
+def oracle_identity(kind: str, settings: dict | None = None, path: str | None = None) -> dict:
+    """The `oracle` of a Measurement: kind, the settings that change the numbers (JSON-normalised), user path."""
+    doc = {"kind": kind, "settings": json.loads(json.dumps(settings or {}, sort_keys=True, default=str))}
+    return doc | ({"path": path} if path else {})
+
+
+def same_oracle(m: Measurement, oracle: dict) -> bool:
+    """Whether `m` was produced by `oracle` (an `oracle_identity`)."""
+    return m.oracle == oracle
 
 
 _UMASK = os.umask(0)

@@ -2,7 +2,8 @@
 
 A space maps names to dimensions. A name is a Design field (`spacing_nm`, `groups_per_rim`, `pore.width_nm`,
 `layers`, ...), `janus_layers` (N COO- sheets under N NH3+ sheets), a Conditions field (`electrolyte`,
-`temperature_K`), or `field_V_per_nm`: the field magnitude |E| in V/nm, each candidate being run at +E and -E. Three kinds of dimension:
+`temperature_K`), or `field_V_per_nm`: the field magnitude |E| in V/nm, each candidate being run at +E and -E.
+Three kinds of dimension:
   {low, high, log?, integer?, num?}    a range (`num` points when the pool is a grid)
   {choices: [...]}                      a finite set
   {sequence: [...], length: [lo, hi]}   a list whose length and elements vary (the rim group of each layer)

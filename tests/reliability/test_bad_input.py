@@ -130,7 +130,7 @@ BAD_DESIGN = {  # (section, key) -> values that must be refused
     ("design", "groups_per_rim"): st.one_of(not_a_number, st.integers(65, 10**6), st.integers(-10**6, 0),
                                             st.floats(0.1, 0.9)),
     ("design", "bn_charge_e"): st.one_of(not_a_number, non_finite, st.floats(1.51, 1e6), st.floats(-1e6, -0.01)),
-    ("design", "layers"): st.one_of(st.just([]), st.lists(st.sampled_from(["COO-", "OH"]), min_size=9, max_size=12),
+    ("design", "layers"): st.one_of(st.just([]), st.lists(st.sampled_from(["COO-", "OH"]), min_size=17, max_size=20),
                                     st.lists(st.sampled_from(["COOH", "NH2", "", "x"]), min_size=1, max_size=3),
                                     st.integers()),
     ("design", "pore"): st.one_of(st.fixed_dictionaries({"shape": st.sampled_from(["star", "oval"])}),

@@ -12,7 +12,7 @@ import pytest
 from packaging.version import Version
 from typer.testing import CliRunner
 
-from porelab.active_learning import cli
+from porelab.active_learning.cli import main as cli
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_ui_warns_only_on_an_explicit_non_loopback_host(workspace, host, warns, 
 
 def test_dask_local_cluster_binds_loopback_without_dashboard():
     """The only other server porelab starts: Dask's LocalCluster (scheduler on 127.0.0.1, no dashboard)."""
-    src = (ROOT / "active_learning" / "executors.py").read_text()
+    src = (ROOT / "active_learning" / "campaign" / "executors.py").read_text()
     call = src[src.index("distributed.LocalCluster("):][:400]
     assert 'host="127.0.0.1"' in call and "dashboard_address=None" in call
 

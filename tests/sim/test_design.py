@@ -50,7 +50,7 @@ def test_impossible_designs_are_rejected_with_field_and_limit(spec, words):
         ({"electrolyte": {"K+": 1.0, "Cl-": 0.5}}, ["electroneutral"]),
         ({"electrolyte": {"K+": 5.0, "Cl-": 5.0}}, ["no room", "water"]),
         ({"electrolyte": {"K+": -1.0, "Cl-": -1.0}}, ["positive"]),
-        ({"fields_V_per_nm": [50.0]}, ["field 50.0"]),
+        ({"fields_V_per_nm": [50.0]}, ["fields_V_per_nm: 50.0"]),
         ({"temperature_K": 10}, ["temperature_K"]),
         ({"electrolyte": {}}, ["empty"]),
     ],
