@@ -39,8 +39,10 @@ class SleepyContinuum:
 
 
 def run_case(refill: str, task_s: float, sims: int, batch: int, workspace: Path) -> dict:
-    from porelab.active_learning.campaign.driver import Campaign, create
+    from porelab.active_learning.campaign.directory import create
+    from porelab.active_learning.campaign.driver import Campaign
     from porelab.active_learning.campaign.study import parse_study
+    from porelab.active_learning.tracking.view import MlflowView
 
     doc = yaml.safe_load((ROOT / "experiments" / "continuum-al.yaml").read_text())
     doc.update(name=f"util-{refill}-{task_s:g}",
@@ -52,7 +54,7 @@ def run_case(refill: str, task_s: float, sims: int, batch: int, workspace: Path)
     study = parse_study(doc)
     d = create(study, workspace / study.name)
     t0 = time.monotonic()
-    s = Campaign(d, log=lambda m: None, tracking=True).run()
+    s = Campaign(d, log=lambda m: None, views=[MlflowView(d)]).run()
     u = s["utilisation"]
     return {"refill": refill, "task_s": task_s, "sims": sims, "batch": batch, "completed": s["completed"],
             "busy_s": u["busy_s"], "loop_wall_s": u["wall_s"], "utilisation": u["fraction"],

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from porelab.active_learning.campaign.driver import Campaign, create
+from porelab.active_learning.campaign.directory import create
+from porelab.active_learning.campaign.driver import Campaign
 from porelab.active_learning.campaign.study import Goal, Study, load_study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.active_learning.design import search as inverse
@@ -77,7 +78,7 @@ def one_seed(seed: int, args, base: Study) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         d = create(study, Path(tmp) / "campaign")
         t0 = time.perf_counter()
-        Campaign(d, log=lambda m: None, tracking=False).run()
+        Campaign(d, log=lambda m: None).run()
         t_campaign = time.perf_counter() - t0
         model = inverse.prepare(load_surrogate(str(d), tmp, Path(tmp) / "dl").model, goal)
         scores = inverse.screen(space, model, goal, args.pool, pool_seed)

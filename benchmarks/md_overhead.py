@@ -1,4 +1,5 @@
-"""ns/day of porelab's production phase (transport reporter, trajectory buffer, checkpoints, health checks)
+"""ns/day of porelab's production phase (transport reporter, trajectory buffer, StateDataReporter log,
+checkpoints, health checks, the estimators at the end)
 vs the same System stepped bare by OpenMM, side by side in one run, alternating to share machine noise.
 
     python benchmarks/md_overhead.py [--preset tiny] [--ps 20] [--repeats 3] [--timestep-fs 4]
@@ -45,7 +46,7 @@ def main() -> None:
     platform = run.platform.getName()
 
     def bare() -> float:
-        sim = run._simulation(args.timestep_fs)
+        sim = run.engine.simulation(cond.temperature_K, args.timestep_fs, settings.seed + 1)
         sim.context.setState(openmm.XmlSerializer.deserialize(equilibrated))
         sim.context.setParameter("Ez", field)
         sim.step(10)  # warm-up, as porelab's first chunk also pays context set-up outside the timing
@@ -73,7 +74,7 @@ def main() -> None:
                 print(s)
 
         t = time.perf_counter()
-        run._production(field, equilibrated, Bar())
+        run._production(field).advance(args.ps, equilibrated, Bar())
         return time.perf_counter() - t
 
     ratios = []

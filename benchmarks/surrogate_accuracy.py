@@ -28,6 +28,7 @@ from porelab.surrogate.baselines import GPBaseline, RFBaseline  # noqa: E402
 from porelab.surrogate.dataset import Samples  # noqa: E402
 from porelab.surrogate.ensemble import DeepEnsemble  # noqa: E402
 from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays  # noqa: E402
+from porelab.surrogate.store import save_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "runs" / "surrogate_bench" / "data"
@@ -44,7 +45,8 @@ def models() -> dict:
 
 def main() -> None:
     paths = generate(DATA, N_DESIGNS, seed=SEED)
-    samples = Samples.from_measurements([Measurement.load(p) for p in paths])
+    ms = [Measurement.load(p) for p in paths]
+    samples = Samples.from_measurements(ms)
     train, test = samples.split_designs(HOLDOUT, seed=SEED)
     print(f"{samples.n_designs} designs, {len(samples)} samples; training on {train.n_designs} designs, "
           f"testing on {test.n_designs} held-out designs; load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -59,7 +61,9 @@ def main() -> None:
                "n_train_designs": train.n_designs, "n_test_designs": test.n_designs}
         if isinstance(model, DeepEnsemble):
             row["epochs"] = model.n_epochs_
-            model.save(ROOT / "runs" / "surrogate_bench" / "gnn_model")
+            seen = set(train.designs)
+            save_model(ROOT / "runs" / "surrogate_bench" / "gnn_model", model, [m for m in ms if m.design in seen],
+                       provenance={"created_by": "benchmarks/surrogate_accuracy.py"})
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
         flux, icr = flux_arrays(test, pred), icr_arrays(test, pred)
@@ -83,14 +87,12 @@ def main() -> None:
 
 
 def _plots(parity: dict, curves: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from porelab.surrogate.metrics import regression_metrics
 
-    fig, axes = plt.subplots(2, len(parity), figsize=(4 * len(parity), 8), dpi=110)
+    fig = Figure(figsize=(4 * len(parity), 8), dpi=110)
+    axes = fig.subplots(2, len(parity), squeeze=False)
     for col, (name, (flux, icr)) in enumerate(parity.items()):
         for row, ((y, mu, sd), label) in enumerate(((flux, "asinh(J / 0.01 ions/ns)"), (icr, "ln ICR"))):
             ax = axes[row, col]
@@ -103,7 +105,6 @@ def _plots(parity: dict, curves: dict) -> None:
             ax.set_ylabel(f"predicted {label}")
     fig.tight_layout()
     fig.savefig(f"{OUT}_parity.png")
-    plt.close(fig)
     calibration_plot(curves, f"{OUT}_calibration.png", "held-out designs: central-interval coverage")
 
 

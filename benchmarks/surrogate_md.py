@@ -24,6 +24,7 @@ import numpy as np
 from porelab.sim.measurement import Measurement
 from porelab.surrogate.dataset import Samples, find_measurements
 from porelab.surrogate.ensemble import DeepEnsemble
+from porelab.surrogate.store import MODEL_FILE, load_model
 from porelab.surrogate.targets import SPECIES_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,11 +82,13 @@ def main(dirs: list[Path]) -> None:
             loo["mean"][rows], loo["std"][rows] = p.mean, p.std
         p = preds["md_fit_all"]
         preds["md_leave_one_design_out"] = type(p)(loo["mean"], loo["std"], 0 * loo["std"], loo["mean"][None],
-                                                   loo["std"][None], p.present)
-    if MODEL.exists():
+                                                   loo["std"][None], p.present, p.transform)
+    if (MODEL / MODEL_FILE).exists():
+        twin_model = load_model(MODEL).model
         conds = [m.conditions.with_fields([f.field_V_per_nm for f in m.fields]) for m in ms]
-        twin = Samples.from_queries([m.design for m in ms], conds, "continuum")
-        preds["continuum_model"] = DeepEnsemble.load(MODEL).predict(twin)
+        twin = Samples.from_queries([m.design for m in ms], conds, "continuum", twin_model.settings,
+                                    twin_model.transform)
+        preds["continuum_model"] = twin_model.predict(twin)
     rows = table(s, preds)
     for r in rows:
         print(json.dumps(r))

@@ -29,8 +29,10 @@ from surrogate_accuracy import DATA, HOLDOUT, N_DESIGNS, SEED  # noqa: E402
 from porelab.sim.design import make_conditions  # noqa: E402
 from porelab.sim.measurement import Measurement  # noqa: E402
 from porelab.surrogate.dataset import Samples  # noqa: E402
+from porelab.surrogate.derived import derive  # noqa: E402
 from porelab.surrogate.ensemble import DeepEnsemble  # noqa: E402
 from porelab.surrogate.metrics import evaluate  # noqa: E402
+from porelab.surrogate.store import MODEL_FILE, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "runs" / "surrogate_bench" / "gnn_model"
@@ -56,8 +58,8 @@ def violation(model: DeepEnsemble, q: Samples, qm: Samples) -> dict:
     a, b = model.predict(q), model.predict(qm)
     v = np.abs(a.mean + b.mean)[a.present]
     on, off, _ = q.icr_pairs()
-    la, _ = a.log_icr(q.transform, on, off, n_draws=16)
-    lb, _ = b.log_icr(qm.transform, on, off, n_draws=16)  # row i of qm is the mirror of row i of q at -E
+    la = derive(a, q, on, off, ("log_icr",), n_draws=16)["log_icr"][0]
+    lb = derive(b, qm, on, off, ("log_icr",), n_draws=16)["log_icr"][0]  # row i of qm: the mirror of q's i at -E
     # ln ICR(MG) = ln |I_MG(+E)| / |I_MG(-E)|: rows `off` of qm hold +E of the mirror, rows `on` hold -E
     li = np.abs(la - lb)  # la = ln I_G(+)/I_G(-); lb = ln I_MG(-)/I_MG(+) = -ln ICR(MG)
     return {"flux_violation_mean": float(v.mean()), "flux_violation_max": float(v.max()),
@@ -74,7 +76,8 @@ def main() -> None:
     t0 = time.perf_counter()
     before = DeepEnsemble(symmetry="none", seed=SEED, progress=False).fit(train)
     res["none"] = {"train_wall_s": round(time.perf_counter() - t0, 1)}
-    after = DeepEnsemble.load(MODEL) if MODEL.exists() else DeepEnsemble(seed=SEED, progress=False).fit(train)
+    after = load_model(MODEL).model if (MODEL / MODEL_FILE).exists() else \
+        DeepEnsemble(seed=SEED, progress=False).fit(train)
     for name, model in (("none", before), ("augment", after), ("exact", after)):
         model.set_params(symmetry=name)
         m = evaluate(test, model.predict(test))

@@ -2,28 +2,57 @@
 
     python benchmarks/ui_screenshots.py /tmp/uiws/continuum-al [--out benchmarks/results] [--plot parity.png]
 
-Starts `porelab ui` for the campaign's workspace on a free loopback port, opens the UI over the DevTools
-protocol (tests/active_learning/cdp_chromium.py; no extra packages, needs the Debian package `chromium`) and
-saves ui_runs.png (the campaign's runs table), ui_plot.png (a plot of the last iteration that has it) and
-ui_model.png (the registered model, its versions and the champion alias). Stops the server afterwards.
+Starts `porelab ui` for the campaign's workspace on a free loopback port, opens the UI with Playwright for Python
+(the `dev` extra) driving the system Chromium (the Debian package `chromium`; no browser download) and saves
+ui_runs.png (the campaign's runs table), ui_plot.png (a plot of the last iteration that has it) and ui_model.png
+(the registered model, its versions and the champion alias). Stops the server afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "active_learning"))
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]
+# MLflow UI state kept in localStorage: the classic-ML sidebar; the Assistant side panel (opens itself on a first
+# visit to a loopback server) and the model registry's promotion dialog kept closed, so that they cover nothing.
+MLFLOW_INIT = """
+try {
+  localStorage.setItem('mlflow.workflowType_v1', '"machine_learning"');
+  localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');
+  localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
+  localStorage.setItem('_mlflow_model_registry_promo_modal_dismissed_v1', 'true');
+} catch (e) {}
+"""
 
-from cdp_chromium import MLFLOW_INIT, Chromium, free_port  # noqa: E402
+
+def find_chromium() -> str:
+    for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if c and os.access(c, os.X_OK):
+            return c
+    sys.exit("chromium is not installed (Debian: apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_text(page, *needles: str) -> None:
+    """Wait (30 s) until the page's visible text holds every needle."""
+    page.wait_for_function("ns => document.body && ns.every(n => document.body.innerText.includes(n))",
+                           arg=list(needles), timeout=30_000, polling=250)
 
 
 def campaign_runs(campaign: Path):
@@ -78,25 +107,31 @@ def main() -> None:
                 if server.poll() is not None or time.monotonic() - t0 > 120:
                     sys.exit(f"porelab ui did not start (exit code {server.poll()})")
                 time.sleep(0.3)
-        with tempfile.TemporaryDirectory() as profile, \
-                Chromium(profile, width=args.width, height=args.height, init_script=MLFLOW_INIT) as page:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=FLAGS)
+            context = browser.new_context(viewport={"width": args.width, "height": args.height})
+            context.add_init_script(MLFLOW_INIT)
+            page = context.new_page()
             e = exp.experiment_id
             page.goto(f"{url}/#/experiments/{e}/runs?orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
-            page.wait_text(f"campaign {campaign.name}", "iteration 1", "sim ")
+            wait_text(page, f"campaign {campaign.name}", "iteration 1", "sim ")
             time.sleep(1)  # colour dots and duration cells settle
-            page.screenshot(args.out / "ui_runs.png")
+            page.screenshot(path=args.out / "ui_runs.png")
 
             page.goto(f"{url}/#/experiments/{e}/runs/{it.info.run_id}/artifacts/plots/{args.plot}")
-            page.wait_text(it.info.run_name, f"plots/{args.plot}")
-            page.wait_js("[...document.images].some(i => i.complete && i.naturalWidth > 100 && "
-                         "i.src.startsWith('blob:'))", what="the plot image")
-            page.screenshot(args.out / "ui_plot.png")
+            wait_text(page, it.info.run_name, f"plots/{args.plot}")
+            page.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth > 100 && "
+                                   "i.src.startsWith('blob:'))", timeout=30_000, polling=250)
+            page.screenshot(path=args.out / "ui_plot.png")
 
             if models:
                 page.goto(f"{url}/#/models/{models[0]}")
-                page.wait_text(models[0], "champion")
+                wait_text(page, models[0], "champion")
                 time.sleep(0.5)
-                page.screenshot(args.out / "ui_model.png")
+                page.screenshot(path=args.out / "ui_model.png")
+            browser.close()
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGINT)

@@ -76,16 +76,26 @@ def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
 @app.command()
 def simulate(
     design_file: Annotated[Path, typer.Argument(help="design YAML")],
-    out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes)")],
+    out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes, a longer one "
+                                           "extends it)")],
     fidelity: Annotated[str, typer.Option(help="md | continuum")] = "md",
     fields: Annotated[str | None, typer.Option(help="comma-separated |E| values, V/nm (default: the file's)")] = None,
     both_signs: Annotated[bool, typer.Option(help="run each field at +E and -E")] = True,
-    time_ps: Annotated[float, typer.Option(help="production length per field, ps")] = 100.0,
+    time_ps: Annotated[float, typer.Option(help="--until fixed: production length per field, ps")] = 100.0,
+    until: Annotated[str, typer.Option(help="fixed (--time-ps) | decisive (chunks until the ICR interval decides, "
+                                            "up to --max-ps)")] = "fixed",
+    chunk_ps: Annotated[float, typer.Option(help="--until decisive: production added per field per chunk, ps")] = 20.0,
+    max_ps: Annotated[float, typer.Option(help="--until decisive: cap on the production per field, ps")] = 1000.0,
+    icr_margin: Annotated[float, typer.Option(help="--until decisive: stop when the 95% ICR interval excludes 1 by "
+                                                   "this (low >= 1+m or high <= 1/(1+m))")] = 0.2,
+    icr_target: Annotated[float, typer.Option(help="--until decisive: ... or when its relative half-width is below "
+                                                   "this")] = 0.2,
     equil_ps: Annotated[float, typer.Option(help="equilibration (field off), ps")] = 20.0,
     timestep_fs: Annotated[float, typer.Option(help="2, or 4 (rigid water, frozen membrane)")] = 2.0,
     preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")] = 0,
     platform: Annotated[str | None, typer.Option(help="OpenMM platform (default: CUDA if present, else CPU)")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
 ):
     """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
     from porelab.sim.measurement import Measurement
@@ -106,8 +116,9 @@ def simulate(
         from porelab.sim.protocol import MDSettings
 
         try:  # checked before anything is written
-            settings = MDSettings(production_ps=time_ps, equil_ps=equil_ps, timestep_fs=timestep_fs, seed=seed,
-                                  platform=platform)
+            settings = MDSettings(production_ps=time_ps, until=until, chunk_ps=chunk_ps, max_production_ps=max_ps,
+                                  icr_margin=icr_margin, icr_rel_halfwidth=icr_target, equil_ps=equil_ps,
+                                  timestep_fs=timestep_fs, seed=seed, platform=platform, cpu_threads=threads)
         except DesignError as err:
             fail(str(err))
     try:
@@ -121,13 +132,11 @@ def simulate(
             m: Measurement = run_md(design, conditions, out, settings)
             if m.status == "ok":
                 _structure_plots(m, out)
-        elif fidelity == "continuum":
+        else:
             from porelab.sim.continuum import run_continuum
 
             m = run_continuum(design, conditions)
             m.save(out / "measurement.json")
-        else:
-            fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
     except DesignError as err:
         fail(str(err))
     if m.status != "ok":
@@ -138,24 +147,29 @@ def simulate(
 
 
 def _structure_plots(m, out: Path) -> None:
-    """Density and hydration profiles from each field's trajectory."""
+    """Density and hydration profiles from each simulated field's trajectory (the canonical orientation, as the
+    trajectories are: see sim.protocol)."""
     import mdtraj as md
     import numpy as np
 
     from porelab.sim.builder import build as build_structure
-    from porelab.sim.protocol import _tag
+    from porelab.sim.design import canonical
+    from porelab.sim.observables import oriented
+    from porelab.sim.production import field_tag
     from porelab.sim.structure import ion_species, plot_profiles
 
-    s = build_structure(m.design)
+    design, conditions, _ = canonical(m.design, m.conditions)
+    m = oriented(m, design, conditions)
+    s = build_structure(design)
     rel = s.pore_center - s.pore_center[0]
     rel -= s.box[:2] * np.round(rel / s.box[:2])  # layer offsets may straddle a periodic edge
     axis = (s.pore_center[0] + rel.mean(axis=0)) % s.box[:2]
     for f in m.fields:
-        dcd = out / f"traj_{_tag(f.field_V_per_nm)}.dcd"
-        if dcd.exists():
+        dcd = out / f"traj_{field_tag(f.field_V_per_nm)}.dcd"
+        if dcd.exists() and not f.derived_by_symmetry:
             traj = md.load(str(dcd), top=str(out / "ions.pdb"))
-            plot_profiles(traj, ion_species(traj), axis, m.design.layer_z_nm(),
-                          out / f"profiles_{_tag(f.field_V_per_nm)}.png")
+            plot_profiles(traj, ion_species(traj), axis, design.layer_z_nm(),
+                          out / f"profiles_{field_tag(f.field_V_per_nm)}.png")
 
 
 def _print_summary(m, out: Path) -> None:
@@ -166,7 +180,8 @@ def _print_summary(m, out: Path) -> None:
     for sp in species:
         t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns)", justify="right")
     if m.fidelity == "md":
-        t.add_column("I displacement (nA)", justify="right")
+        t.add_column("I displacement (nA) [95% CI]", justify="right")
+        t.add_column("n_eff", justify="right")
     t.add_column("time (ns)", justify="right")
     for f in sorted(m.fields, key=lambda f: f.field_V_per_nm):
         lo, hi = f.current_ci_nA
@@ -174,13 +189,19 @@ def _print_summary(m, out: Path) -> None:
                  for sp in species]
         if m.fidelity == "md" and f.current_displacement_ci_nA is not None:
             dlo, dhi = f.current_displacement_ci_nA
-            cells.append(f"{f.current_displacement_nA:+.3g} [{dlo:+.3g}, {dhi:+.3g}]")
+            cells.append(f"{f.current_displacement_nA:+.3g} [{dlo:+.3g}, {dhi:+.3g}]"
+                         + ("" if f.current_displacement_reliable else " (unreliable)"))
+            cells.append(f"{f.current_displacement_n_eff:.0f}")
         elif m.fidelity == "md":
-            cells.append("-")
-        t.add_row(f"{f.field_V_per_nm:+g}", f"{f.current_nA:+.3g} [{lo:+.3g}, {hi:+.3g}]", *cells,
-                  f"{f.time_ns:g}")
+            cells += ["-", "-"]
+        time_cell = f"{f.time_ns:g}" + (" (by symmetry)" if f.derived_by_symmetry else "")
+        t.add_row(f"{f.field_V_per_nm:+g}", f"{f.current_nA:+.3g} [{lo:+.3g}, {hi:+.3g}]", *cells, time_cell)
     console.print(t)
     for r in m.icr:
+        if r.by_symmetry:
+            console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: 1 by symmetry (the design is its own mirror "
+                          "image)")
+            continue
         hi = "inf" if r.icr_ci[1] is None else f"{r.icr_ci[1]:.3g}"
         kind = "lower bound (OFF current indistinguishable from 0)" if r.icr_censored else ""
         console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {r.icr:.3g} [{r.icr_ci[0]:.3g}, {hi}] {kind}")
@@ -188,4 +209,7 @@ def _print_summary(m, out: Path) -> None:
             dhi = "inf" if r.icr_displacement_ci[1] is None else f"{r.icr_displacement_ci[1]:.3g}"
             console.print(f"  from displacement currents: {r.icr_displacement:.3g} "
                           f"[{r.icr_displacement_ci[0]:.3g}, {dhi}]")
+    if m.run is not None:
+        console.print(f"production {m.run.production_ps:g} ps per field, stopped: {m.run.stopped} "
+                      f"({m.run.reason}); {m.run.cpu_s / 60:.1f} CPU-min, {m.run.wall_s / 60:.1f} min wall in all")
     console.print(f"results in {out}/measurement.json")

@@ -30,7 +30,8 @@ class SpeciesResult(BaseModel):
     crossings: float = 0.0  # net transits, up - down (continuum: flux x time)
     flux_per_ns: float
     flux_ci_per_ns: tuple[float, float]
-    flux_displacement_per_ns: float | None = None  # displacement estimator (MD only)
+    flux_displacement_per_ns: float | None = None  # displacement estimator (MD only), transient dropped
+    flux_displacement_ci_per_ns: tuple[float, float] | None = None  # its interval (MD only)
 
 
 class FieldResult(BaseModel):
@@ -41,9 +42,13 @@ class FieldResult(BaseModel):
     time_ns: float  # production length the numbers come from (continuum: 0)
     current_nA: float
     current_ci_nA: tuple[float, float]
-    current_displacement_nA: float | None = None
+    current_displacement_nA: float | None = None  # displacement-sum current (MD), polarisation transient dropped
     current_displacement_ci_nA: tuple[float, float] | None = None
+    current_displacement_n_eff: float | None = None  # effectively independent samples behind that interval
+    current_displacement_reliable: bool | None = None  # n_eff >= sim.estimators.MIN_N_EFF (else not honest)
+    transient_dropped_ns: float | None = None  # start of the production left out of the displacement estimators
     charge_crossings_e: float | None = None  # net charge moved through the membrane, e (MD)
+    derived_by_symmetry: bool = False  # not simulated: the mirror image of the +|E| result of a symmetric design
     species: dict[str, SpeciesResult]
 
 
@@ -59,6 +64,41 @@ class ICRResult(BaseModel):
     icr_displacement: float | None = None
     icr_displacement_ci: tuple[float, float | None] | None = None
     icr_displacement_censored: bool | None = None
+    by_symmetry: bool = False  # the design is its own mirror image: ICR = 1 exactly, interval (1, 1)
+
+
+class ChunkRecord(BaseModel):
+    """The state of an MD run after one production chunk: currents (species left out) and ICR at that time."""
+
+    model_config = ConfigDict(extra="forbid")
+    production_ps: float  # production counted per field so far
+    fields: list[FieldResult]
+    icr: list[ICRResult]
+
+
+class Extension(BaseModel):
+    """One call that ran (or resumed) an MD measurement: production before and after, and its cost."""
+
+    model_config = ConfigDict(extra="forbid")
+    started_utc: str
+    from_ps: float
+    to_ps: float
+    cpu_s: float  # CPU seconds of this process (OpenMM CPU threads included)
+    wall_s: float
+
+
+class RunRecord(BaseModel):
+    """How long an MD run ran and why it stopped (sim.protocol); cost cumulative over every call."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule: dict  # MDSettings.run_rule(): until and the lengths, margin and target that govern stopping
+    production_ps: float  # production counted at every simulated field
+    stopped: Literal["fixed", "decisive", "precise", "symmetric", "cap", "running"]  # running: not finished yet
+    reason: str  # one line
+    cpu_s: float
+    wall_s: float
+    extensions: list[Extension] = Field(default_factory=list)
+    history: list[ChunkRecord] = Field(default_factory=list)
 
 
 class Measurement(BaseModel):
@@ -81,6 +121,7 @@ class Measurement(BaseModel):
     icr: list[ICRResult] = Field(default_factory=list)
     oracle: dict = Field(default_factory=dict)
     provenance: dict = Field(default_factory=dict)
+    run: RunRecord | None = None  # MD: run length, stopping rule, cost and the ICR history after each chunk
 
     @classmethod
     def failed(cls, design: Design, conditions: Conditions, fidelity: str, error: str,

@@ -82,6 +82,12 @@ def icr_results(fields: Sequence[FieldResult], bound: bool = False) -> list[ICRR
     displacement currents beside it. `bound`: the current intervals are deterministic error bounds."""
     out = []
     for f, g in _pairs(fields):
+        if f.derived_by_symmetry or g.derived_by_symmetry:  # a symmetric design: ICR = 1 exactly (docs/physics.md §3)
+            extra = {"icr_displacement": 1.0, "icr_displacement_ci": (1.0, 1.0), "icr_displacement_censored": False} \
+                if f.current_displacement_ci_nA is not None else {}
+            out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=1.0, icr_ci=(1.0, 1.0), icr_censored=False,
+                                 by_symmetry=True, **extra))
+            continue
         icr, ci, censored = icr_interval(f.current_nA, f.current_ci_nA, g.current_nA, g.current_ci_nA, bound)
         extra = {}
         if f.current_displacement_ci_nA is not None and g.current_displacement_ci_nA is not None:
@@ -102,7 +108,8 @@ def mirrored_field(f: FieldResult) -> FieldResult:
     species = {s: SpeciesResult(crossings_up=r.crossings_down, crossings_down=r.crossings_up, crossings=-r.crossings,
                                 flux_per_ns=-r.flux_per_ns, flux_ci_per_ns=_flip(r.flux_ci_per_ns),
                                 flux_displacement_per_ns=None if r.flux_displacement_per_ns is None
-                                else -r.flux_displacement_per_ns)
+                                else -r.flux_displacement_per_ns,
+                                flux_displacement_ci_per_ns=_flip(r.flux_displacement_ci_per_ns))
                for s, r in f.species.items()}
     neg = lambda x: None if x is None else -x  # noqa: E731
     return f.model_copy(update={
@@ -124,8 +131,11 @@ def oriented(m: Measurement, design: Design, conditions: Conditions) -> Measurem
     if m.status != "ok":
         return m.model_copy(update={"design": design, "conditions": conditions})
     fields = [mirrored_field(f) for f in m.fields]
+    run = None if m.run is None else m.run.model_copy(update={"history": [
+        h.model_copy(update={"fields": (hf := [mirrored_field(f) for f in h.fields]), "icr": icr_results(hf)})
+        for h in m.run.history]})
     return m.model_copy(update={"design": design, "conditions": conditions, "fields": fields,
-                                "icr": icr_results(fields, bound=m.fidelity == "continuum")})
+                                "icr": icr_results(fields, bound=m.fidelity == "continuum"), "run": run})
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Structure analysis of an ion trajectory: ion density along z and r, hydration number along z.
 
-Pure functions in the style of `mdtraj.geometry` (GUIDE §2). The input is an `mdtraj.Trajectory` of the
+Pure functions in the style of `mdtraj.geometry`. The input is an `mdtraj.Trajectory` of the
 ions and water oxygens that the MD run writes: ions carry the residue names of
 `sim.forcefield.ION_RESNAMES` ("K", "NA", "CL", ...), water oxygens are atom "O" of residue "HOH". Units are
 those of mdtraj: nm for coordinates and box, so densities come out in nm^-3. The box must be set and

@@ -22,7 +22,7 @@ FARADAY_KJ_PER_MOL_PER_V = 96.4853  # 1 e·V/nm = 96.4853 kJ/mol/nm
 WATER_SITE_NM = 0.3107  # cubic lattice spacing giving ≈33.4 waters/nm^3 (1.0 g/cm^3)
 SOLUTE_CLEARANCE_NM = 0.30  # no water or ion site closer than this to a membrane atom
 WATER_MOLARITY = 55.5
-EXCLUDE_MEMBRANE_PAIRS_NM = 0.5  # frozen membrane pairs closer than this are excluded (GUIDE §4)
+EXCLUDE_MEMBRANE_PAIRS_NM = 0.5  # frozen membrane pairs closer than this are excluded (docs/physics.md §4)
 FIELD_ENERGY = f"-q*Ez*z*{FARADAY_KJ_PER_MOL_PER_V}"
 
 
@@ -110,7 +110,7 @@ def build_system(structure: Structure, conditions: Conditions, seed: int = 0,
     """Solvated, neutral OpenMM System with a frozen membrane, PME and a field force (global `Ez`, V/nm).
 
     The only mobile hydrogens are those of rigid (SETTLE) water, so hydrogen mass repartitioning has
-    nothing to repartition: a 4 fs step is stable because water is rigid and the membrane frozen (GUIDE §4).
+    nothing to repartition: a 4 fs step is stable because water is rigid and the membrane frozen (docs/physics.md §4).
     """
     if cutoff_nm > min(structure.box) / 2:
         raise DesignError(f"cutoff {cutoff_nm} nm exceeds half the smallest box side {min(structure.box) / 2:.2f} nm")

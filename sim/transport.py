@@ -1,28 +1,16 @@
-"""Ion transport through the membrane: on-the-fly crossing counts, currents, fluxes and ICR with intervals.
+"""Ion transport through the membrane, counted on the fly: a crossing counter (full transits of the membrane and
+displacement sums) and the OpenMM reporter that feeds it. The estimators with their intervals are in
+`sim.estimators`.
 
-Units: nm, ps inside the counter; ns, ions/ns, nA, V/nm in the estimators (docs/physics.md §1, §3). Positive flux and
-current point along +z. Crossings are full transits of the membrane: an ion changes side only when it
-leaves the hysteresis band around a membrane image on the other side from where it entered.
-
-Intervals: counts are Poisson. Each group of counts with the same weight is pooled (a sum of Poisson counts
-is Poisson) and given a Garwood exact interval (`statsmodels.stats.rates.confint_poisson`, "exact-c");
-the groups are combined by MOVER (Zou & Donner 2008), the same construction as statsmodels'
-`confint_poisson_2indep(compare="diff", method="mover")`. The displacement current's error uses the
-statistical inefficiency of its series (pymbar). ICR and the other observables are derived from these currents
-in `sim.observables`.
+Units: nm, ps inside the counter (docs/physics.md §1, §3). Positive flux and current point along +z. Crossings are
+full transits of the membrane: an ion changes side only when it leaves the hysteresis band around a membrane image
+on the other side from where it entered.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
 from openmm import unit
-from scipy import stats
-from statsmodels.stats.rates import confint_poisson
-
-from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, SpeciesResult
 
 PS_PER_NS = 1000.0
 
@@ -66,6 +54,8 @@ class CrossingCounter:
         self.charge_displacement = 0.0  # sum of q*dz over all updates, e*nm
         self.species_displacement = np.zeros(len(self.species_names))  # sum of dz per species, nm
         self.current_series: list[float] = []  # instantaneous displacement current per update, e/ns
+        self.dt_series: list[float] = []  # length of each update, ps
+        self.species_series: list[list[float]] = []  # per update: displacement flux of each species, ions/ns
 
     def update(self, z, dt_ps: float) -> None:
         """Advance by dt_ps (ps) to new positions z: (n_ions,) nm, wrapped or unwrapped.
@@ -90,11 +80,13 @@ class CrossingCounter:
         self.down += np.maximum(-step, 0)
         self.cell = new_cell
         qdz = float(self.charges @ dz)
+        sdz = np.bincount(self._species_index, weights=dz, minlength=len(self.species_names))
         self.charge_displacement += qdz
-        self.species_displacement += np.bincount(self._species_index, weights=dz,
-                                                 minlength=len(self.species_names))
+        self.species_displacement += sdz
         self.time_ps += float(dt_ps)
         self.current_series.append(qdz / (self.box_z * dt_ps) * PS_PER_NS)
+        self.dt_series.append(float(dt_ps))
+        self.species_series.append((sdz / (self.box_z * dt_ps) * PS_PER_NS).tolist())
 
     # --- summaries ---------------------------------------------------------------------------------
     @property
@@ -124,7 +116,8 @@ class CrossingCounter:
             "cell": self.cell.tolist(), "up": self.up.tolist(), "down": self.down.tolist(),
             "time_ps": self.time_ps, "charge_displacement": self.charge_displacement,
             "species_displacement": self.species_displacement.tolist(),
-            "current_series": list(self.current_series),
+            "current_series": list(self.current_series), "dt_series": list(self.dt_series),
+            "species_series": [list(r) for r in self.species_series],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -142,6 +135,10 @@ class CrossingCounter:
         self.charge_displacement = float(state["charge_displacement"])
         self.species_displacement = np.array(state["species_displacement"], dtype=float)
         self.current_series = [float(x) for x in state["current_series"]]
+        n = len(self.current_series)
+        # states saved before the per-update lengths and species series existed: equal updates, no species series
+        self.dt_series = [float(x) for x in state.get("dt_series", [self.time_ps / n] * n if n else [])]
+        self.species_series = [[float(x) for x in r] for r in state.get("species_series", [])]
 
     @classmethod
     def from_state_dict(cls, state: dict) -> CrossingCounter:
@@ -205,99 +202,3 @@ class TransportReporter:
     def load_state_dict(self, state: dict) -> None:
         self.counter.load_state_dict(state["counter"])
         self.time_ps = float(state["time_ps"])
-
-
-# --- estimators ------------------------------------------------------------------------------------
-def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure: float,
-                      alpha: float = 0.05) -> tuple[float, float]:
-    """Interval for sum_j w_j * lambda_j from independent Poisson counts n_j seen over `exposure`.
-
-    counts: (k,) non-negative integers; weights: (k,); exposure: time, e.g. ns -> rates per ns.
-    Counts sharing a weight are pooled; each pool gets a Garwood exact interval; pools are combined by MOVER.
-    Returns (low, high) in units of weight / exposure.
-    """
-    counts = np.asarray(counts, dtype=float)
-    weights = np.asarray(weights, dtype=float)
-    if counts.shape != weights.shape or np.any(counts < 0) or np.any(counts != np.round(counts)):
-        raise ValueError("counts must be non-negative integers with one weight each")
-    if not exposure > 0:
-        raise ValueError(f"exposure={exposure} must be positive")
-    w = np.unique(weights[weights != 0])
-    if w.size == 0:
-        return 0.0, 0.0
-    n = np.array([counts[weights == wi].sum() for wi in w])
-    lo, hi = confint_poisson(n, exposure, method="exact-c", alpha=alpha)
-    rate = n / exposure
-    a, b = w * np.nan_to_num(lo), w * hi
-    est = float(w @ rate)
-    low = est - math.sqrt(float(np.sum((w * rate - np.minimum(a, b)) ** 2)))
-    high = est + math.sqrt(float(np.sum((np.maximum(a, b) - w * rate) ** 2)))
-    return low, high
-
-
-def flux_per_ns(up: int, down: int, time_ns: float, alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
-    """Net flux (up - down) / T in ions/ns (positive along +z) and its (1 - alpha) interval."""
-    if not time_ns > 0:
-        raise ValueError(f"time_ns={time_ns} must be positive")
-    return (up - down) / time_ns, poisson_linear_ci([up, down], [1.0, -1.0], time_ns, alpha)
-
-
-def crossing_current_nA(counts: dict[str, tuple[int, int]], charges: dict[str, float], time_ns: float,
-                        alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
-    """Current from crossings, I = sum_s q_s (up_s - down_s) / T * 0.1602 nA per e/ns, with its interval.
-
-    counts: species -> (up, down) transits; charges: species -> q, e; time_ns: T, ns. Returns nA.
-    """
-    if not time_ns > 0:
-        raise ValueError(f"time_ns={time_ns} must be positive")
-    n, w = [], []
-    for s, (up, down) in counts.items():
-        n += [up, down]
-        w += [charges[s], -charges[s]]
-    current = float(np.dot(n, w)) / time_ns * E_PER_NS_TO_NA if n else 0.0
-    lo, hi = poisson_linear_ci(n, w, time_ns, alpha) if n else (0.0, 0.0)
-    return current, (lo * E_PER_NS_TO_NA, hi * E_PER_NS_TO_NA)
-
-
-def displacement_current_nA(series_e_per_ns, mean_e_per_ns: float | None = None,
-                            alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
-    """Displacement current (nA) and its interval from the per-update series (e/ns), shape (n_updates,).
-
-    The standard error is std / sqrt(n / g), g the statistical inefficiency of the correlated series
-    (pymbar.timeseries). mean_e_per_ns: the exact time-weighted mean when known (default: series mean).
-    """
-    from pymbar.timeseries import statistical_inefficiency  # heavy import, logs a JAX notice
-
-    x = np.asarray(series_e_per_ns, dtype=float)
-    if x.ndim != 1 or x.size < 2:
-        raise ValueError(f"need a 1-D series of at least 2 values, got shape {x.shape}")
-    mean = float(x.mean()) if mean_e_per_ns is None else float(mean_e_per_ns)
-    sd = float(x.std(ddof=1))
-    g = statistical_inefficiency(x, fft=x.size > 1000) if sd > 0 else 1.0
-    half = stats.norm.isf(alpha / 2) * sd * math.sqrt(max(g, 1.0) / x.size)
-    return mean * E_PER_NS_TO_NA, ((mean - half) * E_PER_NS_TO_NA, (mean + half) * E_PER_NS_TO_NA)
-
-
-def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05) -> FieldResult:
-    """Everything the counter measured at one signed field (V/nm) as a FieldResult (nA, ions/ns, ns)."""
-    t = counter.time_ns
-    if not t > 0:
-        raise ValueError("the counter has seen no time (no updates)")
-    counts = counter.species_counts()
-    current, current_ci = crossing_current_nA(counts, counter.species_charge, t, alpha)
-    disp, disp_ci = None, None
-    if len(counter.current_series) >= 2:
-        disp, disp_ci = displacement_current_nA(counter.current_series,
-                                                counter.displacement_current_e_per_ns(), alpha)
-    species = {}
-    for i, s in enumerate(counter.species_names):
-        up, down = counts[s]
-        flux, flux_ci = flux_per_ns(up, down, t, alpha)
-        species[s] = SpeciesResult(
-            crossings_up=up, crossings_down=down, crossings=float(up - down), flux_per_ns=flux,
-            flux_ci_per_ns=flux_ci,
-            flux_displacement_per_ns=float(counter.species_displacement[i]) / (counter.box_z * t))
-    return FieldResult(field_V_per_nm=float(field_V_per_nm), time_ns=t, current_nA=current,
-                       current_ci_nA=current_ci, current_displacement_nA=disp,
-                       current_displacement_ci_nA=disp_ci, charge_crossings_e=counter.net_charge_crossings(),
-                       species=species)

@@ -1,19 +1,20 @@
-"""Baselines on hand-made descriptors, with the ensemble's interface: a Gaussian process and a random forest.
+"""Descriptor models with the ensemble's interface: a random forest and a Gaussian process on per-species fluxes.
 
-Descriptors of a sample (`descriptors`): layers, spacing, stack thickness, pore width/height/area/shape, groups
-per rim, material, cell size, mean layer offset, the rim charge of each layer (bottom to top, zero-padded to 8),
-total charge, its first and second moments along z, the charge density, and the condition globals of
-surrogate.graph (field, bias, concentrations, temperature, fidelity). One regressor per species, on uncensored
-labels (censored ones are left out: neither regressor can use a bound). With `symmetric`, training is
-augmented with every design upside down (field and fluxes reversed) and predictions are averaged with the
-mirror image, exactly as the GNN's "exact" symmetry.
+Inputs are the hand-made descriptors of surrogate.descriptors; one regressor per species on uncensored labels
+(censored ones are left out: neither regressor can use a bound). With `symmetric`, training is augmented with
+every design upside down (field and fluxes reversed) and predictions are averaged with the mirror image,
+(f(x) - f(mirror x)) / 2, exactly as the GNN's "exact" symmetry. Members (for derived observables, see
+surrogate.derived): the forest's trees; for the GP, `n_draws` draws of its posterior, joint over the samples of
+each design (so that +E and -E stay correlated as the posterior says).
 """
 
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
@@ -22,43 +23,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.preprocessing import StandardScaler
 
-from porelab.sim.design import Design
 from porelab.surrogate.dataset import Samples
-from porelab.surrogate.graph import mirror_globals
+from porelab.surrogate.descriptors import descriptors
+from porelab.surrogate.graph import GraphSettings
 from porelab.surrogate.metrics import icr_calibration_factor
 from porelab.surrogate.prediction import Prediction, calibration_factor
 from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
-
-SHAPES = ("ellipse", "circle", "hexagon", "rectangle")
-MAX_LAYERS = 8
-DESCRIPTOR_NAMES = ("n_layers", "spacing_nm", "stack_nm", "pore_w_nm", "pore_h_nm", "pore_area_nm2",
-                    *(f"shape_{s}" for s in SHAPES), "groups_per_rim", "hbn", "bn_charge_e", "sheet_nm", "box_z_nm",
-                    "mean_offset_nm", *(f"q_layer{k}_e" for k in range(MAX_LAYERS)), "q_total_e", "abs_q_total_e",
-                    "q_dipole_e_nm", "q_quadrupole_e_nm2", "abs_q_sum_e", "q_density_e_per_nm3", "n_oh_layers")
-
-
-def design_descriptors(d: Design) -> np.ndarray:
-    """Hand-made descriptors of a design, shape (len(DESCRIPTOR_NAMES),)."""
-    q = np.zeros(MAX_LAYERS)
-    q[: len(d.layers)] = d.layer_charge_e()
-    z = np.asarray(d.layer_z_nm()) - d.box_z_nm / 2
-    qs = np.asarray(d.layer_charge_e())
-    area = d.pore.area_nm2()
-    thick = d.stack_thickness_nm() + 0.34
-    off = np.mean([np.hypot(*o) for o in d.layer_offsets_nm()])
-    return np.array([
-        len(d.layers), d.spacing_nm, d.stack_thickness_nm(), d.pore.width_nm, d.pore.height_nm, area,
-        *(float(d.pore.shape == s) for s in SHAPES), d.groups_per_rim, float(d.material == "hbn"),
-        d.bn_charge_e if d.material == "hbn" else 0.0, d.sheet_nm, d.box_z_nm, off, *q, qs.sum(),
-        abs(qs.sum()), (qs * z).sum(), (qs * z**2).sum(), np.abs(qs).sum(), qs.sum() / (area * thick),
-        sum(g == "OH" for g in d.layers)])
-
-
-def descriptors(samples: Samples, mirrored: bool = False) -> np.ndarray:
-    """(n, n_desc) descriptors of every sample; mirrored: of the design upside down with the field reversed."""
-    dd = np.stack([design_descriptors(d.mirrored() if mirrored else d) for d in samples.designs])
-    u = mirror_globals(samples.u) if mirrored else samples.u
-    return np.column_stack([dd[samples.design_index], np.asarray(u, float)])
 
 
 class _DescriptorModel(BaseEstimator):
@@ -67,18 +37,26 @@ class _DescriptorModel(BaseEstimator):
     def _regressor_fit(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
         raise NotImplementedError
 
-    def _regressor_predict(self, reg, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Member means and stds, each (M, n), M >= 2 (models without members override _predict)."""
+    def _species_predict(self, reg, samples: Samples, x: np.ndarray, xm: np.ndarray | None, s: int):
+        """(mean (n,), epistemic std (n,), aleatoric std (n,), members (M, n), members' std (M, n))."""
         raise NotImplementedError
 
     @property
     def transform(self) -> FluxTransform:
         return FluxTransform(self.flux_scale_per_ns)
 
+    @property
+    def settings(self) -> GraphSettings:
+        """Graph settings for building its Samples (descriptors use no graph: the defaults)."""
+        return GraphSettings()
+
     def fit(self, samples: Samples, val: Samples | None = None):
         """Train on labelled samples; val (or val_fraction of the designs) calibrates the predicted std."""
         if samples.y is None:
             raise ValueError("fit needs labelled samples (Samples.from_measurements)")
+        for s in (samples, val):
+            if s is not None and s.transform != self.transform:
+                raise ValueError(f"samples use {s.transform}, the model {self.transform}: build them alike")
         if val is None and self.val_fraction > 0 and samples.n_designs >= 3:
             samples, val = samples.split_designs(self.val_fraction, self.seed)
         rng = np.random.default_rng(self.seed)
@@ -97,11 +75,14 @@ class _DescriptorModel(BaseEstimator):
             rows = np.flatnonzero(exact[:, s])
             if len(rows) >= 3:
                 self.regressors_[name] = self._regressor_fit(xs[rows], y[rows, s], rng)
+        if not self.regressors_:
+            raise ValueError("no species has 3 or more exact flux labels to fit")
         self.calibration_ = np.ones(len(SPECIES_NAMES))
         self.icr_calibration_ = 1.0
         if self.calibrate and val is not None and len(val):
-            self.calibration_ = calibration_factor(self._predict(val), val.y, val.mask & ~val.censored, val.sigma)
-            self.icr_calibration_ = icr_calibration_factor(val, self._predict(val).scaled(self.calibration_))
+            p = self._predict(val)
+            self.calibration_ = calibration_factor(p, val.y, val.mask & ~val.censored, val.sigma)
+            self.icr_calibration_ = icr_calibration_factor(val, p.scaled(self.calibration_))
         return self
 
     def _x(self, samples: Samples, mirrored: bool = False) -> np.ndarray:
@@ -111,21 +92,14 @@ class _DescriptorModel(BaseEstimator):
         xs = self._x(samples)
         xm = self._x(samples, mirrored=True) if self.symmetric else None
         n, ns = len(samples), len(SPECIES_NAMES)
-        mu, sd = None, None
-        for s, name in enumerate(SPECIES_NAMES):
-            if name not in self.regressors_:
-                continue
-            m1, s1 = self._regressor_predict(self.regressors_[name], xs)
-            if xm is not None:
-                m2, s2 = self._regressor_predict(self.regressors_[name], xm)
-                m1, s1 = 0.5 * (m1 - m2), np.sqrt(0.5 * (s1**2 + s2**2))
-            if mu is None:
-                mu, sd = np.zeros((len(m1), n, ns)), np.ones((len(m1), n, ns))
-            mu[:, :, s], sd[:, :, s] = m1, s1
-        if mu is None:
-            raise RuntimeError("no species had enough labels to fit")
-        return Prediction(mu.mean(axis=0), mu.std(axis=0), np.sqrt((sd**2).mean(axis=0)), mu, sd,
-                          samples.species_present)
+        parts = {s: self._species_predict(self.regressors_[name], samples, xs, xm, s)
+                 for s, name in enumerate(SPECIES_NAMES) if name in self.regressors_}
+        n_members = next(iter(parts.values()))[3].shape[0]
+        mean, epi, alea = np.zeros((n, ns)), np.ones((n, ns)), np.ones((n, ns))
+        mm, ms = np.zeros((n_members, n, ns)), np.ones((n_members, n, ns))
+        for s, (m, e, a, members, members_std) in parts.items():
+            mean[:, s], epi[:, s], alea[:, s], mm[:, :, s], ms[:, :, s] = m, e, a, members, members_std
+        return Prediction(mean, epi, alea, mm, ms, samples.species_present, self.transform)
 
     def predict(self, samples: Samples) -> Prediction:
         """Mean, epistemic and aleatoric std (n, S) of y = asinh(J / scale) for every sample."""
@@ -139,13 +113,15 @@ class _DescriptorModel(BaseEstimator):
 class GPBaseline(_DescriptorModel):
     """Gaussian process per species: constant x ARD RBF + white noise (the aleatoric part), on at most
     `max_train` randomly chosen training rows (exact GP cost grows as n^3, its ARD gradient as n^2 d), with at
-    most `max_iter` L-BFGS-B iterations for the kernel hyperparameters."""
+    most `max_iter` L-BFGS-B iterations for the kernel hyperparameters. Epistemic = the noise-free posterior."""
 
-    def __init__(self, max_train: int = 400, max_iter: int = 50, n_restarts: int = 0, symmetric: bool = True,
-                 calibrate: bool = True, val_fraction: float = 0.15, flux_scale_per_ns: float = 0.01, seed: int = 0):
+    def __init__(self, max_train: int = 400, max_iter: int = 50, n_restarts: int = 0, n_draws: int = 64,
+                 symmetric: bool = True, calibrate: bool = True, val_fraction: float = 0.15,
+                 flux_scale_per_ns: float = 0.01, seed: int = 0):
         self.max_train = max_train
         self.max_iter = max_iter
         self.n_restarts = n_restarts
+        self.n_draws = n_draws
         self.symmetric = symmetric
         self.calibrate = calibrate
         self.val_fraction = val_fraction
@@ -169,25 +145,47 @@ class GPBaseline(_DescriptorModel):
                        options={"maxiter": self.max_iter})
         return res.x, res.fun
 
-    def _predict(self, samples: Samples) -> Prediction:
-        """As the base class, with the epistemic part taken from the noise-free posterior."""
-        xs = self._x(samples)
-        xm = self._x(samples, mirrored=True) if self.symmetric else None
-        n, ns = len(samples), len(SPECIES_NAMES)
-        mean, epi, alea = np.zeros((n, ns)), np.ones((n, ns)), np.ones((n, ns))
-        for s, name in enumerate(SPECIES_NAMES):
-            gp = self.regressors_.get(name)
-            if gp is None:
-                continue
-            noise = np.sqrt(gp.kernel_.k2.noise_level) * float(np.ravel(gp._y_train_std)[0])
-            m1, t1 = gp.predict(xs, return_std=True)
-            e1 = np.maximum(t1**2 - noise**2, 0.0)
+    def _species_predict(self, gp, samples, x, xm, s):
+        """Latent posterior, per design block: cov = k(Z, Z) - V^T V with V = L^-1 k(X_train, Z), Z the block's
+        samples (and their mirror images, combined as (f - f_mirror) / 2)."""
+        z = x if xm is None else np.vstack([x, xm])
+        k_trans = gp.kernel_(z, gp.X_train_)  # the white kernel is zero between distinct points
+        mean_z = k_trans @ gp.alpha_
+        v = solve_triangular(gp.L_, k_trans.T, lower=True, check_finite=False)  # (m, len(z))
+        n = len(x)
+        if xm is not None:
+            mean_z, v = 0.5 * (mean_z[:n] - mean_z[n:]), 0.5 * (v[:, :n] - v[:, n:])
+        c = gp.kernel_.k1.k1.constant_value
+        ls = np.asarray(gp.kernel_.k1.k2.length_scale, float)
+        sy, my = float(np.ravel(gp._y_train_std)[0]), float(np.ravel(gp._y_train_mean)[0])
+        my = my if xm is None else 0.0  # the normalisation offset cancels in (f - f_mirror) / 2
+        epi_var = np.zeros(n)
+        members = np.empty((self.n_draws, n))
+        for rows in _design_blocks(samples):
+            b = len(rows)
+            pts = x[rows] if xm is None else np.vstack([x[rows], xm[rows]])
+            d2 = ((((pts[:, None] - pts[None]) / ls) ** 2).sum(-1))
+            prior = c * np.exp(-0.5 * d2)
             if xm is not None:
-                m2, t2 = gp.predict(xm, return_std=True)
-                m1, e1 = 0.5 * (m1 - m2), 0.5 * (e1 + np.maximum(t2**2 - noise**2, 0.0))
-            mean[:, s], epi[:, s], alea[:, s] = m1, np.sqrt(e1), noise
-        std = np.sqrt(epi**2 + alea**2)
-        return Prediction(mean, epi, alea, mean[None], std[None], samples.species_present)
+                a = 0.5 * np.hstack([np.eye(b), -np.eye(b)])
+                prior = a @ prior @ a.T
+            cov = prior - v[:, rows].T @ v[:, rows]
+            w, q = np.linalg.eigh(0.5 * (cov + cov.T))
+            root = q * np.sqrt(np.clip(w, 0.0, None))
+            epi_var[rows] = np.clip(np.diag(cov), 0.0, None)
+            key = zlib.crc32(samples.designs[samples.design_index[rows[0]]].model_dump_json().encode())
+            eps = np.random.default_rng([self.seed, s, key]).standard_normal((self.n_draws, b))
+            members[:, rows] = mean_z[rows] + eps @ root.T
+        noise = np.sqrt(gp.kernel_.k2.noise_level) * sy
+        mean = sy * mean_z + my
+        return mean, np.sqrt(epi_var) * sy, np.full(n, noise), sy * members + my, np.full((self.n_draws, n), noise)
+
+
+def _design_blocks(samples: Samples) -> list[np.ndarray]:
+    """Row indices of each design's samples."""
+    order = np.argsort(samples.design_index, kind="stable")
+    bounds = np.searchsorted(samples.design_index[order], np.arange(samples.n_designs + 1))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(samples.n_designs) if bounds[k + 1] > bounds[k]]
 
 
 class RFBaseline(_DescriptorModel):
@@ -212,9 +210,18 @@ class RFBaseline(_DescriptorModel):
                                      max_features=self.max_features, n_jobs=self.n_jobs,
                                      random_state=int(rng.integers(2**31))).fit(x, y)
 
-    def _regressor_predict(self, rf, x):
-        x = x.astype(np.float32)
-        means = np.stack([t.predict(x) for t in rf.estimators_])
-        leaves = [t.apply(x) for t in rf.estimators_]
+    def _species_predict(self, rf, samples, x, xm, s):
+        m, sd = self._trees(rf, x)
+        if xm is not None:
+            m2, s2 = self._trees(rf, xm)
+            m, sd = 0.5 * (m - m2), np.sqrt(0.5 * (sd**2 + s2**2))
+        return m.mean(axis=0), m.std(axis=0), np.sqrt((sd**2).mean(axis=0)), m, sd
+
+    @staticmethod
+    def _trees(rf, x):
+        """Per-tree means and leaf stds, each (trees, n), from one leaf lookup per tree."""
+        x = np.ascontiguousarray(x, np.float32)
+        leaves = [t.apply(x, check_input=False) for t in rf.estimators_]
+        means = np.stack([t.tree_.value[leaf, 0, 0] for t, leaf in zip(rf.estimators_, leaves, strict=True)])
         var = np.stack([t.tree_.impurity[leaf] for t, leaf in zip(rf.estimators_, leaves, strict=True)])
         return means, np.sqrt(np.maximum(var, 1e-8))

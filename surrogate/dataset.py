@@ -3,7 +3,7 @@
 A sample is (design, electrolyte, temperature, signed field, fidelity) with, per species S of SPECIES_NAMES,
 y = asinh(J / scale) (NaN where the species is absent), its noise sigma_y, and censoring bounds. Arrays are
 (n,) or (n, S). The cache stores the featurised graphs and samples beside the hash of the featuriser and
-target settings and the list of source files; any mismatch rebuilds it (GUIDE §2, PyG's processed data).
+target settings and the list of source files; any mismatch rebuilds it (as PyG's processed data).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import ValidationError
 
 from porelab.sim.design import Conditions, Design
@@ -67,11 +66,8 @@ class Samples:
     @property
     def species_present(self) -> np.ndarray:
         """(n, S) bool: the species is in the sample's electrolyte."""
-        out = np.zeros((len(self), len(SPECIES_NAMES)), bool)
-        for g, el in enumerate(self.electrolytes):
-            cols = [SPECIES_NAMES.index(s) for s in el]
-            out[np.ix_(self.group == g, cols)] = True
-        return out
+        per_group = np.array([[s in el for s in SPECIES_NAMES] for el in self.electrolytes], bool)
+        return per_group.reshape(-1, len(SPECIES_NAMES))[self.group]
 
     def graphs(self) -> list[DesignGraph]:
         """Featurised graph of each design (built once, then kept)."""
@@ -98,10 +94,11 @@ class Samples:
 
     @classmethod
     def from_queries(cls, designs: list[Design], conditions: Conditions | list[Conditions],
-                     fidelity: str = "continuum", settings: GraphSettings = DEFAULT_SETTINGS) -> Samples:
+                     fidelity: str = "continuum", settings: GraphSettings = DEFAULT_SETTINGS,
+                     transform: FluxTransform = DEFAULT_TRANSFORM) -> Samples:
         """Unlabelled samples: every design at every field of its conditions (one Conditions or one each)."""
         conds = conditions if isinstance(conditions, list) else [conditions] * len(designs)
-        b = _Builder(settings, FluxTransform())
+        b = _Builder(settings, transform)
         for d, c in zip(designs, conds, strict=True):
             b.add(d, c, list(c.fields_V_per_nm), fidelity, None)
         return b.finish()
@@ -221,7 +218,8 @@ class MeasurementFileError(ValueError):
     """A measurement.json that cannot be read or does not validate; the message names the file."""
 
 
-def _load_measurement(path: Path) -> Measurement:
+def read_measurement(path: Path) -> Measurement:
+    """The measurement in `path`; MeasurementFileError (one line, naming the file) when it cannot be read."""
     try:
         return Measurement.load(path)
     except (OSError, UnicodeDecodeError) as err:
@@ -239,6 +237,8 @@ def load_dataset(root: str | Path, settings: GraphSettings = DEFAULT_SETTINGS,
     The cache is used when its featuriser hash, target scale and source list (path, size, mtime) all match;
     otherwise it is rebuilt. `load_dataset.last_rebuilt` tells whether the last call rebuilt it.
     """
+    import torch
+
     root = Path(root)
     cache = Path(cache_dir) if cache_dir is not None else root / "processed"
     files = find_measurements(root)
@@ -252,7 +252,7 @@ def load_dataset(root: str | Path, settings: GraphSettings = DEFAULT_SETTINGS,
                 return _from_cache(torch.load(data_path, weights_only=True), settings, transform)
         except (json.JSONDecodeError, RuntimeError, KeyError, OSError, pickle.UnpicklingError):
             pass  # unreadable cache, or one holding more than tensors (weights_only refuses it): rebuild it
-    samples = Samples.from_measurements([_load_measurement(p) for p in files], settings, transform)
+    samples = Samples.from_measurements([read_measurement(p) for p in files], settings, transform)
     cache.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(_to_cache(samples), buf)
@@ -266,6 +266,8 @@ load_dataset.last_rebuilt = False
 
 
 def _to_cache(s: Samples) -> dict:
+    import torch
+
     graphs = s.graphs()
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     out = {

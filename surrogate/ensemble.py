@@ -5,7 +5,7 @@ in `_` and is set by `fit`. The M members train together (one batched model, see
 with its own initialisation and its own early stopping on a held-out set of whole designs.
 
 Loss per member: beta-weighted Gaussian NLL of exact labels with variance (predicted + measurement noise), plus
-the interval-censored NLL of censored labels (surrogate.targets), plus `icr_weight` x the squared error of
+the interval-censored NLL of censored labels (surrogate.likelihood), plus `icr_weight` x the squared error of
 ln ICR derived from the member's mean fluxes at +E and -E of the same design (the model still predicts fluxes;
 this term makes it care about their ratio, which a plain flux loss weighs very little). Symmetry (`symmetry`):
   "none":    train on the designs as given, predict f(G, E);
@@ -19,32 +19,22 @@ held-out designs (`calibrate`). `warm_start=True` continues from the fitted weig
 from __future__ import annotations
 
 import contextlib
-import json
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from porelab.sim.measurement import atomic_write_text
+from porelab.sim.observables import VALENCE, current_from_fluxes_nA, log_icr
 from porelab.surrogate.dataset import Samples
 from porelab.surrogate.graph import GLOBAL_FEATURES, NODE_FEATURES, GraphSettings, mirror_globals, mirror_graph
+from porelab.surrogate.likelihood import censored_nll, gaussian_nll
 from porelab.surrogate.metrics import icr_calibration_factor
 from porelab.surrogate.model import PoreGNN, collate, symmetric_forward
 from porelab.surrogate.params import check_ensemble_params
 from porelab.surrogate.prediction import Prediction, calibration_factor, from_members
-from porelab.surrogate.targets import (
-    SPECIES_NAMES,
-    VALENCE,
-    FluxTransform,
-    censored_nll,
-    current_nA,
-    gaussian_nll,
-    log_icr,
-)
+from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
 SYMMETRIES = ("none", "augment", "exact")
 ARCHITECTURE = ("n_members", "hidden", "n_conv", "msg_dim", "head_hidden", "graph_settings", "flux_scale_per_ns")
@@ -101,7 +91,7 @@ class DeepEnsemble(BaseEstimator):
         check_ensemble_params(self.get_params())
         if self.symmetry not in SYMMETRIES:
             raise ValueError(f"symmetry={self.symmetry!r} is unknown; choose one of {', '.join(SYMMETRIES)}")
-        if samples.transform != self.transform:
+        if samples.y is not None and samples.transform != self.transform:
             raise ValueError(f"samples use {samples.transform}, the model {self.transform}: build them alike")
         return samples.with_settings(self.settings)
 
@@ -235,47 +225,30 @@ class DeepEnsemble(BaseEstimator):
                 mu_all[:, rows] = mu.double().numpy()
                 var_all[:, rows] = var.double().numpy()
         scale = self.y_scale_
-        pred = from_members(mu_all * scale, var_all * scale**2, samples.species_present)
+        pred = from_members(mu_all * scale, var_all * scale**2, samples.species_present, self.transform)
         pred.icr_std_factor = self.icr_calibration_
         return pred.scaled(self.calibration_)
 
-    # --- persistence -----------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        """model.pt (state dict and learned arrays, tensors only) + config.json (hyperparameters, history)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {"model": self.model_.state_dict(), "y_scale": torch.from_numpy(np.asarray(self.y_scale_)),
-                 "calibration": torch.from_numpy(np.asarray(self.calibration_)),
-                 "icr_calibration": torch.tensor(float(self.icr_calibration_), dtype=torch.float64)}
-        tmp = d / ".model.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(d / "model.pt")
-        config = {"class": "DeepEnsemble", "params": self.get_params(), "species": list(SPECIES_NAMES),
-                  "featuriser_hash": self.settings.hash(), "n_epochs": self.n_epochs_,
-                  "best_val_loss": self.best_val_loss_, "history": self.history_}
-        atomic_write_text(d / "config.json", json.dumps(config, indent=1))
+    # --- learned state (written and read by surrogate.store) -----------------------------------------
+    def get_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The fitted state: tensors (weights, y scale, calibration) and JSON facts (epochs, losses, history)."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this DeepEnsemble is not fitted yet: call fit()")
+        tensors = {"model": self.model_.state_dict(), "y_scale": torch.from_numpy(np.asarray(self.y_scale_)),
+                   "calibration": torch.from_numpy(np.asarray(self.calibration_)),
+                   "icr_calibration": torch.tensor(float(self.icr_calibration_), dtype=torch.float64)}
+        return tensors, {"n_epochs": self.n_epochs_, "best_val_loss": self.best_val_loss_, "history": self.history_}
 
-    @classmethod
-    def load(cls, directory: str | Path) -> DeepEnsemble:
-        d = Path(directory)
-        config = json.loads((d / "config.json").read_text())
-        self = cls(**config["params"])
+    def set_state(self, tensors: dict[str, torch.Tensor], info: dict) -> DeepEnsemble:
+        """Become the fitted model described by get_state()'s output (the hyperparameters must match)."""
         self.arch_ = {k: getattr(self, k) for k in ARCHITECTURE}
-        if config["species"] != list(SPECIES_NAMES) or config["featuriser_hash"] != self.settings.hash():
-            raise ValueError(f"{d}: model was trained with another species list or featuriser version; retrain it")
-        try:
-            state = torch.load(d / "model.pt", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{d / 'model.pt'}: refused: it holds more than tensors (a pickled object; only "
-                             f"weights are loaded, weights_only=True): {str(err).splitlines()[0]}") from None
         self.model_ = self._new_model()
-        self.model_.load_state_dict(state["model"])
+        self.model_.load_state_dict(tensors["model"])
         self.model_.eval()
-        self.y_scale_ = state["y_scale"].numpy()
-        self.calibration_ = state["calibration"].numpy()
-        self.icr_calibration_ = float(state["icr_calibration"])
-        self.n_epochs_, self.best_val_loss_, self.history_ = config["n_epochs"], config["best_val_loss"], \
-            config["history"]
+        self.y_scale_ = tensors["y_scale"].numpy()
+        self.calibration_ = tensors["calibration"].numpy()
+        self.icr_calibration_ = float(tensors["icr_calibration"])
+        self.n_epochs_, self.best_val_loss_, self.history_ = info["n_epochs"], info["best_val_loss"], info["history"]
         return self
 
 
@@ -338,7 +311,7 @@ class _TrainData:
         full = (s.mask & ~s.censored) | ~present
         ok = full[on].all(axis=1) & full[off].all(axis=1)
         on, off = on[ok], off[ok]
-        cur = current_nA(s.transform.inverse(np.nan_to_num(s.y)), present)
+        cur = current_from_fluxes_nA(s.transform.inverse(np.nan_to_num(s.y)), present)
         target = log_icr(cur[on], cur[off])
         local = np.empty(len(s), int)
         for rows in self.rows:
@@ -369,7 +342,11 @@ class _TrainData:
 
 
 def _icr_loss(mu: torch.Tensor, b: _Batch, y_scale: torch.Tensor, transform: FluxTransform) -> torch.Tensor:
-    """Mean squared error of ln ICR derived from the member means at +-E, per member (M,)."""
+    """Mean squared error of ln ICR derived from the member means at +-E, per member (M,).
+
+    The same formula as porelab.sim.observables (current_from_fluxes_nA, then log_icr), in torch so that it
+    carries gradients; the current is in e/ns (the unit cancels in the ratio), floored at 1e-9 e/ns.
+    """
     if len(b.pairs) == 0:
         return mu.new_zeros(mu.shape[0])
     y = torch.clamp(mu * y_scale, -60.0, 60.0)

@@ -17,15 +17,17 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy.spatial import cKDTree
-from torch_geometric.data import Data
 
 from porelab.sim.builder import build
 from porelab.sim.design import SPECIES, Conditions, Design
 from porelab.surrogate.params import check_graph_params
+
+if TYPE_CHECKING:
+    import torch
 
 ELEMENTS = ("C", "B", "N", "O", "H")
 ROLES = ("sheet", "rim", "group")
@@ -136,6 +138,8 @@ def _featurise(design: Design, settings: GraphSettings) -> DesignGraph:
 
     edge_index, edge_attr = _edges(rel, z, box_xy, settings)
     layer_z = np.asarray(design.layer_z_nm()) - zc
+    import torch  # here, not at import: the descriptor models (RF, GP) use this module without torch
+
     return DesignGraph(torch.from_numpy(x), torch.from_numpy(edge_index), torch.from_numpy(edge_attr),
                        torch.from_numpy(layer.astype(np.int64)), torch.from_numpy(layer_z.astype(np.float32)))
 
@@ -184,7 +188,7 @@ def global_features(design: Design, electrolyte: dict[str, float], temperature_K
 
 def mirror_globals(u):
     """Globals (..., G) (tensor or ndarray) with the field reversed."""
-    u = u.clone() if torch.is_tensor(u) else np.array(u)
+    u = u.clone() if hasattr(u, "clone") else np.array(u)  # a torch tensor, or array-like
     u[..., list(ODD_GLOBAL)] *= -1
     return u
 
@@ -198,8 +202,11 @@ def mirror_graph(g: DesignGraph, settings: GraphSettings = GraphSettings()) -> D
 
 
 def to_data(design: Design, conditions: Conditions, field_V_per_nm: float, fidelity: str = "continuum",
-            settings: GraphSettings = GraphSettings()) -> Data:
+            settings: GraphSettings = GraphSettings()):
     """One graph as a torch_geometric Data: x, edge_index, edge_attr, layer, layer_z, u (1, G) globals."""
+    import torch
+    from torch_geometric.data import Data
+
     g = featurise_design(design, settings)
     u = global_features(design, conditions.electrolyte, conditions.temperature_K, field_V_per_nm, fidelity)
     return Data(x=g.x, edge_index=g.edge_index, edge_attr=g.edge_attr, layer=g.layer, layer_z=g.layer_z,

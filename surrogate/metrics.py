@@ -1,6 +1,8 @@
-"""Accuracy and calibration metrics, and parity/calibration plots (PNG).
+"""Accuracy and calibration metrics, and parity/calibration plots (PNG, drawn on matplotlib.figure.Figure, so
+no global matplotlib state is touched).
 
-All functions take flat arrays (the caller selects labelled, uncensored entries): y true, mean and std predicted.
+The metric functions take flat arrays (the caller selects labelled, uncensored entries): y true, mean and std
+predicted. ln ICR, measured and predicted, comes from porelab.sim.observables (via surrogate.derived).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from porelab.sim.observables import current_from_fluxes_nA, log_icr
 from porelab.surrogate.dataset import Samples
+from porelab.surrogate.derived import derive
 from porelab.surrogate.prediction import Prediction
-from porelab.surrogate.targets import current_nA, log_icr
 
 Z68 = stats.norm.ppf(0.84)
 Z95 = stats.norm.ppf(0.975)
@@ -58,11 +61,9 @@ def icr_arrays(samples: Samples, pred: Prediction, n_draws: int = 256) -> tuple[
     cens = {(r["group"], round(r["field_abs"], 9)): r["censored"] for r in samples.icr_labels}
     keep = np.array([not cens.get((int(samples.group[i]), round(float(samples.field[i]), 9)), True) for i in on])
     on, off = on[keep], off[keep]
-    t = samples.transform
-    present = samples.species_present
-    i_meas = current_nA(t.inverse(samples.y), present)
+    i_meas = current_from_fluxes_nA(samples.transform.inverse(samples.y), samples.species_present)
     measured = log_icr(i_meas[on], i_meas[off])
-    point, sd = pred.log_icr(t, on, off, n_draws)
+    point, sd, _ = derive(pred, samples, on, off, ("log_icr",), n_draws=n_draws)["log_icr"]
     return measured, point, sd
 
 
@@ -86,12 +87,10 @@ def evaluate(samples: Samples, pred: Prediction) -> dict[str, float]:
 def parity_plot(y: np.ndarray, mean: np.ndarray, std: np.ndarray, path: str | Path, label: str,
                 title: str = "") -> None:
     """Predicted vs measured with 1-sigma error bars and the y = x line."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    fig = Figure(figsize=(4.5, 4.5), dpi=120)
+    ax = fig.add_subplot()
     ax.errorbar(y, mean, yerr=std, fmt="o", ms=2.5, alpha=0.5, elinewidth=0.6, color="tab:blue")
     lo, hi = (float(min(y.min(), mean.min())), float(max(y.max(), mean.max()))) if len(y) else (0.0, 1.0)
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -101,7 +100,6 @@ def parity_plot(y: np.ndarray, mean: np.ndarray, std: np.ndarray, path: str | Pa
     ax.set_title(f"{title}\nR²={r['r2']:.3f}  RMSE={r['rmse']:.3g}  n={r['n']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def calibration_curve(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
@@ -115,12 +113,10 @@ def calibration_curve(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
 def calibration_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path,
                      title: str = "") -> None:
     """Observed vs nominal coverage of central Gaussian intervals, one line per named (y, mean, std)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    fig = Figure(figsize=(4.5, 4.5), dpi=120)
+    ax = fig.add_subplot()
     for name, (y, mean, std) in curves.items():
         p, obs = calibration_curve(y, mean, std)
         ax.plot(p, obs, "o-", ms=3, label=name)
@@ -131,4 +127,3 @@ def calibration_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Checks of the surrogate's keywords (DeepEnsemble, GraphSettings) without importing torch.
+"""Checks of the surrogate's keywords (DeepEnsemble, RFBaseline, GPBaseline, GraphSettings) without importing torch.
 
 Each check raises ValueError with a one-line message naming the keyword and its allowed range, so a typo in a
 study or a train config is refused before anything is written, not deep inside training.
@@ -23,6 +23,20 @@ ENSEMBLE_PARAMS: dict[str, tuple] = {
     "warm_start": (_BOOL,), "seed": (_INT, 0, 2**32 - 1, False), "progress": (_BOOL,),
     "n_threads": (_INT, 1, 1024, False),
 }
+#: RFBaseline / GPBaseline keywords, as above.
+_DESCRIPTOR_COMMON: dict[str, tuple] = {
+    "symmetric": (_BOOL,), "calibrate": (_BOOL,), "val_fraction": (_FLOAT, 0, 0.9, False),
+    "flux_scale_per_ns": (_FLOAT, 0, None, True), "seed": (_INT, 0, 2**32 - 1, False),
+}
+RF_PARAMS: dict[str, tuple] = {
+    "n_estimators": (_INT, 2, 10_000, False), "min_samples_leaf": (_INT, 1, None, False),
+    "max_features": (_FLOAT, 0, 1, True), "n_jobs": (_INT, 1, 1024, False), **_DESCRIPTOR_COMMON,
+}
+GP_PARAMS: dict[str, tuple] = {
+    "max_train": (_INT, 2, 100_000, False), "max_iter": (_INT, 0, 100_000, False),
+    "n_restarts": (_INT, 0, 100, False), "n_draws": (_INT, 2, 4096, False), **_DESCRIPTOR_COMMON,
+}
+MODEL_PARAMS = {"gnn": ENSEMBLE_PARAMS, "rf": RF_PARAMS, "gp": GP_PARAMS}  # by model kind
 GRAPH_PARAMS: dict[str, tuple] = {
     "shell_nm": (_FLOAT, 0, 5, False), "edge_cutoff_nm": (_FLOAT, 0, 2, True), "n_rbf": (_INT, 1, 64, False),
 }
@@ -70,3 +84,11 @@ def check_ensemble_params(params: Any, prefix: str = "") -> None:
 def check_graph_params(params: Any, prefix: str = "") -> None:
     """ValueError naming the first GraphSettings keyword that is unknown, of the wrong type or out of range."""
     _check(params, GRAPH_PARAMS, prefix)
+
+
+def check_model_params(kind: str, params: Any, prefix: str = "") -> None:
+    """ValueError naming the model kind when unknown, else the first keyword of that kind's model that is unknown,
+    of the wrong type or out of range."""
+    if kind not in MODEL_PARAMS:
+        raise ValueError(f"{prefix}kind={kind!r} is unknown; choose one of {', '.join(MODEL_PARAMS)}")
+    _check(params, MODEL_PARAMS[kind], prefix)

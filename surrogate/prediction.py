@@ -1,17 +1,18 @@
-"""What every surrogate's `predict` returns, and the quantities derived from it (current, ON current, ICR).
+"""What every surrogate's `predict` returns: per-species fluxes with their spread (the one Prediction class).
 
-Arrays are (n, S) on the transformed scale y = asinh(J / scale) unless stated; S = len(SPECIES_NAMES).
-std^2 = epistemic_std^2 + aleatoric_std^2. `members_mean`/`members_std` (M, n, S) hold the members of an
-ensemble (or the trees of a forest); a model without members gives M = 1 with its total std.
+Arrays are (n, S) on the transformed scale y = asinh(J / scale) of `transform` unless stated; S =
+len(SPECIES_NAMES). std^2 = epistemic_std^2 + aleatoric_std^2. `members_mean`/`members_std` (M, n, S) hold the
+members of an ensemble (or the trees of a forest); a model without members gives M = 1 with its total std.
+Observables (current, ICR, ON current, selectivity) derived from it: surrogate.derived.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from porelab.surrogate.targets import FluxTransform, current_nA, log_icr
+from porelab.surrogate.targets import FluxTransform
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Prediction:
     members_mean: np.ndarray
     members_std: np.ndarray
     present: np.ndarray  # (n, S) bool: the species is in the sample's electrolyte
+    transform: FluxTransform  # the scale the model predicts on: flux = transform.inverse(y)
     icr_std_factor: float = 1.0  # post-hoc calibration of the derived ln ICR spread
 
     @property
@@ -33,40 +35,13 @@ class Prediction:
         f = np.asarray(factor, float)
         mm = self.members_mean
         # members' spread around the mean carries the epistemic part: scale it about the mean
-        return Prediction(self.mean, self.epistemic_std * f, self.aleatoric_std * f,
-                          self.mean[None] + (mm - self.mean[None]) * f, self.members_std * f, self.present,
-                          self.icr_std_factor)
+        return replace(self, epistemic_std=self.epistemic_std * f, aleatoric_std=self.aleatoric_std * f,
+                       members_mean=self.mean[None] + (mm - self.mean[None]) * f, members_std=self.members_std * f)
 
-    def draws(self, n_draws: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> np.ndarray:
-        """Samples of y (K, n, S) (of the given rows only, if any) from the members' mixture; one member per
-        draw for every sample (so that predictions at +E and -E stay correlated through the shared epistemic
-        error)."""
-        rows = np.arange(len(self.mean)) if rows is None else np.asarray(rows)
-        m = rng.integers(0, self.members_mean.shape[0], n_draws)
-        eps = rng.standard_normal((n_draws, len(rows), self.mean.shape[1]))
-        return self.members_mean[:, rows][m] + self.members_std[:, rows][m] * eps
-
-    def current_nA(self, transform: FluxTransform) -> np.ndarray:
-        """Current (n,) nA from the mean fluxes."""
-        return current_nA(transform.inverse(self.mean), self.present)
-
-    def log_icr(self, transform: FluxTransform, i_on: np.ndarray, i_off: np.ndarray, n_draws: int = 256,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """ln ICR = ln |I(+E)| / |I(-E)| for sample pairs (i_on, i_off): point value from the mean fluxes and
-        the std of its Monte Carlo distribution times icr_std_factor, each (p,)."""
-        i = self.current_nA(transform)
-        point = log_icr(i[i_on], i[i_off])
-        rows = np.concatenate([i_on, i_off])
-        d = self.draws(n_draws, np.random.default_rng(seed), rows)
-        cur = current_nA(transform.inverse(d), self.present[rows])
-        li = log_icr(cur[:, : len(i_on)], cur[:, len(i_on):])
-        return point, li.std(axis=0) * self.icr_std_factor
-
-
-def from_members(mu: np.ndarray, var: np.ndarray, present: np.ndarray) -> Prediction:
+def from_members(mu: np.ndarray, var: np.ndarray, present: np.ndarray, transform: FluxTransform) -> Prediction:
     """Prediction of an ensemble from member means and aleatoric variances, each (M, n, S)."""
     mean = mu.mean(axis=0)
-    return Prediction(mean, mu.std(axis=0), np.sqrt(var.mean(axis=0)), mu, np.sqrt(var), present)
+    return Prediction(mean, mu.std(axis=0), np.sqrt(var.mean(axis=0)), mu, np.sqrt(var), present, transform)
 
 
 def calibration_factor(pred: Prediction, y: np.ndarray, exact: np.ndarray, sigma: np.ndarray | None = None,

@@ -3,33 +3,21 @@
     acq = resolve_acquisition("ucb", model, target="log_icr", beta=4.0)
     scores = acq(candidates)            # = acq.score(model.predict(candidates)), shape (n,)
 
-The model is anything with `predict(candidates) -> Prediction` (mean/std/epistemic dicts of arrays by target
-name, and an (n, k) embedding). Higher score = more worth simulating. `select_batch` turns scores into a
-diverse batch with k-means++ (sklearn) weighted by score on the embeddings.
+The model is anything with `predict(candidates) -> TargetPrediction` (surrogate.target_prediction: mean/std/
+epistemic dicts of arrays by target name, and an (n, k) embedding). Higher score = more worth simulating.
+`select_batch` turns scores into a diverse batch with k-means++ (sklearn) weighted by score on the embeddings.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
 from sklearn.cluster import kmeans_plusplus
 
-
-@dataclass
-class Prediction:
-    """Surrogate output for n candidates: per target (n,) arrays; std = total, epistemic = model part."""
-
-    mean: dict[str, np.ndarray]
-    std: dict[str, np.ndarray]
-    epistemic: dict[str, np.ndarray]
-    embedding: np.ndarray  # (n, k) descriptor/embedding for batch diversity
-
-    def __len__(self) -> int:
-        return len(self.embedding)
+from porelab.surrogate.target_prediction import TargetPrediction
 
 
 class AcquisitionFunction:
@@ -43,10 +31,10 @@ class AcquisitionFunction:
     def __call__(self, candidates) -> np.ndarray:
         return self.score(self.model.predict(candidates))
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         raise NotImplementedError
 
-    def _mu_sigma(self, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    def _mu_sigma(self, pred: TargetPrediction) -> tuple[np.ndarray, np.ndarray]:
         mu = self.sign * np.asarray(pred.mean[self.target], float)
         sd = np.asarray(pred.epistemic.get(self.target, pred.std[self.target]), float)
         return mu, np.maximum(sd, 1e-9)
@@ -64,14 +52,14 @@ class Random(AcquisitionFunction):
     def __call__(self, candidates) -> np.ndarray:
         return np.random.default_rng(self.seed).random(len(candidates))
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         return np.random.default_rng(self.seed).random(len(pred))
 
 
 class MaxUncertainty(AcquisitionFunction):
     """The model's epistemic standard deviation of `target` (pure exploration: learn the map)."""
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         return self._mu_sigma(pred)[1]
 
 
@@ -84,7 +72,7 @@ class UpperConfidenceBound(AcquisitionFunction):
             raise ValueError(f"beta={beta} must be >= 0")
         self.beta = beta
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         mu, sd = self._mu_sigma(pred)
         return mu + math.sqrt(self.beta) * sd
 
@@ -102,7 +90,7 @@ class ExpectedImprovement(AcquisitionFunction):
         super().__init__(model, target, maximize)
         self.best_f, self.xi = best_f, xi
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         mu, sd = self._mu_sigma(pred)
         if not np.isfinite(self.best_f):
             return mu + sd
@@ -121,7 +109,7 @@ class ConstrainedExpectedImprovement(AcquisitionFunction):
         super().__init__(model, target, maximize)
         self.best_f, self.constraint, self.threshold = best_f, constraint, threshold
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         mu, sd = self._mu_sigma(pred)
         cm = np.asarray(pred.mean[self.constraint], float)
         cs = np.maximum(np.asarray(pred.std[self.constraint], float), 1e-9)
@@ -139,7 +127,7 @@ class Grid(AcquisitionFunction):
     def __call__(self, candidates) -> np.ndarray:
         return -np.arange(len(candidates), dtype=float)
 
-    def score(self, pred: Prediction) -> np.ndarray:
+    def score(self, pred: TargetPrediction) -> np.ndarray:
         return -np.arange(len(pred), dtype=float)
 
 

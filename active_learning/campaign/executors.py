@@ -1,7 +1,10 @@
 """Executors run oracle tasks on workers: a local process pool (default) or Dask distributed.
 
-A task is keyed by its design id: submitting a design that is already pending is a no-op, and a worker that
-finds the design's measurement.json already in its run directory returns it instead of simulating again.
+A task is keyed by its design id: submitting a design that is already pending is a no-op. A worker that finds a
+measurement.json in the task's run directory returns it instead of simulating again only when it answers the same
+question (design id) from the same oracle (`Measurement.oracle` equal to the oracle's identity), turned to the
+orientation asked (`sim.observables.oriented`: the mirror image at the opposite fields has the same id); a
+measurement by another oracle is refused in one line, neither reused nor overwritten.
 `wait(timeout)` returns results as they arrive, so the driver can refill a free worker at once.
 An oracle exception or a lost worker comes back as a TaskResult with `error` set; the driver decides on
 retries. Workers never touch the ledger or MLflow.
@@ -20,9 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from porelab.active_learning.campaign.oracles import check_measurement, make_oracle
+from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, stamp
 from porelab.sim.design import Conditions, Design
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import Measurement, same_oracle
+from porelab.sim.observables import oriented
 
 
 class ExecutorError(RuntimeError):
@@ -57,8 +61,22 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _ORACLES: dict[str, object] = {}
 
 
+def _oracle(spec: dict):
+    """The oracle of a task's spec, built once per worker process."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _ORACLES:
+        _ORACLES[key] = make_oracle(spec["kind"], spec.get("settings"), spec.get("path"))
+    return _ORACLES[key]
+
+
+def task_identity(spec: dict) -> dict:
+    """The identity (`sim.measurement.oracle_identity`) of the oracle a task spec {kind, settings, path} names."""
+    return identity_of(_oracle(spec), spec["kind"], spec.get("settings"), spec.get("path"))
+
+
 def run_task(task: Task) -> TaskResult:
-    """Worker side: run (or reuse) one design's measurement and save it atomically in its run directory."""
+    """Worker side: run (or reuse, see the module docstring) one design's measurement, oriented as asked, and save
+    it atomically in its run directory."""
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
@@ -66,17 +84,21 @@ def run_task(task: Task) -> TaskResult:
         run_dir = Path(task.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = run_dir / "measurement.json"
+        oracle, identity = _oracle(task.oracle), task_identity(task.oracle)
         if saved.exists():
             m = Measurement.load(saved)
-            if m.design_id == task.design_id:
-                return TaskResult(task.design_id, task.attempt, m.to_json(), None,
-                                  time.perf_counter() - t0, worker, reused=True)
-        key = json.dumps(task.oracle, sort_keys=True)
-        if key not in _ORACLES:
-            _ORACLES[key] = make_oracle(task.oracle["kind"], task.oracle.get("settings"), task.oracle.get("path"))
-        oracle = _ORACLES[key]
+            if m.design_id != task.design_id or not same_oracle(m, identity):
+                what = json.dumps(m.oracle, sort_keys=True) if m.oracle else "an unnamed oracle"
+                return TaskResult(task.design_id, task.attempt, None,
+                                  f"{saved} holds a measurement of design {m.design_id} by {what}, not of "
+                                  f"{task.design_id} by {json.dumps(identity, sort_keys=True)}: neither reused nor "
+                                  "overwritten; move it away or use another directory",
+                                  time.perf_counter() - t0, worker)
+            return TaskResult(task.design_id, task.attempt, oriented(m, design, conditions).to_json(), None,
+                              time.perf_counter() - t0, worker, reused=True)
         m = check_measurement(oracle(design, conditions, run_dir), design, conditions,
                               getattr(oracle, "fidelity", task.oracle["kind"]))
+        m = oriented(stamp(m, identity), design, conditions)
         m.save(saved)
         return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker)
     except Exception as err:  # the oracle (or its loading) raised: reported, the driver retries or fails it
@@ -177,9 +199,6 @@ class DaskExecutor(_Slots):
         except ImportError:
             raise ExecutorError("executor kind dask needs dask[distributed]: pip install 'porelab[cluster]'") \
                 from None
-        import logging
-
-        logging.getLogger("distributed").setLevel(logging.WARNING)
         self.n_workers, self.gpu, self.cluster = workers, gpu, None
         self._futures: dict[str, tuple[object, Task]] = {}
         opts = dict(cluster_options or {})

@@ -8,7 +8,8 @@ Trial status machine (Ax-style):
     running -> candidate      (requeued: its worker was lost, or the driver restarted)
     candidate -> abandoned    (dropped: target reached, budget cut)
 
-completed, failed and abandoned are final. `CampaignLock` keeps a second driver off the directory.
+completed, failed and abandoned are final. `CampaignLock` keeps a second driver off the directory. The ledger
+knows nothing of its views (MLflow): they read it and keep their own bookkeeping.
 """
 
 from __future__ import annotations
@@ -45,17 +46,16 @@ CREATE TABLE IF NOT EXISTS trials (
     round INTEGER NOT NULL, source TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('candidate','running','completed','failed','abandoned')),
     attempts INTEGER NOT NULL DEFAULT 0, error TEXT, prediction TEXT, score REAL,
-    busy_s REAL, worker TEXT, mlflow_run_id TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    busy_s REAL, worker TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS measurements (
     design_id TEXT PRIMARY KEY REFERENCES designs(design_id), status TEXT NOT NULL, fidelity TEXT NOT NULL,
     json TEXT NOT NULL, targets TEXT, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS iterations (
     step INTEGER PRIMARY KEY, round INTEGER NOT NULL, started_at REAL NOT NULL, finished_at REAL,
-    n_train INTEGER NOT NULL DEFAULT 0, metrics TEXT, model_version INTEGER, mlflow_run_id TEXT,
-    logged INTEGER NOT NULL DEFAULT 0);
+    n_train INTEGER NOT NULL DEFAULT 0, metrics TEXT, model_version INTEGER);
 CREATE TABLE IF NOT EXISTS models (
     version INTEGER PRIMARY KEY, step INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
-    sha256 TEXT NOT NULL, created_at REAL NOT NULL, registered TEXT);
+    sha256 TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, design_id TEXT, kind TEXT NOT NULL, detail TEXT);
 """
@@ -86,7 +86,6 @@ class Trial:
     score: float | None
     busy_s: float | None
     worker: str | None
-    mlflow_run_id: str | None
     design: dict
     conditions: dict
 
@@ -258,8 +257,7 @@ class Ledger:
         return [Trial(seq=r["seq"], design_id=r["design_id"], round=r["round"], source=r["source"],
                       status=r["status"], attempts=r["attempts"], error=r["error"],
                       prediction=json.loads(r["prediction"]) if r["prediction"] else None, score=r["score"],
-                      busy_s=r["busy_s"], worker=r["worker"], mlflow_run_id=r["mlflow_run_id"],
-                      design=json.loads(r["d"]), conditions=json.loads(r["c"]))
+                      busy_s=r["busy_s"], worker=r["worker"], design=json.loads(r["d"]), conditions=json.loads(r["c"]))
                 for r in self.db.execute(q, args)]
 
     def counts(self) -> dict[str, int]:
@@ -297,11 +295,6 @@ class Ledger:
     def n_trials(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
 
-    def set_trial_run(self, design_id: str, run_id: str) -> None:
-        """Remember the trial's MLflow run (so a resumed driver does not log it again)."""
-        with self.transaction() as db:
-            db.execute("UPDATE trials SET mlflow_run_id=? WHERE design_id=?", (run_id, design_id))
-
     # --- iterations and models ------------------------------------------------------------------
     def iterations(self) -> list[dict]:
         return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}}
@@ -319,24 +312,15 @@ class Ledger:
                 model_version = db.execute(
                     "INSERT INTO models (step, kind, path, sha256, created_at) VALUES (?,?,?,?,?)",
                     (step, model["kind"], model["path"], model["sha256"], time.time())).lastrowid
-            db.execute("INSERT OR REPLACE INTO iterations (step, round, started_at, finished_at, n_train, metrics, "
-                       "model_version, mlflow_run_id, logged) VALUES (?,?,?,?,?,?,?,"
-                       "(SELECT mlflow_run_id FROM iterations WHERE step=?), 0)",
-                       (step, round, started_at, time.time(), n_train, json.dumps(metrics), model_version, step))
+            db.execute("INSERT INTO iterations (step, round, started_at, finished_at, n_train, metrics, model_version) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       (step, round, started_at, time.time(), n_train, json.dumps(metrics), model_version))
             n = sum(self._add(db, **p) for p in picks)
             self._event(db, None, "iteration", f"step {step}: {n} picks, {n_train} training points")
             return n
 
-    def set_iteration_run(self, step: int, run_id: str, logged: bool) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE iterations SET mlflow_run_id=?, logged=? WHERE step=?", (run_id, int(logged), step))
-
     def models(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM models ORDER BY version")]
-
-    def set_model_registered(self, version: int, registered: str) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE models SET registered=? WHERE version=?", (registered, version))
 
     def events(self, kind: str | None = None) -> list[dict]:
         q, args = "SELECT * FROM events", ()

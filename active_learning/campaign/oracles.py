@@ -5,6 +5,11 @@ returns a Measurement (status failed with the reason when the physics could not 
 files in `run_dir` (the design's own directory, named by its design id). Implementations: MD (sim.protocol,
 resumable in its run directory), continuum (sim.continuum), and a user's class named in the study as
 `module:Class` or `path/to/file.py:Class`.
+
+Each oracle has an identity (`sim.measurement.oracle_identity`: its kind and the settings that change the
+numbers), which every measurement it makes carries in `Measurement.oracle` (`identity_of`, `stamp`): a stored
+measurement answers a new request only when the design id and the identity both match. A user oracle's identity
+is kind "user", its path and its settings, unless its class defines `identity()` returning its own.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from porelab.sim.design import Conditions, Design, design_id
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import Measurement, oracle_identity
 
 
 class OracleError(ValueError):
@@ -39,6 +44,11 @@ class ContinuumOracle:
     def __init__(self, **settings):
         self.settings = settings
 
+    def identity(self) -> dict:
+        from porelab.sim.continuum import continuum_identity
+
+        return continuum_identity(**self.settings)
+
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
         from porelab.sim.continuum import run_continuum
 
@@ -54,6 +64,12 @@ class MDOracle:
         from porelab.sim.protocol import MDSettings
 
         self.settings = MDSettings(**settings)
+
+    def identity(self) -> dict:
+        """kind md and `MDSettings.identity()`: the settings that change the numbers (not the run length)."""
+        from porelab.sim.md_settings import md_identity
+
+        return md_identity(self.settings)
 
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
         from porelab.sim.protocol import run_md
@@ -110,6 +126,26 @@ def make_oracle(kind: str, settings: dict | None = None, path: str | None = None
     if not callable(oracle):
         raise OracleError(f"oracle {cls.__name__} is not callable as oracle(design, conditions, run_dir)")
     return oracle
+
+
+def identity_of(oracle, kind: str, settings: dict | None = None, path: str | None = None) -> dict:
+    """The identity of a built oracle: its own `identity()` when it has one, else kind + settings + path (a user
+    oracle, as the study names it)."""
+    own = getattr(oracle, "identity", None)
+    if callable(own):
+        return own()
+    if isinstance(own, dict):
+        return own
+    return oracle_identity(kind, settings, path)
+
+
+def stamp(m: Measurement, identity: dict) -> Measurement:
+    """`m` carrying the identity of the oracle that was asked; one that named another (e.g. a user oracle returning
+    a continuum result) keeps that in provenance["oracle_reported"]."""
+    if m.oracle == identity:
+        return m
+    prov = {**m.provenance, "oracle_reported": m.oracle} if m.oracle else m.provenance
+    return m.model_copy(update={"oracle": identity, "provenance": prov})
 
 
 def check_measurement(m, design: Design, conditions: Conditions, fidelity: str) -> Measurement:

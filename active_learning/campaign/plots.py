@@ -1,32 +1,55 @@
-"""Campaign and design plots (PNG, written atomically): parity, calibration, learning curve, acquisition scores,
-the Pareto front of an inverse-design search."""
+"""Campaign and design plots (PNG, written atomically, drawn on matplotlib.figure.Figure: no pyplot state): parity,
+calibration, learning curve, acquisition scores, an iteration's set of them (`step_plots`), and the Pareto front of
+an inverse-design search."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.stats import norm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
-
-from porelab.sim.measurement import atomic_write_bytes  # noqa: E402
+from porelab.sim.measurement import atomic_write_bytes
 
 
-def _save(fig, path: Path) -> Path:
+def _figure(figsize: tuple[float, float]):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
 
+def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], iterations: list[dict],
+               objective_label: str, best_label: str, scores: np.ndarray | None = None,
+               picked: np.ndarray | None = None, acquisition: str | None = None) -> list[Path]:
+    """An iteration's plots in `d`: parity and calibration of the prospective predictions (measured, mean, std),
+    each (n,), when n >= 2; the learning curve over `iterations` (ledger rows with metrics); the acquisition scores
+    (n,) with the picks marked, when given. Returns the files written."""
+    d.mkdir(parents=True, exist_ok=True)
+    y, mu, sd = prospective
+    out = []
+    if len(y) >= 2:
+        out += [parity(y, mu, sd, d / "parity.png", objective_label), calibration(y, mu, sd, d / "calibration.png")]
+    if iterations:
+        out.append(learning_curve([it["metrics"].get("completed", 0) for it in iterations],
+                                  [it["metrics"].get("heldout_rmse") for it in iterations],
+                                  [it["metrics"].get("best_objective") for it in iterations],
+                                  d / "learning_curve.png", best_label))
+    if scores is not None and len(scores) and picked is not None:
+        out.append(acquisition_scores(scores, picked, d / "acquisition_scores.png", acquisition or ""))
+    return out
+
+
 def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, label: str = "ln ICR") -> Path:
     """Predicted (before the simulation) vs measured, +-1 std bars."""
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig, ax = _figure((4.2, 4))
     ax.errorbar(measured, mean, yerr=std, fmt="o", ms=4, alpha=0.8)
     lo, hi = np.nanmin(np.r_[measured, mean]), np.nanmax(np.r_[measured, mean])
     pad = 0.05 * (hi - lo + 1e-9)
@@ -41,7 +64,7 @@ def calibration(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: P
     z = np.abs(measured - mean) / np.maximum(std, 1e-12)
     nominal = np.linspace(0.05, 0.95, 19)
     observed = [np.mean(z <= norm.ppf(0.5 + p / 2)) for p in nominal]
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig, ax = _figure((4.2, 4))
     ax.plot(nominal, observed, "o-", ms=3)
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.set(xlabel="nominal coverage", ylabel="observed coverage", title=f"calibration (n={len(z)})",
@@ -53,7 +76,7 @@ def calibration(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: P
 def learning_curve(n_eval: list[int], rmse: list[float | None], best: list[float | None], path: Path,
                    best_label: str = "best ICR") -> Path:
     """Held-out RMSE and the best objective found vs the number of evaluations."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = _figure((5, 3.6))
     pts = [(n, r) for n, r in zip(n_eval, rmse, strict=True) if r is not None]
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", color="C0")
@@ -69,7 +92,7 @@ def learning_curve(n_eval: list[int], rmse: list[float | None], best: list[float
 
 def acquisition_scores(scores: np.ndarray, picked: np.ndarray, path: Path, name: str) -> Path:
     """Histogram of the pool's scores with the picks marked."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = _figure((5, 3.6))
     ax.hist(scores, bins=40, color="0.7")
     for s in scores[picked]:
         ax.axvline(s, color="C3", lw=1)
@@ -84,7 +107,7 @@ def pareto(obj: np.ndarray, on: np.ndarray, front: np.ndarray, top: np.ndarray, 
     """Objective vs ON current (nA), log axes. obj, on: (n, 3) arrays of (mean, low, high) in natural units;
     front: Pareto-front indices (drawn with error bars); top: the ranked top (labelled by rank);
     verified: (candidate index, measured objective, measured ON current) drawn as stars."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = _figure((6.4, 4.8))
     rng = np.random.default_rng(0)
     bg = np.arange(len(obj)) if len(obj) <= max_background else rng.choice(len(obj), max_background, replace=False)
     ax.scatter(on[bg, 0], obj[bg, 0], s=3, c="0.75", lw=0, label=f"scored ({len(obj):,})", rasterized=True)

@@ -7,7 +7,9 @@ Three kinds of dimension:
   {low, high, log?, integer?, num?}    a range (`num` points when the pool is a grid)
   {choices: [...]}                      a finite set
   {sequence: [...], length: [lo, hi]}   a list whose length and elements vary (the rim group of each layer)
-Pools are quasi-random (scrambled Sobol, seeded) or the full grid; impossible designs are dropped.
+Pools are quasi-random (scrambled Sobol, seeded) or the full grid; impossible designs are dropped, and a design and
+its mirror image at the opposite fields (one design id) appear once. `drop_symmetric` removes the mirror-symmetric
+designs, whose ICR is 1 by symmetry (docs/physics.md §3): a campaign after ICR never simulates them.
 """
 
 from __future__ import annotations
@@ -219,3 +221,9 @@ class DesignSpace:
             raise DesignError(f"the grid gives no valid design ({len(rejected)} rejected; first: "
                               f"{rejected[0] if rejected else 'none'})")
         return cands
+
+
+def drop_symmetric(pool: list[Candidate]) -> tuple[list[Candidate], int]:
+    """The candidates that are not mirror-symmetric (`Design.is_symmetric`), and how many were dropped."""
+    kept = [c for c in pool if not c.design.is_symmetric()]
+    return kept, len(pool) - len(kept)

@@ -129,23 +129,9 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         """Refuse unknown or out-of-range keywords now, not as a silent model-less campaign later."""
-        if self.kind == "gnn":
-            from porelab.surrogate.params import check_ensemble_params
+        from porelab.surrogate.params import check_model_params
 
-            check_ensemble_params(self.params)
-        elif self.kind == "gp":
-            for k, v in self.params.items():
-                if k != "restarts":
-                    raise ValueError(f"{k} is not a keyword of model gp; known: restarts")
-                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100:
-                    raise ValueError(f"restarts={v!r} must be an integer in [0, 100]")
-        else:
-            from sklearn.ensemble import RandomForestRegressor
-
-            try:
-                RandomForestRegressor(**self.params)._validate_params()
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"rf: {err}") from None
+        check_model_params(self.kind, self.params)
         return self
 
 

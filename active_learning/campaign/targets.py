@@ -8,6 +8,8 @@ All are natural logs, so the surrogate works on a scale where ICR 2 and 1/2 are 
                    (the trial is abandoned with the currents in its reason)
   log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E| (of the estimator used for ICR)
   log_selectivity  ln S, S = sum_a |J_a|/c_a / sum_b |J_b|/c_b over the goal's species, in the ON direction
+                   (when the denominator's flux interval contains zero: the lower bound of S)
+All are computed by porelab.sim.observables (docs/physics.md §3).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 
 from porelab.active_learning.campaign.study import Goal
 from porelab.sim.measurement import Measurement
+from porelab.sim.observables import icr_interval, on_current, selectivity
 
 BASE_TARGETS = ("log_icr", "log_on_current")
 
@@ -38,8 +41,16 @@ def _finite_log(x: float, what: str) -> float:
     return math.log(x)
 
 
+def _point_icr(i_pos: float, i_neg: float) -> float:
+    """ICR of two point currents (nA) whose intervals are unknown: |I(+E)| / |I(-E)|, 0 when I(-E) = 0."""
+    return icr_interval(i_pos, (i_pos, i_pos), i_neg, (i_neg, i_neg), bound=True)[0]
+
+
 def targets(m: Measurement, goal: Goal) -> dict[str, float]:
-    """Targets of an ok measurement (natural logs; `icr_censored` 0/1); raises InvalidMeasurement."""
+    """Targets of an ok measurement (natural logs; `icr_censored` 0/1); raises InvalidMeasurement.
+
+    ICR is the oracle's (`m.icr`, from sim.observables.icr_results); the ON current and the selectivity come
+    from sim.observables.on_current and .selectivity."""
     for f in m.fields:
         if not math.isfinite(f.current_nA):
             raise InvalidMeasurement(f"current at {f.field_V_per_nm:+g} V/nm is {f.current_nA}")
@@ -54,35 +65,29 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float]:
         r = near[0]
     e = r.field_abs_V_per_nm
     plus, minus = m.field(e), m.field(-e)
-    on = plus if abs(plus.current_nA) >= abs(minus.current_nA) else minus  # ON side (selectivity fluxes)
     icr, censored = r.icr, r.icr_censored
-    i_on = max(abs(plus.current_nA), abs(minus.current_nA))
+    i_on = on_current(plus, minus).value
     if censored or not icr > 0:  # short MD: fall back to the (lower-variance) displacement estimator
         censored = True
         dp, dm = plus.current_displacement_nA, minus.current_displacement_nA
-        d_icr = getattr(r, "icr_displacement", None)
-        if d_icr is not None and not getattr(r, "icr_displacement_censored", True) and d_icr > 0:
-            icr, i_on = d_icr, max(abs(dp), abs(dm))
+        if r.icr_displacement is not None and not r.icr_displacement_censored and r.icr_displacement > 0:
+            icr, i_on = r.icr_displacement, on_current(plus, minus, "displacement").value
         elif dp and dm:
-            icr, i_on = abs(dp) / abs(dm), max(abs(dp), abs(dm))
+            icr, i_on = _point_icr(dp, dm), max(abs(dp), abs(dm))
         elif abs(minus.current_nA) > 0:
-            icr = abs(plus.current_nA) / abs(minus.current_nA)
+            icr = _point_icr(plus.current_nA, minus.current_nA)
     where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
     out = {"log_icr": _finite_log(icr, where),
            "log_on_current": _finite_log(i_on, "ON current (nA)"),
            "icr_censored": float(censored)}
     if goal.objective == "selectivity":
         sel = goal.selectivity
-        conc = m.conditions.electrolyte
-
-        def rate(names: list[str]) -> float:
-            present = [s for s in names if s in conc and s in on.species]
-            if not present:
-                raise InvalidMeasurement(f"selectivity: none of {names} is in the electrolyte {sorted(conc)}")
-            return sum(abs(on.species[s].flux_per_ns) / conc[s] for s in present)
-
-        out["log_selectivity"] = _finite_log(rate(sel.numerator) / max(rate(sel.denominator), 1e-300),
-                                             "selectivity")
+        on = max((plus, minus), key=lambda f: abs(f.current_nA))  # the ON field (sim.observables.on_current's)
+        try:
+            s = selectivity(on, m.conditions.electrolyte, sel.numerator, sel.denominator)
+        except ValueError as err:
+            raise InvalidMeasurement(str(err)) from None
+        out["log_selectivity"] = _finite_log(s.value, "selectivity")
     return out
 
 

@@ -1,12 +1,15 @@
 """The `porelab` command: the commands of every floor under one Typer app (imports go down the floors).
 
 Floor 3 adds `campaign run STUDY.yaml`, `campaign resume DIR`, `campaign status DIR` and `ui [DIR]`.
-User errors end with a one-line `error: ...` and exit code 2, never a traceback.
+User errors end with a one-line `error: ...` and exit code 2, never a traceback. The command configures logging
+(library modules only log): warnings of any library, one line each on stderr; a campaign's progress lines come
+from its `log` callback, and MLflow is wired in here as the campaign's view.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shutil
 import socket
@@ -25,7 +28,7 @@ from typer._click import exceptions as click_errors  # the click that typer runs
 from porelab.active_learning.cli.design import app as inverse_app
 from porelab.sim.cli import app as sim_app
 from porelab.sim.cli import console, fail, out_path
-from porelab.sim.free_energy_cli import app as free_energy_app
+from porelab.sim.free_energy.cli import app as free_energy_app
 from porelab.surrogate.cli import app as surrogate_app
 
 
@@ -54,6 +57,18 @@ class OneLineErrors(typer.core.TyperGroup):
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="porelab: Janus nanopore membranes, simulated, learned and designed.")
+
+
+@app.callback()
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:  # a host program (or pytest) that configured logging keeps its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
 app.registered_commands += sim_app.registered_commands
 app.registered_commands += free_energy_app.registered_commands
 app.registered_commands += surrogate_app.registered_commands
@@ -64,7 +79,7 @@ app.add_typer(campaign_app, name="campaign")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from porelab.active_learning.campaign.driver import CampaignError
+    from porelab.active_learning.campaign.directory import CampaignError
     from porelab.active_learning.campaign.executors import ExecutorError
     from porelab.active_learning.campaign.ledger import LedgerError
     from porelab.active_learning.campaign.model import ModelError
@@ -84,8 +99,12 @@ def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
 
     t0 = time.monotonic()
     try:
-        summary = Campaign(directory, log=(lambda m: None) if quiet else _log, tracking=tracking,
-                           **overrides).run()
+        views = []
+        if tracking:
+            from porelab.active_learning.tracking.view import MlflowView
+
+            views.append(MlflowView(directory))
+        summary = Campaign(directory, log=(lambda m: None) if quiet else _log, views=views, **overrides).run()
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: porelab campaign resume {directory}")
         raise typer.Exit(130) from None
@@ -114,7 +133,7 @@ def campaign_run(
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
     """Start a campaign from a study YAML in a new directory and run it to its end."""
-    from porelab.active_learning.campaign.driver import CampaignError, create
+    from porelab.active_learning.campaign.directory import CampaignError, create
     from porelab.active_learning.campaign.study import StudyError, load_study
 
     try:
@@ -135,7 +154,7 @@ def campaign_resume(
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
     """Continue a stopped or killed campaign exactly where its ledger says it was."""
-    from porelab.active_learning.campaign.driver import load
+    from porelab.active_learning.campaign.directory import load
 
     try:
         load(directory)  # read only: "not a campaign directory" before anything else
@@ -148,8 +167,9 @@ def campaign_resume(
 @campaign_app.command("status")
 def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign directory")]):
     """Trials by status, the best designs and the model's quality (reads the ledger only)."""
-    from porelab.active_learning.campaign.driver import LEDGER_FILE, load, summarize
+    from porelab.active_learning.campaign.directory import LEDGER_FILE, load
     from porelab.active_learning.campaign.ledger import Ledger
+    from porelab.active_learning.campaign.summary import summarize
 
     try:
         study = load(directory)
@@ -187,7 +207,7 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None) -> None:
         console.print(b)
     u = s.get("utilisation") or {}
     console.print(f"model (prospective, last iteration): held-out RMSE {_fmt(s['heldout_rmse'])}, "
-                  f"R² {_fmt(s['heldout_r2'])}, 1-sd coverage {_fmt(s['calibration_coverage_1sd'])}; "
+                  f"R² {_fmt(s['heldout_r2'])}, 68 % interval coverage {_fmt(s['heldout_coverage_68'])}; "
                   f"worker utilisation {_fmt(u.get('fraction'), '.0%')}; "
                   f"stopped: {s['finished'] or 'not finished'}"
                   + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)

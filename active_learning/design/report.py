@@ -14,11 +14,9 @@ import contextlib
 import csv
 import io
 import json
-import logging
 import math
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +145,13 @@ def provenance() -> dict:
 
 def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, surrogate, files: list[Path]) -> str:
     """One MLflow run for this search, linked to the surrogate's model version; returns its run id."""
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    from porelab.active_learning.tracking.view import quiet
+
+    with quiet():
+        return _log_run(out, workspace, study, summary, surrogate, files)
+
+
+def _log_run(out: Path, workspace: Path, study: DesignStudy, summary: dict, surrogate, files: list[Path]) -> str:
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.tracking import MlflowClient
 
@@ -179,9 +183,7 @@ def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, su
     if reg.get("model_id"):
         with contextlib.suppress(Exception):  # older stores without logged models: the tags still link it
             client.log_inputs(rid, models=[LoggedModelInput(reg["model_id"])])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for f in files:
-            client.log_artifact(rid, str(f), "designs" if f.parent.name == "designs" else None)
+    for f in files:
+        client.log_artifact(rid, str(f), "designs" if f.parent.name == "designs" else None)
     client.set_terminated(rid, "FINISHED")
     return rid

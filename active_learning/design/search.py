@@ -18,6 +18,8 @@ Two searches, both ending in that ranking of every candidate they scored:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import multiprocessing
 import time
@@ -257,15 +259,24 @@ class Verified:
     error: str | None
 
 
+def oracle_dir(run_root: Path, oracle: OracleSpec) -> Path:
+    """run_root/<kind>-<digest of the oracle's kind, path and settings>: each oracle setup verifies in its own
+    directories, so one never finds (nor overwrites) another's measurements."""
+    spec = json.dumps(oracle.model_dump(mode="json"), sort_keys=True)
+    return run_root / f"{oracle.kind}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+
+
 def verify(ranked: list[Candidate], oracle: OracleSpec, run_root: Path, goal: Goal,
            progress: Progress | None = None) -> list[Verified]:
-    """Run the oracle on each candidate (best first) in run_root/<design_id>/; a measurement already saved there
-    is reused, so an interrupted verification resumes. Failures are reported, never recorded as numbers."""
+    """Run the oracle on each candidate (best first) in oracle_dir(run_root, oracle)/<design_id>/; a measurement
+    that oracle already saved there for the same question is reused (turned to the candidate's orientation), so an
+    interrupted verification resumes. Failures are reported, never recorded as numbers."""
     spec = {"kind": oracle.kind, "settings": oracle.settings, "path": oracle.path}
+    root = oracle_dir(run_root, oracle)
     out = []
     for k, c in enumerate(ranked):
         res = run_task(Task(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"),
-                            spec, str(run_root / c.design_id)))
+                            spec, str(root / c.design_id)))
         m = Measurement.model_validate_json(res.measurement) if res.measurement else None
         measured, error = None, res.error
         if m is not None and m.status != "ok":

@@ -1,6 +1,6 @@
-"""Find a trained campaign surrogate from what a user names: a model directory (holding
-campaign_model.json), a campaign directory (its newest model), or a registered MLflow model `name@alias`
-or `name/version` in the workspace's tracking store. Returns the model with its provenance.
+"""Find a trained surrogate from what a user names: a model directory (surrogate.store: holding model.json,
+written by `porelab train` or a campaign), a campaign directory (its newest model), or a registered MLflow model
+`name@alias` or `name/version` in the workspace's tracking store. Returns the model with its provenance.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
-from porelab.active_learning.tracking.view import tracking_uri
-
-MODEL_FILE = "campaign_model.json"
+from porelab.active_learning.tracking.view import fluent_uri, tracking_uri
+from porelab.surrogate.store import MODEL_FILE
 
 
 @dataclass
@@ -30,6 +29,13 @@ def _newest_model(campaign: Path) -> Path:
     if not steps:
         raise ModelError(f"surrogate {campaign}: the campaign has trained no model yet (no models/step_*/)")
     return steps[-1]
+
+
+def _load(d: Path) -> CampaignModel:
+    try:
+        return CampaignModel.load(d)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"surrogate {d}: cannot load the model ({type(err).__name__}: {err})") from None
 
 
 def _client(workspace: Path):
@@ -64,14 +70,14 @@ def _from_registry(spec: str, workspace: Path, dest: Path) -> Surrogate:
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(dest),
-                                                         tracking_uri=uri))
+        with fluent_uri(uri):  # models:/ URIs resolve through mlflow's global URIs, whatever is passed
+            local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(dest)))
     except MlflowException as err:
         raise ModelError(f"surrogate {spec!r}: {err.message.splitlines()[0]}") from None
     found = sorted(local.rglob(MODEL_FILE))
     if not found:
         raise ModelError(f"surrogate {spec!r}: model version {mv.version} holds no {MODEL_FILE}")
-    model = CampaignModel.load(found[0].parent)
+    model = _load(found[0].parent)
     reg = {**_entry(mv), "alias": alias}
     return Surrogate(model, spec, found[0].parent, reg)
 
@@ -96,10 +102,7 @@ def load_surrogate(spec: str, workspace: str | Path, dest: str | Path) -> Surrog
         d = p if (p / MODEL_FILE).exists() else _newest_model(p) if (p / "ledger.sqlite").exists() else None
         if d is None:
             raise ModelError(f"surrogate {spec}: holds neither {MODEL_FILE} nor a campaign (ledger.sqlite)")
-        try:
-            model = CampaignModel.load(d)
-        except (OSError, ValueError, KeyError) as err:
-            raise ModelError(f"surrogate {d}: cannot load the model ({type(err).__name__}: {err})") from None
+        model = _load(d)
         reg = _registered(p.resolve(), d.name, Path(workspace).resolve()) if d != p else {}
         return Surrogate(model, spec, d.resolve(), reg)
     if p.exists() or "/" in spec and not re.fullmatch(r"(models:/)?[^/@]+/\d+", spec):

@@ -1,1 +1,1 @@
-"""MLflow as a view of the campaign ledger, and the surrogate as an MLflow model."""
+"""MLflow as a view of a campaign ledger (view.py), with the bookkeeping of what it logged (bookkeeping.py)."""

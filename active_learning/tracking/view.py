@@ -1,11 +1,17 @@
-"""MLflow, the campaign's view (the ledger stays the source of truth). Only the driver calls this.
+"""MLflow as a view of a campaign's ledger (the ledger stays the source of truth and knows nothing of MLflow).
 
-Tracking URI: MLFLOW_TRACKING_URI when set, else an embedded SQLite file `mlflow.db` in the workspace (the
-campaign directory's parent), artifacts under `<workspace>/mlartifacts/`. One experiment per campaign; one
-parent run whose id is kept in the ledger and reused on resume; a nested run per iteration (metrics by step,
-plots, the model, registered as `porelab-<experiment>` with alias `champion` = the latest model) and a nested
-run per simulation (its design as params, its measurement as metrics). Every write is keyed so that a
-resumed driver does not log the same thing twice.
+`MlflowView(campaign_dir)` is passed to the campaign driver, which calls `sync(ledger)` after its ledger commits:
+like an OpenMM reporter, each call logs whatever the ledger holds that MLflow does not show yet, so calling it
+again changes nothing, and a view added later (or pointed at another store) catches up from the ledger alone.
+What it logged is kept in its own bookkeeping (bookkeeping.py). Things a killed driver left half-logged are
+found by their tags at the view's first sync in a process: a finished run is kept, an unfinished one deleted and
+logged again, a registered model version reused, so each thing is in MLflow once.
+
+Tracking URI: MLFLOW_TRACKING_URI when set, else an embedded SQLite file `mlflow.db` in the workspace (the campaign
+directory's parent), artifacts under `<workspace>/mlartifacts/`. One experiment per campaign, one parent run
+(study as params), a nested run per iteration (metrics by step, also on the parent; plots; the model, registered
+as `porelab-<experiment>` with alias `champion` = the latest model) and a nested run per finished simulation (its
+design as params, its measurement and pick-time prediction as metrics).
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ import time
 import warnings
 from pathlib import Path
 
-from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.directory import STUDY_FILE, load
+from porelab.active_learning.campaign.ledger import FINAL, Ledger
+from porelab.active_learning.campaign.summary import summarize
+from porelab.active_learning.tracking.bookkeeping import Bookkeeping
 from porelab.sim.faults import fault_point
+from porelab.sim.measurement import Measurement
 
 ALIAS = "champion"
 UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view
@@ -34,6 +44,41 @@ def workspace_uri(workspace: str | Path) -> str:
 
 def tracking_uri(workspace: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or workspace_uri(workspace)
+
+
+@contextlib.contextmanager
+def quiet():
+    """MLflow's INFO lines, warnings, progress bars and stderr chatter silenced while inside (restored after)."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        for lg in loggers:
+            lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
+
+
+@contextlib.contextmanager
+def fluent_uri(uri: str):
+    """mlflow's global tracking URI (and MLFLOW_TRACKING_URI, which it sets) = `uri` while inside, then as before."""
+    import mlflow
+
+    prev = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(prev)
 
 
 @contextlib.contextmanager
@@ -66,35 +111,39 @@ def flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = str(value)
 
 
-class Tracker:
-    """MLflow logging for one campaign directory."""
+def _metrics(values: dict, step: int, skip: set[str] = frozenset()) -> list:
+    from mlflow.entities import Metric
 
-    def __init__(self, campaign_dir: str | Path, ledger: Ledger, study_name: str):
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        import mlflow
+    ts = int(time.time() * 1000)
+    return [Metric(mlflow_key(k), float(v), ts, step) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and mlflow_key(k) not in skip]
+
+
+class MlflowView:
+    """The MLflow view of the campaign in `campaign_dir` (connects at its first sync, under the driver's lock)."""
+
+    def __init__(self, campaign_dir: str | Path):
+        self.dir = Path(campaign_dir).resolve()
+        self.client = None
+
+    # --- connection: experiment and parent run --------------------------------------------------
+    def _connect(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.dir = Path(campaign_dir).resolve()
-        self.ledger, self.study_name = ledger, study_name
+        self.study = load(self.dir)
         self.uri = tracking_uri(self.dir.parent)
-        prev = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(self.uri)  # it also sets MLFLOW_TRACKING_URI: restore it, else the next campaign
-        if prev is None:                   # in this process would log to this campaign's store
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        self.book = Bookkeeping(self.dir, self.uri)
         with _db_lock(self.uri):  # campaigns starting together in one workspace: one creates the tables
-            self.mlflow, self.client = mlflow, MlflowClient(self.uri)
+            self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment()
         self.parent_id = self._parent()
         self.model_name = "porelab-" + re.sub(r"[^A-Za-z0-9_.-]", "-", self.experiment_name)
+        self.fresh = True  # the first sync looks up what a killed driver may have half-logged
 
-    # --- experiment and parent run ------------------------------------------------------------------
     def _experiment(self) -> str:
-        eid = self.ledger.get("mlflow_experiment_id")
-        if eid is not None and self.ledger.get("mlflow_uri") == self.uri:
-            exp = self.client.get_experiment(eid)
-            self.experiment_name = exp.name
+        eid = self.book.get("experiment")
+        if eid is not None:
+            self.experiment_name = self.client.get_experiment(eid).name
             return eid
         name = self.dir.name
         exp = self.client.get_experiment_by_name(name)
@@ -105,49 +154,74 @@ class Tracker:
             art = (self.dir.parent / "mlartifacts" / name).as_uri() if self.uri.startswith("sqlite:///") else None
             eid = self.client.create_experiment(name, artifact_location=art,
                                                 tags={"porelab.campaign_dir": str(self.dir),
-                                                      "porelab.study": self.study_name, **UI_KIND})
+                                                      "porelab.study": self.study.name, **UI_KIND})
         else:
             eid = exp.experiment_id
         self.experiment_name = name
-        self.ledger.set("mlflow_experiment_id", eid)
-        self.ledger.set("mlflow_uri", self.uri)
+        self.book.put([("experiment", "", eid)])
         return eid
 
     def _parent(self) -> str:
-        rid = self.ledger.get("mlflow_parent_run_id")
-        if rid is not None:
-            self.client.update_run(rid, status="RUNNING")
-            return rid
-        run = self.client.create_run(self.experiment_id, run_name=f"campaign {self.dir.name}",
-                                     tags={"porelab.kind": "campaign", "porelab.study": self.study_name,
-                                           "porelab.campaign_dir": str(self.dir)})
-        self.ledger.set("mlflow_parent_run_id", run.info.run_id)
-        return run.info.run_id
+        rid = self.book.get("parent")
+        if rid is None:
+            found = self.client.search_runs([self.experiment_id], "tags.`porelab.kind` = 'campaign'")
+            rid = found[0].info.run_id if found else self.client.create_run(
+                self.experiment_id, run_name=f"campaign {self.dir.name}",
+                tags={"porelab.kind": "campaign", "porelab.study": self.study.name,
+                      "porelab.campaign_dir": str(self.dir)}).info.run_id
+            self.book.put([("parent", "", rid)])
+        return rid
 
-    def log_study(self, params: dict, study_file: Path) -> None:
-        if self.ledger.get("mlflow_study_logged"):
-            return
-        flat: dict = {}
-        flatten("", params, flat)
-        self._log_params(self.parent_id, flat)
-        self.client.log_artifact(self.parent_id, str(study_file))
-        self.ledger.set("mlflow_study_logged", True)
+    # --- the view ----------------------------------------------------------------------------------
+    def sync(self, ledger: Ledger) -> None:
+        """Log what the ledger holds and MLflow does not show yet: the study, finished simulations, iterations and
+        their models, and the final metrics once the campaign finished."""
+        with quiet():
+            if self.client is None:
+                self._connect()
+                if not ledger.get("finished"):
+                    self.client.update_run(self.parent_id, status="RUNNING")
+            if self.book.get("study") is None:
+                self._log_study()
+            done = self.book.keys("simulation")
+            for t in ledger.trials(tuple(FINAL)):
+                if t.design_id not in done:
+                    self._log_simulation(ledger, t)
+            done, models = self.book.keys("iteration"), {m["version"]: m for m in ledger.models()}
+            for it in ledger.iterations():
+                if str(it["step"]) not in done:
+                    self._log_iteration(it, models.get(it["model_version"]))
+            final = ledger.get("final_step")
+            if ledger.get("finished") and final is not None and self.book.get("finished", str(final)) is None:
+                self._log_finish(ledger, final)
+        self.fresh = False
 
-    def _log_params(self, run_id: str, params: dict) -> None:
+    def close(self, ledger: Ledger) -> None:
+        """The driver stops: an unfinished campaign's parent run is marked KILLED (paused; resume re-opens it)."""
+        if self.client is not None and not ledger.get("finished"):
+            with quiet():
+                self.client.set_terminated(self.parent_id, "KILLED")
+
+    # --- what it logs --------------------------------------------------------------------------------
+    def _log_study(self) -> None:
         from mlflow.entities import Param
 
-        items = [Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()]
+        flat: dict = {}
+        flatten("", self.study.model_dump(mode="json"), flat)
+        items = [Param(mlflow_key(k)[:250], v[:6000]) for k, v in flat.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i:i + 100])
+            self.client.log_batch(self.parent_id, params=items[i:i + 100])
+        self.client.log_artifact(self.parent_id, str(self.dir / STUDY_FILE))
+        self.book.put([("study", "", "1")])
 
     def _child(self, name: str, tags: dict) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"mlflow.parentRunId": self.parent_id, **tags})
-        return run.info.run_id
+        return self.client.create_run(self.experiment_id, run_name=name,
+                                      tags={"mlflow.parentRunId": self.parent_id, **tags}).info.run_id
 
     def _find(self, key: str, value: str) -> tuple[str | None, int]:
-        """(the finished run tagged key=value, how many unfinished ones were deleted: half-logged by a killed
-        driver, they are logged again)."""
+        """(the finished run tagged key=value, how many unfinished ones were deleted), first sync only."""
+        if not self.fresh:
+            return None, 0
         found, deleted = None, 0
         for r in self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{value}'"):
             if r.info.status in ("FINISHED", "FAILED") and found is None:
@@ -157,103 +231,90 @@ class Tracker:
                 deleted += 1
         return found, deleted
 
-    # --- simulations ----------------------------------------------------------------------------------
-    def log_simulation(self, trial, measurement, targets: dict | None, status: str, error: str | None,
-                       search_first: bool = False) -> str:
-        """A nested run for one finished simulation: design/conditions as params, results as metrics."""
-        from mlflow.entities import Metric
+    def _log_simulation(self, ledger: Ledger, t) -> None:
+        """A nested run for one finished trial: design/conditions as params, results as metrics."""
+        from mlflow.entities import Param
 
-        rid = self._find("porelab.design_id", trial.design_id)[0] if search_first else None
-        if rid is not None:
-            return rid
-        rid = self._child(f"sim {trial.design_id}", {"porelab.kind": "simulation",
-                                                       "porelab.design_id": trial.design_id,
-                                                       "porelab.status": status, "porelab.round": str(trial.round),
-                                                       **({"porelab.error": error[:4000]} if error else {})})
-        params: dict = {}
-        flatten("design", trial.design, params)
-        flatten("conditions", trial.conditions, params)
-        params.update({"source": trial.source, "attempts": str(trial.attempts)})
-        self._log_params(rid, params)
-        fault_point("tracking.sim_run")  # a half-logged simulation run
-        ts = int(time.time() * 1000)
-        metrics = dict(targets or {})
-        if measurement is not None and measurement.status == "ok":
-            for f in measurement.fields:
-                metrics[f"current_nA_E{f.field_V_per_nm:g}"] = f.current_nA
-            for r in measurement.icr:
-                metrics[f"icr_E{r.field_abs_V_per_nm:g}"] = r.icr
-        if trial.busy_s is not None:
-            metrics["worker_busy_s"] = trial.busy_s
-        if trial.prediction:
-            metrics.update({f"predicted_{k}": v for k, v in trial.prediction.items()})
-        self.client.log_batch(rid, metrics=[Metric(mlflow_key(k), float(v), ts, 0) for k, v in metrics.items()])
-        self.client.set_terminated(rid, "FINISHED" if status == "completed" else "FAILED")
-        return rid
+        rid, _ = self._find("porelab.design_id", t.design_id)
+        if rid is None:
+            rid = self._child(f"sim {t.design_id}", {
+                "porelab.kind": "simulation", "porelab.design_id": t.design_id, "porelab.status": t.status,
+                "porelab.round": str(t.round), **({"porelab.error": t.error[:4000]} if t.error else {})})
+            params: dict = {"source": t.source, "attempts": str(t.attempts)}
+            flatten("design", t.design, params)
+            flatten("conditions", t.conditions, params)
+            self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
+            fault_point("view.sim_run")  # a half-logged simulation run
+            row = ledger.measurement(t.design_id)
+            values = dict((row or {}).get("targets") or {})
+            m = Measurement.model_validate_json(row["json"]) if row else None
+            if m is not None and m.status == "ok":
+                values |= {f"current_nA_E{f.field_V_per_nm:g}": f.current_nA for f in m.fields}
+                values |= {f"icr_E{r.field_abs_V_per_nm:g}": r.icr for r in m.icr}
+            if t.busy_s is not None:
+                values["worker_busy_s"] = t.busy_s
+            values |= {f"predicted_{k}": v for k, v in (t.prediction or {}).items()}
+            self.client.log_batch(rid, metrics=_metrics(values, 0))
+            self.client.set_terminated(rid, "FINISHED" if t.status == "completed" else "FAILED")
+            fault_point("view.sim_logged")  # in MLflow, not yet in the bookkeeping
+        self.book.put([("simulation", t.design_id, rid)])
 
-    # --- iterations -----------------------------------------------------------------------------------
-    def log_iteration(self, step: int, run_id: str | None, metrics: dict, plots: list[Path],
-                      model_dir: Path | None) -> str:
-        """Nested run `iteration <step>` (reused when run_id is given); metrics also on the parent by step."""
-        from mlflow.entities import Metric
-
-        on_parent = None
-        if run_id is None:
-            run_id, deleted = self._find("porelab.iteration", str(step))
-            if run_id is not None:
-                return run_id  # logged in full by a driver killed before it told the ledger
-            run_id = self._child(f"iteration {step}", {"porelab.kind": "iteration", "porelab.iteration": str(step)})
-            if deleted:  # a killed driver may have logged some of this step's metrics on the parent already
-                on_parent = self._logged_at(self.parent_id, step)
-        ts = int(time.time() * 1000)
-        ms = [Metric(mlflow_key(k), float(v), ts, step) for k, v in metrics.items()
-              if isinstance(v, int | float) and v is not None]
-        if ms:
-            self.client.log_batch(run_id, metrics=ms)
-            fault_point("tracking.iteration")  # metrics on the iteration run, not yet on the parent
-            ms = [m for m in ms if on_parent is None or m.key not in on_parent]
-            if ms:
+    def _log_iteration(self, it: dict, model: dict | None) -> None:
+        """Nested run `iteration <step>`: metrics (also on the parent, by step), plots, and its model."""
+        step = it["step"]
+        rid, deleted = self._find("porelab.iteration", str(step))
+        rows = []
+        mdir = self.dir / model["path"] if model is not None else None
+        if rid is None:
+            rid = self._child(f"iteration {step}", {"porelab.kind": "iteration", "porelab.iteration": str(step)})
+            self.client.log_batch(rid, metrics=_metrics(it["metrics"], step))
+            fault_point("view.iteration")  # metrics on the iteration run, not yet on the parent
+            skip = self._logged_at(self.parent_id, step) if deleted else set()  # some, by a killed driver
+            if ms := _metrics(it["metrics"], step, skip):
                 self.client.log_batch(self.parent_id, metrics=ms)
-        for p in plots:
-            self.client.log_artifact(run_id, str(p), "plots")
-        if model_dir is not None:
-            self._log_model(run_id, step, model_dir)
-        self.client.set_terminated(run_id, "FINISHED")
-        return run_id
+            pdir = self.dir / "plots" / f"step_{step:03d}"
+            for p in sorted(pdir.glob("*.png")) if pdir.exists() else []:
+                self.client.log_artifact(rid, str(p), "plots")
+            if mdir is not None and mdir.exists():
+                rows.append(("model", str(model["version"]), self._log_model(rid, step, mdir)))
+            fault_point("view.model_registered")  # the model registered, the run not finished
+            self.client.set_terminated(rid, "FINISHED")
+            fault_point("view.iteration_logged")  # in MLflow, not yet in the bookkeeping
+        elif mdir is not None and mdir.exists():  # logged in full by a killed driver: find its model version
+            rows.append(("model", str(model["version"]), self._log_model(rid, step, mdir)))
+        self.book.put([("iteration", str(step), rid), *rows])
 
     def _logged_at(self, run_id: str, step: int) -> set[str]:
-        """Metric keys already logged on a run at `step` (a killed driver may have logged some)."""
+        """Metric keys already logged on a run at `step`."""
         keys = self.client.get_run(run_id).data.metrics
         return {k for k in keys if any(m.step == step for m in self.client.get_metric_history(run_id, k))}
 
-    def _log_model(self, run_id: str, step: int, model_dir: Path) -> None:
+    def _log_model(self, run_id: str, step: int, model_dir: Path) -> str:
+        """Register the step's model (once: a version tagged with this step and campaign is reused) and point the
+        alias at it; returns the registry version."""
         for mv in self.client.search_model_versions(f"name='{self.model_name}'"):
             if mv.tags.get("porelab.iteration") == str(step) and mv.tags.get("porelab.campaign_dir") == str(self.dir):
                 self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
-                return  # registered by a driver killed before it told the ledger
-        code = Path(__file__).with_name("mlflow_model.py")
-        with self.mlflow.start_run(run_id=run_id, nested=True), warnings.catch_warnings(), \
-                contextlib.redirect_stderr(io.StringIO()):  # MLflow prints registry chatter to stderr
-            warnings.simplefilter("ignore")
-            info = self.mlflow.pyfunc.log_model(name="surrogate", python_model=str(code),
-                                                artifacts={"model": str(model_dir)},
-                                                pip_requirements=["porelab"])
-            mv = self.mlflow.register_model(info.model_uri, self.model_name,
-                                            tags={"porelab.iteration": str(step),
-                                                  "porelab.campaign_dir": str(self.dir)})
+                return str(mv.version)
+        import mlflow
+
+        from porelab.surrogate.serving import log_model  # the one MLflow model (surrogate/pyfunc.py)
+
+        with fluent_uri(self.uri), mlflow.start_run(run_id=run_id, nested=True):
+            info = log_model(model_dir, name="surrogate")
+            mv = mlflow.register_model(info.model_uri, self.model_name,
+                                       tags={"porelab.iteration": str(step), "porelab.campaign_dir": str(self.dir)})
         self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
+        return str(mv.version)
 
-    def finish(self, reason: str, summary: dict | None) -> None:
-        """Close the parent run (FINISHED), logging the summary as final_* metrics unless it is None."""
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        fault_point("tracking.finish")
-        self.client.set_tag(self.parent_id, "porelab.stopped", reason)
-        if summary:
-            self.client.log_batch(self.parent_id, metrics=[Metric(f"final_{k}", float(v), ts, 0)
-                                                           for k, v in summary.items() if v is not None])
+    def _log_finish(self, ledger: Ledger, final_step: int) -> None:
+        """The summary as final_* metrics on the parent (at the final step), the stop reason as a tag; closed."""
+        s = summarize(ledger, self.study)
+        values = {f"final_{k}": s.get(k) for k in ("best_objective", "completed", "failed", "abandoned")}
+        skip = self._logged_at(self.parent_id, final_step) if self.fresh else set()
+        fault_point("view.finish")  # the parent run not yet closed
+        self.client.set_tag(self.parent_id, "porelab.stopped", ledger.get("finished"))
+        if ms := _metrics(values, final_step, skip):
+            self.client.log_batch(self.parent_id, metrics=ms)
         self.client.set_terminated(self.parent_id, "FINISHED")
-
-    def pause(self) -> None:
-        self.client.set_terminated(self.parent_id, "KILLED")
+        self.book.put([("finished", str(final_step), "1")])

@@ -9,12 +9,12 @@ from porelab.active_learning.campaign.acquisition import (
     ExpectedImprovement,
     Grid,
     MaxUncertainty,
-    Prediction,
     Random,
     UpperConfidenceBound,
     resolve_acquisition,
     select_batch,
 )
+from porelab.surrogate.target_prediction import TargetPrediction as Prediction
 
 
 class MockModel:

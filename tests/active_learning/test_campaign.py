@@ -6,16 +6,18 @@ import math
 import pytest
 from al_helpers import write_study
 
-from porelab.active_learning.campaign.driver import Campaign, CampaignError, create
+from porelab.active_learning.campaign.directory import CampaignError, create
+from porelab.active_learning.campaign.driver import Campaign, candidate_pool
 from porelab.active_learning.campaign.executors import LocalExecutor, Task
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.study import load_study
+from porelab.sim.design import Design
 
 
-def run_campaign(tmp_path, name="c", tracking=False, **changes):
+def run_campaign(tmp_path, name="c", **changes):
     study = load_study(write_study(tmp_path / f"{name}.yaml", **changes))
     d = create(study, tmp_path / name)
-    summary = Campaign(d, log=lambda m: None, tracking=tracking).run()
+    summary = Campaign(d, log=lambda m: None).run()
     return d, summary
 
 
@@ -33,6 +35,26 @@ def test_same_seed_same_picks(tmp_path, acq):
     assert sa["completed"] == 12 and sa["finished"] == "budget"
     assert picks(a) == picks(b)  # two workers, results arriving in any order: the same designs, rounds, order
     assert [r for _, r, _ in picks(a)] == [0] * 4 + [1] * 4 + [2] * 4
+    led = Ledger(a / "ledger.sqlite")
+    assert not any(Design.model_validate(t.design).is_symmetric() for t in led.trials())  # ICR = 1: never run
+    led.close()
+
+
+def test_icr_pools_leave_out_symmetric_designs_selectivity_pools_keep_them(tmp_path):
+    """A mirror-symmetric design has ICR = 1 by symmetry: an ICR campaign never spends a simulation on it."""
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    full = study.design_space().sample(study.acquisition.pool_size, study.seed)
+    pool, dropped = candidate_pool(study)
+    symmetric = [c for c in full if c.design.is_symmetric()]
+    assert symmetric and dropped == len(symmetric) and len(pool) == len(full) - dropped
+    assert not any(c.design.is_symmetric() for c in pool)
+    assert [c.design_id for c in pool] == [c.design_id for c in full if not c.design.is_symmetric()]  # in order
+    sel = load_study(write_study(tmp_path / "t.yaml", goal={"objective": "selectivity", "selectivity": {
+        "numerator": ["K+"], "denominator": ["Cl-"]}}))
+    assert candidate_pool(sel) == (full, 0)
+    only = load_study(write_study(tmp_path / "u.yaml", space={"layers": {"choices": [["COO-"], ["OH", "OH"]]}}))
+    with pytest.raises(CampaignError, match="every design of the space .* is mirror-symmetric"):
+        candidate_pool(only)
 
 
 def test_batch_refill_waits_for_each_round(tmp_path):
@@ -98,9 +120,9 @@ def test_directory_holding_a_campaign_is_not_reused(tmp_path):
 def test_resume_of_a_finished_campaign_does_nothing_and_budget_extends(tmp_path):
     d, s = run_campaign(tmp_path)
     before = picks(d)
-    s2 = Campaign(d, log=lambda m: None, tracking=False).run()
+    s2 = Campaign(d, log=lambda m: None).run()
     assert picks(d) == before and s2["completed"] == 12
-    s3 = Campaign(d, log=lambda m: None, tracking=False, budget=16).run()
+    s3 = Campaign(d, log=lambda m: None, budget=16).run()
     after = picks(d)
     assert after[:12] == before and len(after) == 16 and s3["completed"] == 16
     led = Ledger(d / "ledger.sqlite")
@@ -114,3 +136,12 @@ def test_target_stops_the_campaign(tmp_path):
     assert s["finished"] == "target" and s["best_objective"] >= 1.01 and s["trials"] < 40
     assert all(json.loads(json.dumps(b))["icr"] > 0 for b in s["best"])
     assert not math.isnan(s["best_objective"])
+
+
+def test_a_refused_start_releases_the_directory(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    d = create(study, tmp_path / "c")
+    (d / "study.yaml").write_text((d / "study.yaml").read_text().replace("seed: 3", "seed: 4"))
+    for _ in range(2):  # refused again for the same reason, not because the first attempt still holds the lock
+        with pytest.raises(CampaignError, match="was changed after the campaign started"):
+            Campaign(d, log=lambda m: None).run()

@@ -87,7 +87,7 @@ def test_bad_user_oracle_is_one_line(tmp_path):
 
 
 def test_second_driver_refused(tmp_path):
-    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.directory import create
     from porelab.active_learning.campaign.ledger import CampaignLock
     from porelab.active_learning.campaign.study import load_study
 

@@ -5,7 +5,8 @@ from al_helpers import write_study
 
 pytest.importorskip("distributed", reason="needs dask[distributed] (porelab[cluster])")
 
-from porelab.active_learning.campaign.driver import Campaign, create  # noqa: E402
+from porelab.active_learning.campaign.directory import create  # noqa: E402
+from porelab.active_learning.campaign.driver import Campaign  # noqa: E402
 from porelab.active_learning.campaign.executors import DaskExecutor, Task  # noqa: E402
 from porelab.active_learning.campaign.ledger import Ledger  # noqa: E402
 from porelab.active_learning.campaign.study import load_study  # noqa: E402
@@ -15,7 +16,7 @@ from porelab.active_learning.campaign.study import load_study  # noqa: E402
 def test_local_cluster_campaign(tmp_path):
     study = load_study(write_study(tmp_path / "s.yaml", executor={"kind": "dask", "workers": 2}))
     d = create(study, tmp_path / "c")
-    s = Campaign(d, log=lambda m: None, tracking=False).run()
+    s = Campaign(d, log=lambda m: None).run()
     assert s["completed"] == 12 and s["finished"] == "budget"
     led = Ledger(d / "ledger.sqlite")
     workers = {t.worker for t in led.trials()}

@@ -10,7 +10,6 @@ import yaml
 from al_helpers import SMALL, write_study
 from typer.testing import CliRunner
 
-from porelab.active_learning.campaign.acquisition import Prediction
 from porelab.active_learning.campaign.model import ModelError
 from porelab.active_learning.campaign.study import Goal, OracleSpec, StudyError, parse_study
 from porelab.active_learning.cli.main import app
@@ -18,6 +17,7 @@ from porelab.active_learning.design import search as inverse
 from porelab.active_learning.design.study import load_design_study
 from porelab.active_learning.design.surrogate_source import load_surrogate
 from porelab.sim.design import DesignError, load_design_file
+from porelab.surrogate.target_prediction import TargetPrediction as Prediction
 
 runner = CliRunner()
 

@@ -89,3 +89,10 @@ def test_second_driver_is_refused(tmp_path):
         with pytest.raises(CampaignLocked, match="being driven by pid"):
             CampaignLock(tmp_path).acquire()
     CampaignLock(tmp_path).acquire().release()  # free again once the first let go
+
+
+def test_the_ledger_knows_nothing_of_its_views(ledger):
+    """MLflow is a view with its own bookkeeping: no column of the ledger names a run, a registration or a log."""
+    for (table,) in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+        cols = [r[1] for r in ledger.db.execute(f"PRAGMA table_info({table})")]
+        assert not [c for c in cols if "mlflow" in c or c in ("registered", "logged", "run_id")], (table, cols)

@@ -27,6 +27,15 @@ def completed(db) -> dict[str, str]:
         con.close()
 
 
+def view_ref(d, what: str, key: str = ""):
+    """(tracking URI, ref) of a row of the MLflow view's own bookkeeping (tracking/bookkeeping.py)."""
+    con = sqlite3.connect(f"file:{d / 'mlflow_view.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT uri, ref FROM logged WHERE what=? AND key=?", (what, key)).fetchone()
+    finally:
+        con.close()
+
+
 def porelab(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "porelab.active_learning.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
@@ -50,10 +59,8 @@ def test_kill_9_then_resume_keeps_every_finished_design_once(tmp_path, user_orac
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     before = completed(d / "ledger.sqlite")
-    led = Ledger(d / "ledger.sqlite")
-    parent = led.get("mlflow_parent_run_id")
+    _, parent = view_ref(d, "parent")
     assert parent and len(before) < 16
-    led.close()
     time.sleep(1.0)  # orphaned workers notice the dead driver within 0.5 s and exit
 
     # a second driver is refused while the first holds the lock; here the first is dead, so resume runs
@@ -66,14 +73,14 @@ def test_kill_9_then_resume_keeps_every_finished_design_once(tmp_path, user_orac
     calls = Counter(log.read_text().split())
     assert all(calls[did] == 1 for did in before), "a finished design was simulated again"
 
+    assert view_ref(d, "parent")[1] == parent
     led = Ledger(d / "ledger.sqlite")
-    assert led.get("mlflow_parent_run_id") == parent
     done_events = Counter(e["design_id"] for e in led.events("completed"))
     assert set(done_events.values()) == {1}
     steps = [it["step"] for it in led.iterations()]
     assert steps == list(range(len(steps)))
-    uri, eid = led.get("mlflow_uri"), led.get("mlflow_experiment_id")
     led.close()
+    uri, eid = view_ref(d, "experiment")
 
     from mlflow.tracking import MlflowClient
 

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from al_helpers import write_study
 
-from porelab.active_learning.campaign.model import CampaignModel, ModelError, descriptor
+from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.study import Goal, Selectivity, load_study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.sim.continuum import run_continuum
 from porelab.sim.design import make_conditions, make_design
+from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES
 
 JANUS = make_design({"layers": ["COO-", "NH3+"], "groups_per_rim": 8}, "tiny")
 KCL = make_conditions({"electrolyte": {"K+": 0.1, "Cl-": 0.1}, "fields_V_per_nm": [0.1, -0.1]})
@@ -64,15 +65,15 @@ def test_model_fit_predict_save_load(tmp_path, data, kind):
     for t in ("log_icr", "log_on_current"):
         assert pred.mean[t].shape == (24,) and np.all(pred.std[t] >= pred.epistemic[t] - 1e-12)
         assert np.all(np.isfinite(pred.mean[t])) and np.all(pred.epistemic[t] >= 0)
-    assert pred.embedding.shape == (24, len(descriptor(JANUS, KCL)))
+    assert pred.embedding.shape == (24, len(SAMPLE_DESCRIPTOR_NAMES))
     train_pred = model.predict(pool[:24]).mean["log_icr"]
     y = np.array([targets(m, study.goal)["log_icr"] for m in ms])
     assert np.corrcoef(train_pred, y)[0, 1] > 0.8  # it learned something
     model.save(tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {"campaign_model.json"}  # no pickle
+    assert {p.suffix for p in (tmp_path / "m").iterdir()} == {".json"}  # no pickle: model.json + training data
     again = CampaignModel.load(tmp_path / "m").predict(pool[24:])
     assert np.allclose(again.mean["log_icr"], pred.mean["log_icr"])
-    assert json.loads((tmp_path / "m" / "campaign_model.json").read_text())["kind"] == kind
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["kind"] == kind
 
 
 def test_model_errors():
@@ -91,6 +92,54 @@ def test_gnn_adapter_round_trip(tmp_path, data):
     for t in ("log_icr", "log_on_current"):
         assert pred.mean[t].shape == (4,) and np.all(np.isfinite(pred.std[t])) and np.all(pred.std[t] > 0)
     model.save(tmp_path / "g")
-    assert (tmp_path / "g" / "gnn" / "model.pt").exists()
+    assert len(list((tmp_path / "g").glob("weights-*.pt"))) == 1
     again = CampaignModel.load(tmp_path / "g").predict(pool[24:28])
     assert np.allclose(again.mean["log_icr"], pred.mean["log_icr"])
+
+
+@pytest.mark.parametrize("kind", ["rf", "gnn"])
+def test_any_flux_scale_trains_saves_loads_and_predicts(tmp_path, data, kind):
+    """A flux scale other than the default: queries are built on the model's scale (they used the default)."""
+    study, pool, ms = data
+    kw = {"n_estimators": 20} if kind == "rf" else {"n_members": 2, "max_epochs": 2, "patience": 1, "hidden": 8,
+                                                    "head_hidden": 8}
+    model = CampaignModel(kind, study.goal, seed=0, flux_scale_per_ns=0.1, **kw).fit(ms[:8])
+    pred = model.predict(pool[24:28])
+    assert all(np.isfinite(pred.mean[t]).all() and (pred.std[t] > 0).all() for t in model.targets)
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["flux_scale_per_ns"] == 0.1
+    again = CampaignModel.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict(pool[24:28]).mean["log_icr"], pred.mean["log_icr"], rtol=1e-12)
+    assert again.clone().params == model.params
+
+
+def test_a_model_trained_by_porelab_train_serves_design_and_campaigns(tmp_path, data, monkeypatch):
+    """`porelab train` writes the model directory that `porelab design` and a campaign's adapter load."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from porelab.active_learning.cli.main import app
+
+    study, pool, ms = data
+    ws = tmp_path / "ws"
+    for m in ms:
+        (ws / "data" / m.design_id).mkdir(parents=True)
+        m.save(ws / "data" / m.design_id / "measurement.json")
+    (ws / "train.yaml").write_text(yaml.safe_dump({"model": {"kind": "rf", "n_estimators": 30},
+                                                   "registered_model_name": None, "test_fraction": 0.25}))
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(ws))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(ws)
+    r = CliRunner().invoke(app, ["train", "data", "--out", "trained", "--config", "train.yaml"])
+    assert r.exit_code == 0, r.output
+    model = CampaignModel.load(ws / "trained" / "model")
+    assert model.kind == "rf" and model.goal == Goal() and len(model.train_) == 18  # 24 designs, 6 held out
+    pred = model.predict(pool[24:])
+    assert np.isfinite(pred.mean["log_icr"]).all() and (pred.epistemic["log_icr"] >= 0).all()
+    write_study(ws / "study.yaml")
+    r = CliRunner().invoke(app, ["design", "study.yaml", "--surrogate", "trained/model", "--candidates", "64",
+                                 "--no-tracking", "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((ws / "runs" / "design-small" / "summary.json").read_text())
+    assert summary["surrogate"]["kind"] == "rf" and summary["metrics"]["candidates_scored"] == 64
+    assert summary["surrogate"]["path"] == str((ws / "trained" / "model").resolve())

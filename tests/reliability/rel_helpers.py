@@ -59,20 +59,30 @@ def snapshot(d: Path) -> dict[str, str]:
     return out
 
 
+def view_bookkeeping(d: Path) -> tuple[str, dict[tuple[str, str], str]]:
+    """(tracking URI, {(what, key): ref}) of the MLflow view's own bookkeeping (tracking/bookkeeping.py)."""
+    con = sqlite3.connect(f"file:{d / 'mlflow_view.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT uri, what, key, ref FROM logged").fetchall()
+    finally:
+        con.close()
+    (uri,) = {r[0] for r in rows}  # one store
+    return uri, {(w, k): ref for _, w, k, ref in rows}
+
+
 def check_campaign(d: Path, budget: int, tracking: bool = True) -> dict:
-    """Assert that a finished campaign's ledger, run directories and MLflow agree, each finished design once.
-    Returns {design_id: measurement json} of the completed trials."""
+    """Assert that a finished campaign's ledger, run directories and MLflow (with the view's bookkeeping) agree,
+    each finished design once. Returns {design_id: measurement json} of the completed trials."""
     con = sqlite3.connect(f"file:{d / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-        trials = con.execute("SELECT design_id, status, mlflow_run_id, attempts FROM trials").fetchall()
+        trials = con.execute("SELECT design_id, status, attempts FROM trials").fetchall()
         ms = dict(con.execute("SELECT design_id, json FROM measurements").fetchall())
         finals = Counter(r[0] for r in con.execute(
             "SELECT design_id FROM events WHERE kind IN ('completed','failed','abandoned')"))
         its = [r[0] for r in con.execute("SELECT step FROM iterations ORDER BY step")]
-        n_models = con.execute("SELECT COUNT(*) FROM models").fetchone()[0]
-        registered = con.execute("SELECT COUNT(*) FROM models WHERE registered IS NOT NULL").fetchone()[0]
-        logged = con.execute("SELECT COUNT(*) FROM iterations WHERE logged=0").fetchone()[0]
+        model_versions = {str(r[0]) for r in con.execute("SELECT version FROM models")}
+        n_models = len(model_versions)
     finally:
         con.close()
     assert meta.get("finished") == "budget", meta.get("finished")
@@ -92,16 +102,24 @@ def check_campaign(d: Path, budget: int, tracking: bool = True) -> dict:
     temps = [p for p in (d / "models").rglob("*") if is_temp(p)] if (d / "models").exists() else []
     assert not temps, f"temp files in models/: {temps}"
     if not tracking:
+        assert not (d / "mlflow_view.sqlite").exists()
         return ms
-    assert logged == 0 and registered == n_models
+    # the view's bookkeeping: every finished trial, iteration and model logged, and the finish
+    uri, book = view_bookkeeping(d)
+    booked = lambda what: {k: ref for (w, k), ref in book.items() if w == what}  # noqa: E731
+    assert set(booked("simulation")) == set(status), "a finished trial the view did not log"
+    assert set(booked("iteration")) == {str(s) for s in its}, "an iteration the view did not log"
+    assert set(booked("model")) == model_versions, "a model the view did not register"
+    assert ("finished", str(meta["final_step"])) in book
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(meta["mlflow_uri"])
-    runs = client.search_runs([meta["mlflow_experiment_id"]], max_results=1000)
+    client = MlflowClient(uri)
+    eid = book[("experiment", "")]
+    runs = client.search_runs([eid], max_results=1000)
     kinds = Counter(r.data.tags.get("porelab.kind") for r in runs)
     assert kinds["campaign"] == 1, kinds
     (parent,) = [r for r in runs if r.data.tags.get("porelab.kind") == "campaign"]
-    assert parent.info.run_id == meta["mlflow_parent_run_id"] and parent.info.status == "FINISHED"
+    assert parent.info.run_id == book[("parent", "")] and parent.info.status == "FINISHED"
     sims = {}
     for r in runs:
         if r.data.tags.get("porelab.kind") == "simulation":
@@ -111,14 +129,18 @@ def check_campaign(d: Path, budget: int, tracking: bool = True) -> dict:
     assert set(sims) == set(status)
     for did, r in sims.items():
         assert r.info.status == "FINISHED" and "log_icr" in r.data.metrics, (did, r.info.status)
-        assert r.info.run_id == {t[0]: t[2] for t in trials}[did], f"the ledger names another run for {did}"
+        assert r.info.run_id == booked("simulation")[did], f"the view's bookkeeping names another run for {did}"
     iters = Counter(r.data.tags.get("porelab.iteration") for r in runs
                     if r.data.tags.get("porelab.kind") == "iteration")
     assert set(iters) == {str(s) for s in its} and set(iters.values()) == {1}, iters
+    by_step = {r.data.tags["porelab.iteration"]: r.info.run_id for r in runs
+               if r.data.tags.get("porelab.kind") == "iteration"}
+    assert by_step == booked("iteration"), "the view's bookkeeping names another iteration run"
     hist = [m.step for m in client.get_metric_history(parent.info.run_id, "n_train")]
     assert sorted(hist) == sorted(set(hist)), f"parent metrics logged twice: {hist}"
-    name = f"porelab-{client.get_experiment(meta['mlflow_experiment_id']).name}"
+    name = f"porelab-{client.get_experiment(eid).name}"
     versions = client.search_model_versions(f"name='{name}'")
     steps = Counter(v.tags.get("porelab.iteration") for v in versions)
     assert len(versions) == n_models and set(steps.values()) == {1}, f"model versions by step: {steps}"
+    assert {str(v.version) for v in versions} == set(booked("model").values())
     return ms

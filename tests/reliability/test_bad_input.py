@@ -240,7 +240,7 @@ def test_gnn_keywords_are_checked_by_study_and_train(ws):
 
 def test_broken_measurements_and_ledgers(ws):
     """A corrupt measurement.json (train) or ledger.sqlite (status, resume): one line naming the file."""
-    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.directory import create
     from porelab.active_learning.campaign.study import parse_study
 
     bad = ws.ws / "data" / "x"

@@ -9,13 +9,15 @@ import textwrap
 import pytest
 from rel_helpers import small_study
 
-from porelab.active_learning.campaign.driver import Campaign, create
+from porelab.active_learning.campaign.directory import create
+from porelab.active_learning.campaign.driver import Campaign
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.study import load_study
 
 pytestmark = pytest.mark.reliability
 
-# designs with a single layer are simulated by MD at 40 fs (they blow up); the others by the continuum model
+# designs of two layers are simulated by MD at 40 fs (they blow up); the others by the continuum model (single
+# layers, mirror-symmetric, are not in an ICR campaign's pool)
 ORACLE = textwrap.dedent('''
     from porelab.sim.continuum import run_continuum
     from porelab.sim.design import make_design
@@ -26,7 +28,7 @@ ORACLE = textwrap.dedent('''
         fidelity = "mixed"
 
         def __call__(self, design, conditions, run_dir):
-            if len(design.layers) > 1:
+            if len(design.layers) != 2:
                 return run_continuum(design, conditions)
             small = make_design({"layers": list(design.layers), "sheet_nm": 1.6, "box_z_nm": 3.0, "groups_per_rim": 2,
                                  "pore": {"shape": "circle", "width_nm": 0.7, "height_nm": 0.7}})  # a quick system
@@ -44,15 +46,15 @@ def test_blow_up_is_abandoned_with_its_reason_and_the_campaign_goes_on(tmp_path)
                                                                    "path": f"{tmp_path / 'half_md.py'}:HalfMD"},
                                    executor={"kind": "local", "workers": 2, "max_attempts": 2}))
     d = create(study, tmp_path / "c")
-    s = Campaign(d, log=lambda m: None, tracking=False).run()
+    s = Campaign(d, log=lambda m: None).run()
     assert s["finished"] == "budget" and s["trials"] == 6
     led = Ledger(d / "ledger.sqlite")
     try:
         trials = led.trials()
-        blown = [t for t in trials if len(t.design["layers"]) == 1]
-        assert blown and len(blown) < len(trials), "the seeded pool should mix one- and multi-layer designs"
+        blown = [t for t in trials if len(t.design["layers"]) == 2]
+        assert blown and len(blown) < len(trials), "the seeded pool should mix two-layer and other designs"
         for t in trials:
-            if len(t.design["layers"]) == 1:
+            if len(t.design["layers"]) == 2:
                 assert t.status == "abandoned" and t.attempts == 1  # MD retried inside (bounded), not re-queued
                 assert "failed after 2 attempts" in t.error and ("blow-up" in t.error or "NaN" in t.error)
                 m = json.loads(led.measurement(t.design_id)["json"])

@@ -14,7 +14,8 @@ from rel_helpers import small_study
 pytest.importorskip("distributed", reason="needs dask[distributed]")
 import dask  # noqa: E402
 
-from porelab.active_learning.campaign.driver import Campaign, create  # noqa: E402
+from porelab.active_learning.campaign.directory import create  # noqa: E402
+from porelab.active_learning.campaign.driver import Campaign  # noqa: E402
 from porelab.active_learning.campaign.executors import DaskExecutor, Task  # noqa: E402
 from porelab.active_learning.campaign.ledger import Ledger  # noqa: E402
 from porelab.active_learning.campaign.study import load_study  # noqa: E402
@@ -84,7 +85,7 @@ def test_a_task_that_always_kills_its_worker_fails_after_the_limit(tmp_path):
     d = create(study, tmp_path / "c")
     t0 = time.monotonic()
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        s = Campaign(d, log=lambda m: None, tracking=False).run()
+        s = Campaign(d, log=lambda m: None).run()
     assert time.monotonic() - t0 < 150
     assert s["finished"] == "budget" and s["completed"] == 5 and s["failed"] == 1
     led = Ledger(d / "ledger.sqlite")

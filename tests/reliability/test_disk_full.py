@@ -33,7 +33,7 @@ def no_temp_results(d) -> None:
 
 
 @pytest.mark.parametrize("fault, where", [
-    ("atomic_write:campaign_model.json:1:enospc", "campaign_model.json"),  # the driver saving a model
+    ("atomic_write:model.json:1:enospc", "model.json"),  # the driver saving a model
     ("atomic_write:measurement.json:2:enospc", "measurement.json"),  # a worker saving a result
 ])
 def test_disk_full_stops_with_one_line_and_resume_finishes(tmp_path, fault, where):

@@ -12,23 +12,25 @@ from rel_helpers import check_campaign, oracle_calls, porelab, small_study, snap
 
 pytestmark = pytest.mark.reliability
 
-# the driver's fault points, ordered so that each resume meets the next before the campaign ends
+# the driver's and the MLflow view's fault points, ordered so that each resume meets the next before the campaign
+# ends
 KILL_POINTS = [
     "campaign.dispatch:1",  # before dispatch: the initial design is in the ledger, nothing started
     "campaign.submit:2",  # a trial marked running in the ledger, never submitted
     "campaign.wait:1",  # simulations running
     "campaign.ingest:1",  # a result arrived (its measurement.json saved), not ingested
     "campaign.train:1",  # training the model
-    "atomic_write:campaign_model.json:1",  # the model written, not yet renamed into place
+    "atomic_write:model.json:1",  # the model written, not yet renamed into place
     "campaign.record_iteration:1",  # model saved, the iteration and its picks not committed
-    "tracking.iteration:1",  # MLflow: metrics on the iteration run, not on the parent
-    "campaign.iteration_run:1",  # MLflow iteration run logged, its id not in the ledger
-    "campaign.model_registered:1",  # model registered in MLflow, not marked in the ledger
+    "view.iteration:1",  # MLflow: metrics on the iteration run, not on the parent
+    "view.model_registered:1",  # model registered in MLflow, the iteration run not finished
+    "view.iteration_logged:1",  # the iteration in MLflow, not in the view's bookkeeping
     "ledger.commit:4",  # inside a ledger transaction, before COMMIT
-    "campaign.log_sim:1",  # ingested, not yet logged to MLflow
-    "tracking.sim_run:1",  # a half-logged MLflow simulation run
+    "campaign.sync:2",  # committed to the ledger, the views not yet brought up to date
+    "view.sim_run:1",  # a half-logged MLflow simulation run
+    "view.sim_logged:1",  # a simulation in MLflow, not in the view's bookkeeping
     "campaign.finish:1",  # final iteration committed, campaign not marked finished
-    "tracking.finish:1",  # MLflow parent run not yet closed
+    "view.finish:1",  # MLflow parent run not yet closed
 ]
 
 

@@ -24,7 +24,7 @@ SPEC = {"layers": ["COO-"], "sheet_nm": 1.6, "box_z_nm": 3.0, "groups_per_rim": 
         "pore": {"shape": "circle", "width_nm": 0.7, "height_nm": 0.7}}
 FIELDS = [4.0]
 COMMON = dict(production_ps=0.2, checkpoint_ps=0.05, traj_interval_ps=0.01, report_interval_steps=5, equil_ps=0.1,
-              ramp_ps=0.05, seed=2, cutoff_nm=0.7, platform="CPU", cpu_threads=1)
+              ramp_ps=0.05, seed=2, cutoff_nm=0.7, platform="CPU", cpu_threads=1, minimise_max_iterations=100)
 
 
 def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path, seed_from_one_equilibration):
@@ -76,3 +76,11 @@ def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path, se
         ions = [i for i, sp in enumerate(c["species"]) if sp == s]
         assert r.crossings_up >= sum(c["up"][i] for i in ions) and r.crossings_down >= sum(c["down"][i] for i in ions)
     assert not any(is_temp(f) for f in (tmp_path / "resumed").iterdir())
+    # the StateDataReporter log: lines past the checkpoint resumed from were dropped, so every step once, in order
+    for name in ("straight", "resumed"):
+        lines = (tmp_path / name / "md_E+4.log").read_text().splitlines()
+        steps = [int(ln.split(",")[0]) for ln in lines if not ln.startswith("#")]
+        assert lines[0].startswith("#") and sum(ln.startswith("#") for ln in lines) == 1
+        assert steps == sorted(set(steps)) and len(steps) == 20
+    # the run record: one production of 0.2 ps, cost counted over both processes' work that was committed
+    assert res.run.stopped == "fixed" and res.run.production_ps == pytest.approx(COMMON["production_ps"])

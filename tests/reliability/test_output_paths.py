@@ -52,7 +52,7 @@ def test_escaping_output_paths_are_refused(ws, command, escape):
 def test_default_and_derived_paths_are_checked(ws):
     """build's default <design>.pdb beside an outside design; a campaign whose parent (mlflow.db) is outside;
     resume of a campaign outside; ui of a workspace outside."""
-    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.directory import create
     from porelab.active_learning.campaign.study import parse_study
 
     (ws.outside / "o.yaml").write_text(yaml.safe_dump(DESIGN))
@@ -70,7 +70,7 @@ def test_default_and_derived_paths_are_checked(ws):
 
 def test_status_reads_an_outside_campaign_without_writing(ws):
     """status only reads: allowed for a campaign outside, and it leaves that directory as it was."""
-    from porelab.active_learning.campaign.driver import create
+    from porelab.active_learning.campaign.directory import create
     from porelab.active_learning.campaign.study import parse_study
 
     d = create(parse_study(copy.deepcopy(STUDY)), ws.outside / "camp")

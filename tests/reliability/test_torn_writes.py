@@ -95,7 +95,7 @@ def test_model_keeps_the_previous_version(tmp_path):
         from porelab.sim.measurement import Measurement
         ms = [Measurement.model_validate_json(s) for s in {[m.to_json() for m in ms]!r}]
         CampaignModel("rf", Goal.model_validate({{}}), 0, n_estimators=5).fit(ms).save({str(tmp_path / 'm')!r})
-    """, "atomic_write:campaign_model.json:1")
+    """, "atomic_write:model.json:1")
     back = CampaignModel.load(tmp_path / "m")
     assert len(back.train_) == 4  # the previous model, whole
     assert len(temps(tmp_path / "m")) == 1

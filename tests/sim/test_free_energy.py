@@ -8,28 +8,26 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from porelab.sim.design import DesignError
-from porelab.sim.free_energy import (
+from porelab.sim.design import DesignError, design_id, make_conditions, make_design
+from porelab.sim.engine import KB_KJ_PER_MOL_K
+from porelab.sim.free_energy import FESettings, analyse
+from porelab.sim.free_energy.cli import app as fe_app
+from porelab.sim.free_energy.mbar import Profile
+from porelab.sim.free_energy.run import run_claim
+from porelab.sim.free_energy.target import (
     KZ,
     Z0,
-    FESettings,
-    Profile,
-    UmbrellaRun,
     UmbrellaTarget,
-    analyse,
     balance_ions,
     default_k_z,
-    entropy_enthalpy,
     ion_dipole,
-    landscape_features,
-    mirror_asymmetry,
     place_ion,
     restraint_force,
     window_centres,
     wrap,
 )
-from porelab.sim.free_energy_cli import app as fe_app
-from porelab.sim.protocol import KB_KJ_PER_MOL_K
+from porelab.sim.free_energy.thermodynamics import entropy_enthalpy, landscape_features, mirror_asymmetry
+from porelab.sim.free_energy.windows import UmbrellaRun
 
 BOX = np.array([3.0, 3.0, 5.0])
 ZC = 2.5
@@ -146,6 +144,29 @@ def test_resume_skips_finished_windows_and_refuses_other_settings(tmp_path):
     other = FESettings(n_windows=4, window_ps=2.0, temperatures_K=(290.0, 300.0), **SETTINGS)
     with pytest.raises(DesignError, match="settings.window_ps"):
         UmbrellaRun(t, z0s, 300.0, [290.0, 300.0], 300.0, other, tmp_path, progress=False).run()
+
+
+def test_a_run_directory_is_claimed_by_the_design_as_given_not_by_its_mirror_image(tmp_path):
+    """A profile along z is orientation-specific: the mirror image (same design id at the opposite fields) may not
+    reuse the directory; the fields (the windows run at zero field) do not matter."""
+    design = make_design({"layers": ["COO-", "NH3+"]}, "tiny")
+    cond = make_conditions({"fields_V_per_nm": [2.0]})
+    claim = run_claim(design, cond, "K+")
+    mirror = run_claim(design.mirrored(), cond.with_fields([-2.0]), "K+")
+    assert design_id(design.mirrored(), cond.with_fields([-2.0])) == design_id(design, cond) and mirror != claim
+    t = lone_ion()
+    s = FESettings(n_windows=2, window_ps=0.1, **SETTINGS)
+    z0s = window_centres(t.layer_z_nm, 0.5, 2)
+
+    def claim_dir(meta):
+        UmbrellaRun(t, z0s, 300.0, [300.0], 300.0, s, tmp_path, meta=meta, progress=False)._claim()
+
+    claim_dir(claim)
+    claim_dir(run_claim(design, cond.with_fields([0.5, -1.0]), "K+"))  # other fields: the same profile
+    with pytest.raises(DesignError, match="different state"):
+        claim_dir(mirror)
+    with pytest.raises(DesignError, match="different ion"):
+        claim_dir(run_claim(design, cond, "Cl-"))
 
 
 def test_finite_differences_recover_enthalpy_and_entropy_of_a_synthetic_model():

@@ -52,3 +52,41 @@ def test_unknown_fidelity_and_bad_fields_are_refused(tmp_path):
     assert r.exit_code == 2 and "quantum" in r.output
     r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fields", "a,b"])
     assert r.exit_code == 2 and "--fields" in r.output
+
+
+def test_simulate_md_refuses_a_changed_setting_in_one_line_before_simulating(tmp_path):
+    """A run directory keeps the settings that change the numbers: another --timestep-fs (or --seed) is refused,
+    naming the setting and the directory, and nothing is written."""
+    from porelab.sim.design import load_design_file
+    from porelab.sim.protocol import MDRun, MDSettings
+
+    design, cond = load_design_file(EXAMPLE)
+    MDRun(design, cond.with_fields([2.0, -2.0]), tmp_path, MDSettings(equil_ps=0.1))._claim_directory()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fields", "2", "--equil-ps", "0.1",
+                            "--timestep-fs", "4"])
+    assert r.exit_code == 2, r.output
+    text = r.output.replace("\n", "")
+    assert "timestep_fs=2.0 (asked 4.0)" in text and str(tmp_path) in text and "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--until", "forever"])
+    assert r.exit_code == 2 and "until='forever' is unknown" in r.output
+
+
+@pytest.mark.slow
+def test_simulate_md_of_a_symmetric_pore_then_a_longer_run_extends_it(tmp_path):
+    args = ["simulate", "experiments/examples/tiny-1layer.yaml", "--out", str(tmp_path), "--fields", "2",
+            "--equil-ps", "0.1", "--threads", "1"]
+    r = runner.invoke(app, [*args, "--time-ps", "0.2"])
+    assert r.exit_code == 0, r.output
+    assert "1 by symmetry" in r.output and "stopped: fixed" in r.output
+    r = runner.invoke(app, [*args, "--time-ps", "0.4"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "measurement.json").read_text())
+    assert [f["time_ns"] for f in m["fields"]] == pytest.approx([4e-4, 4e-4])
+    assert [f["derived_by_symmetry"] for f in sorted(m["fields"], key=lambda f: f["field_V_per_nm"])] == [True, False]
+    assert m["provenance"]["production_ps"] == pytest.approx(0.4) and len(m["run"]["history"]) == 2
+    for name in ("iv.png", "icr.png", "system.xml"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "md_E+2.log").exists()  # (its first line comes at the first 1 ps trajectory frame)
+    assert not (tmp_path / "md_E-2.log").exists()  # -2 V/nm is derived, never simulated

@@ -1,4 +1,5 @@
-"""Crossing counter, reporter and interval estimators: synthetic trajectories with known answers."""
+"""Crossing counter, reporter and the Poisson / displacement estimators: synthetic trajectories with known
+answers (the displacement estimator's coverage, transient and reliability flag: test_displacement.py)."""
 
 import json
 import math
@@ -9,18 +10,17 @@ import pytest
 from openmm import app, unit
 from statsmodels.stats.rates import confint_poisson_2indep
 
-from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult
-from porelab.sim.observables import icr_interval as icr_estimate
-from porelab.sim.observables import icr_results
-from porelab.sim.transport import (
-    CrossingCounter,
-    TransportReporter,
+from porelab.sim.estimators import (
     crossing_current_nA,
     displacement_current_nA,
     field_result,
     flux_per_ns,
     poisson_linear_ci,
 )
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult
+from porelab.sim.observables import icr_interval as icr_estimate
+from porelab.sim.observables import icr_results
+from porelab.sim.transport import CrossingCounter, TransportReporter
 
 LZ, ZMID, HW = 6.0, 3.0, 0.5  # box, mid-plane and band half-width (nm): band = [2.5, 3.5] + m*6
 
@@ -152,6 +152,10 @@ def test_state_dict_round_trip_resumes_identically():
             c.update(z[k], 0.2)
         assert c.state_dict() == full.state_dict()
         assert c.species_counts() == full.species_counts()
+        # the per-update series (current, update lengths, per-species fluxes) carry on exactly
+        assert c.species_series == full.species_series and c.dt_series == full.dt_series
+        assert c.current_series == full.current_series and len(c.species_series) == steps - 1
+    assert field_result(resumed, 1.0) == field_result(full, 1.0)
     assert full.up.sum() + full.down.sum() > 20
     with pytest.raises(ValueError, match="half_width"):
         CrossingCounter(q, species, z[0], LZ, ZMID, 0.3).load_state_dict(saved)

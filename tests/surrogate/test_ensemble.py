@@ -5,8 +5,10 @@ from sklearn.base import clone
 
 from porelab.sim.design import make_conditions
 from porelab.surrogate.dataset import Samples
+from porelab.surrogate.derived import derive
 from porelab.surrogate.ensemble import DeepEnsemble, _Batch, _member_loss
 from porelab.surrogate.metrics import flux_arrays, regression_metrics
+from porelab.surrogate.store import load_model, save_model
 
 SMALL = {"n_members": 5, "hidden": 8, "msg_dim": 4, "head_hidden": 32, "n_conv": 2, "max_epochs": 60,
          "patience": 60, "batch_designs": 2, "progress": False, "seed": 1}
@@ -39,17 +41,20 @@ def test_prediction_splits_total_std(fitted, split):
     assert (p.epistemic_std[on] > 0).all() and (p.aleatoric_std[on] > 0).all()
     assert p.members_mean.shape == (5, *p.mean.shape)
     np.testing.assert_allclose(p.members_mean.mean(axis=0), p.mean, atol=1e-9)
-    li, sd = p.log_icr(split[1].transform, *split[1].icr_pairs()[:2])
+    li, sd, _ = derive(p, split[1], *split[1].icr_pairs()[:2], ("log_icr",))["log_icr"]
     assert np.isfinite(li).all() and (sd > 0).all()
 
 
-def test_save_load_round_trip(fitted, split, tmp_path):
-    fitted.save(tmp_path / "m")
-    state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+def test_save_load_round_trip(fitted, split, measurements, tmp_path):
+    train = [m for m in measurements if m.design in set(split[0].designs)]
+    save_model(tmp_path / "m", fitted, train)
+    (weights,) = (tmp_path / "m").glob("weights-*.pt")
+    state = torch.load(weights, weights_only=True)
     assert "model" in state and "y_scale" in state
-    loaded = DeepEnsemble.load(tmp_path / "m")
-    assert loaded.get_params() == fitted.get_params()
-    a, b = fitted.predict(split[1]), loaded.predict(split[1])
+    loaded = load_model(tmp_path / "m")
+    assert loaded.kind == "gnn" and loaded.model.get_params() == fitted.get_params()
+    assert [m.design_id for m in loaded.training] == [m.design_id for m in train]
+    a, b = fitted.predict(split[1]), loaded.model.predict(split[1])
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(a.std, b.std)
 

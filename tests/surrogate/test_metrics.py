@@ -1,9 +1,11 @@
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from porelab.surrogate.metrics import calibration_curve, calibration_plot, parity_plot, regression_metrics
+from porelab.surrogate.metrics import calibration_curve, regression_metrics
 
 
 def test_perfect_predictions():
@@ -41,8 +43,20 @@ def test_overconfident_predictions_undercover():
     assert r["coverage_95"] < 0.75 and r["spearman"] != r["spearman"]  # constant std: no ranking (NaN)
 
 
-def test_plots_are_written(tmp_path):
-    y = np.linspace(0, 1, 20)
-    parity_plot(y, y + 0.1, np.full(20, 0.1), tmp_path / "p.png", "y")
-    calibration_plot({"a": (y, y, np.full(20, 0.1))}, tmp_path / "c.png")
+def test_plots_are_written_without_touching_matplotlib_state(tmp_path):
+    """Plots go to matplotlib.figure.Figure: no backend chosen (matplotlib.use), no pyplot (checked in a fresh
+    interpreter, where nothing else has chosen one yet)."""
+    code = f"""
+import sys
+import matplotlib
+import numpy as np
+from porelab.surrogate.metrics import calibration_plot, parity_plot
+y = np.linspace(0, 1, 20)
+parity_plot(y, y + 0.1, np.full(20, 0.1), {str(tmp_path / "p.png")!r}, "y")
+calibration_plot({{"a": (y, y, np.full(20, 0.1))}}, {str(tmp_path / "c.png")!r})
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+assert matplotlib.rcParams._get_backend_or_none() is None, "a backend was chosen"
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
     assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "c.png").stat().st_size > 1000

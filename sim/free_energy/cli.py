@@ -49,8 +49,8 @@ def free_energy(
     threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
 ):
     """Free energy of an ion along the pore axis and over (z, r), split into enthalpy and entropy; JSON + PNGs."""
+    from porelab.sim.engine import SimulationBlowUp
     from porelab.sim.free_energy import FESettings, check_ion, run_free_energy
-    from porelab.sim.protocol import SimulationBlowUp
 
     out = out_path(out, "--out")
     try:

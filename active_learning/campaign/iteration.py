@@ -1,0 +1,195 @@
+"""One iteration of a campaign as a pure function: a ledger snapshot in, the next picks out.
+
+`Snapshot.read(ledger)` copies what an iteration needs from the ledger. `plan(snapshot, study, pool, ...)` trains
+a fresh model on the finished trials of rounds <= `train_round` (or takes the caller's cached model, trained on
+that very set), scores the pool's designs the ledger does not know yet with the study's acquisition, picks the
+batch and computes the metrics. It reads no file and writes nothing: the caller saves the model, draws the plots
+and commits the iteration with its picks in one ledger transaction.
+
+Metrics: counts, the best objective so far, and the model's prospective quality, `heldout_*` =
+`surrogate.metrics.regression_metrics` of the objective over the finished designs that were predicted before they
+ran (their pick-time mean and std against what was measured): rmse, mae, r2, nll, coverage_68, coverage_95,
+spearman, n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.model import CampaignModel, ModelError
+from porelab.active_learning.campaign.space import Candidate
+from porelab.active_learning.campaign.study import Study
+from porelab.active_learning.campaign.targets import objective_name, target_names
+from porelab.sim.measurement import Measurement
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What an iteration reads from the ledger: the ok measurements ({design_id, json, targets, round, seq}, in
+    dispatch order), the pick-time predictions of completed trials (design_id -> (round, prediction)), trial counts
+    by status, every known design id, the iterations and the models so far."""
+
+    measured: list[dict]
+    predicted: dict[str, tuple[int, dict]]
+    counts: dict[str, int]
+    known_ids: frozenset[str]
+    iterations: list[dict] = field(default_factory=list)
+    models: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, ledger: Ledger) -> Snapshot:
+        return cls(ledger.measurements(ok_only=True),
+                   {t.design_id: (t.round, t.prediction) for t in ledger.trials("completed") if t.prediction},
+                   ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models())
+
+    @property
+    def n_trials(self) -> int:
+        return sum(self.counts.values())
+
+    def rows(self, max_round: int | None) -> list[dict]:
+        return [r for r in self.measured if max_round is None or r["round"] <= max_round]
+
+
+@dataclass
+class Plan:
+    """An iteration's outcome. picks: ledger rows of the picked candidates (round = step); scores: the
+    acquisition score of each available candidate (n,), picked: the indices chosen (q,) (None when final)."""
+
+    step: int
+    n_train: int
+    digest: str
+    model: CampaignModel | None
+    picks: list[dict]
+    metrics: dict
+    acquisition: str | None = None
+    scores: np.ndarray | None = None
+    picked: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def train_digest(snap: Snapshot, max_round: int | None) -> str:
+    """Digest of a training set (its design ids): equal digests, same data, so the same model for the same seed."""
+    ids = sorted(r["design_id"] for r in snap.rows(max_round))
+    return hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+
+
+def best_observed(rows: list[dict], study: Study) -> tuple[float | None, dict | None]:
+    """Best measured objective (natural units, in the goal's direction) and that design's targets + id."""
+    objective, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
+    best, who = None, None
+    for m in rows:
+        v = m["targets"][objective]
+        if best is None or sign * v > sign * best:
+            best, who = v, {**m["targets"], "design_id": m["design_id"]}
+    return (math.exp(best) if best is not None else None), who
+
+
+def prospective(snap: Snapshot, objective: str, max_round: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(measured, predicted mean, predicted std) of the objective, each (n,), for the finished designs of rounds
+    <= max_round that were predicted before they ran."""
+    rows = [(r["targets"][objective], snap.predicted[r["design_id"]][1][f"{objective}_mean"],
+             snap.predicted[r["design_id"]][1][f"{objective}_std"])
+            for r in snap.rows(max_round) if r["design_id"] in snap.predicted]
+    a = np.array(rows, float).reshape(-1, 3)
+    return a[:, 0], a[:, 1], a[:, 2]
+
+
+def pick_row(c: Candidate, round: int, source: str, prediction: dict | None = None,
+             score: float | None = None) -> dict:
+    """A candidate as a ledger trial row (Ledger.add_trials / record_iteration)."""
+    return {"design_id": c.design_id, "design": c.design.model_dump(mode="json"),
+            "conditions": c.conditions.model_dump(mode="json"), "round": round, "source": source,
+            "prediction": prediction, "score": score}
+
+
+def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_round: int | None, budget: int,
+         cached: CampaignModel | None = None, final: bool = False) -> Plan:
+    """Iteration `step`: a model trained on rounds <= train_round (None: every round), then (unless `final`) up to
+    `budget.batch` picks among the pool's unknown designs, at most `budget` trials in all. `cached`: a model
+    already trained on that very training set (see `train_digest`), used instead of training again."""
+    ms = [Measurement.model_validate_json(r["json"]) for r in snap.rows(train_round)]
+    digest, notes = train_digest(snap, train_round), []
+    t0 = time.perf_counter()
+    model = cached
+    if model is None and len(ms) >= 3:
+        spec = study.model
+        try:
+            model = CampaignModel(spec.kind, study.goal, study.seed, **spec.params).fit(ms)
+        except ModelError as err:
+            notes.append(f"model   step {step}: {err}; picking without a model")
+    t_train = time.perf_counter() - t0
+    if final:
+        pred = model.predict(pool[: min(len(pool), 256)]) if model is not None else None
+        metrics = {**_metrics(snap, study, pred, len(ms), None), "picks": 0, "train_digest": digest}
+        return Plan(step, len(ms), digest, model, [], metrics, notes=notes)
+    avail = [c for c in pool if c.design_id not in snap.known_ids]
+    q = min(study.budget.batch, budget - snap.n_trials, len(avail))
+    pred = model.predict(avail) if model is not None and avail else None
+    acq, scores = _scores(snap, study, model, pred, avail, step, train_round)
+    diverse = study.acquisition.diverse and acq.uses_model and pred is not None
+    idx = select_batch(scores, q, pred.embedding if pred is not None else None,
+                       seed=study.seed * 7919 + step, diverse=diverse)
+    picks = []
+    for i in idx:
+        p = None
+        if pred is not None:
+            names = target_names(study.goal)
+            p = {**{f"{t}_mean": float(pred.mean[t][i]) for t in names},
+                 **{f"{t}_std": float(pred.std[t][i]) for t in names}}
+        picks.append(pick_row(avail[i], step, study.acquisition.kind, p, float(scores[i])))
+    metrics = {**_metrics(snap, study, pred, len(ms), train_round), "picks": len(picks), "train_seconds": t_train,
+               "train_digest": digest}
+    return Plan(step, len(ms), digest, model, picks, metrics, study.acquisition.kind, scores, np.asarray(idx), notes)
+
+
+def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | None) -> dict:
+    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
+
+    objective = objective_name(study.goal)
+    best, who = best_observed(snap.measured, study)
+    out = {"n_train": n_train, "completed": snap.counts["completed"], "failed": snap.counts["failed"],
+           "abandoned": snap.counts["abandoned"], "best_objective": best,
+           "on_current_of_best_nA": math.exp(who["log_on_current"]) if who else None}
+    y, mu, sd = prospective(snap, objective, max_round)
+    if len(y) >= 2:
+        out |= {f"heldout_{k}": (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in regression_metrics(y, mu, sd).items()}
+    if pred is not None and len(pred):
+        out["mean_uncertainty"] = float(np.mean(pred.epistemic[objective]))
+    return out
+
+
+def _scores(snap: Snapshot, study: Study, model, pred, avail, step: int, train_round: int | None):
+    spec, goal = study.acquisition, study.goal
+    kw = dict(spec.params)
+    kind = spec.kind
+    if kind != "grid" and (model is None or pred is None):
+        kind = "random"  # no model yet (or training failed): explore at random, seeded
+    if kind == "random":
+        kw = {"seed": study.seed * 7919 + step}
+    if kind in ("ei", "constrained_ei"):  # incumbent from the training rounds only (deterministic picks)
+        kw.setdefault("best_f", _best_feasible(snap, study, kind, train_round))
+    if kind == "constrained_ei":
+        kw.setdefault("threshold", math.log(goal.on_current_min_nA))
+    if kind != "grid":
+        kw.setdefault("target", objective_name(goal))
+        kw.setdefault("maximize", goal.maximize)
+    acq = resolve_acquisition(kind, model, **kw)
+    scores = acq.score(pred) if pred is not None else acq(avail)
+    return acq, np.asarray(scores, float)
+
+
+def _best_feasible(snap: Snapshot, study: Study, kind: str, max_round: int | None) -> float | None:
+    thr, objective = study.goal.on_current_min_nA, objective_name(study.goal)
+    vals = [m["targets"][objective] for m in snap.rows(max_round)
+            if kind != "constrained_ei" or thr is None or m["targets"]["log_on_current"] >= math.log(thr)]
+    if not vals:
+        return None if kind == "constrained_ei" else -np.inf
+    return max(vals) if study.goal.maximize else min(vals)

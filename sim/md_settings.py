@@ -1,0 +1,93 @@
+"""Settings of the MD run protocol (`sim.protocol`): validated in one line each, with the identity that pins what
+changes the numbers. Times in ps, step in fs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from porelab.sim.design import DesignError
+from porelab.sim.measurement import oracle_identity
+
+UNTIL = ("fixed", "decisive")
+
+
+@dataclass
+class MDSettings:
+    """Run protocol settings. Times in ps, step in fs. `identity()` names those that change the numbers."""
+
+    production_ps: float = 100.0  # until="fixed": production per field
+    until: str = "fixed"  # "fixed" | "decisive" (sim.run_length)
+    chunk_ps: float = 20.0  # until="decisive": production added per field between checks of the rule
+    max_production_ps: float = 1000.0  # until="decisive": cap per field
+    icr_margin: float = 0.2  # decisive when the 95 % ICR interval excludes 1 by this: low >= 1+m or high <= 1/(1+m)
+    icr_rel_halfwidth: float = 0.2  # ... or precise when (high - low) / (2 ICR) <= this
+    equil_ps: float = 20.0
+    minimise_max_iterations: int = 2000  # L-BFGS iterations before equilibration (0: until converged)
+    ramp_ps: float = 1.0  # at 1 fs straight after minimisation (avoids a NaN seen there, docs/physics.md §4)
+    settle_ps: float = 0.0  # field on, not counted, before each production (the transient is also detected)
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    seed: int = 0
+    platform: str | None = None  # None: CUDA when present, else CPU
+    cpu_threads: int | None = None  # CPU platform threads (None: all cores); 1 makes runs bitwise reproducible
+    report_interval_steps: int = 25
+    traj_interval_ps: float = 1.0
+    checkpoint_ps: float = 10.0
+    max_retries: int = 2
+    cutoff_nm: float = 1.0
+
+    #: the settings that change the numbers (run length, platform, threads, checkpoints and retries do not)
+    IDENTITY = ("seed", "timestep_fs", "friction_per_ps", "cutoff_nm", "equil_ps", "minimise_max_iterations",
+                "ramp_ps", "settle_ps", "report_interval_steps", "traj_interval_ps")
+
+    def __post_init__(self):
+        def bad(name: str, why: str):
+            raise DesignError(f"md settings: {name}={getattr(self, name)!r} {why}")
+
+        def number(v) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("production_ps", "equil_ps", "timestep_fs", "traj_interval_ps", "checkpoint_ps", "chunk_ps",
+                     "max_production_ps", "icr_margin", "icr_rel_halfwidth", "friction_per_ps", "cutoff_nm"):
+            if not (number(getattr(self, name)) and getattr(self, name) > 0):
+                bad(name, "must be a positive number")
+        for name in ("ramp_ps", "settle_ps"):
+            if not (number(getattr(self, name)) and getattr(self, name) >= 0):
+                bad(name, "must be a number >= 0")
+        if self.timestep_fs > 50:
+            raise DesignError(f"md settings: timestep_fs={self.timestep_fs} exceeds 50 fs")
+        if self.until not in UNTIL:
+            bad("until", f"is unknown; choose {' or '.join(UNTIL)}")
+        for name, low in (("seed", 0), ("report_interval_steps", 1), ("max_retries", 0),
+                          ("minimise_max_iterations", 0)):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+                bad(name, f"must be an integer >= {low}")
+        if self.cpu_threads is not None and not (isinstance(self.cpu_threads, int) and self.cpu_threads >= 1):
+            bad("cpu_threads", "must be None or an integer >= 1")
+        if self.platform is not None and not isinstance(self.platform, str):
+            bad("platform", "must be None or an OpenMM platform name")
+
+    def identity(self) -> dict:
+        """The settings that change the numbers: what `Measurement.oracle` and a run directory pin."""
+        return {k: getattr(self, k) for k in self.IDENTITY}
+
+    def run_rule(self) -> dict:
+        """The length settings a run follows (recorded in the measurement)."""
+        if self.until == "fixed":
+            return {"until": "fixed", "production_ps": self.production_ps}
+        from porelab.sim.estimators import MIN_N_EFF
+
+        return {"until": "decisive", "chunk_ps": self.chunk_ps, "max_production_ps": self.max_production_ps,
+                "icr_margin": self.icr_margin, "icr_rel_halfwidth": self.icr_rel_halfwidth, "min_n_eff": MIN_N_EFF}
+
+    def length_cap(self) -> tuple[str, float]:
+        """(setting name, ps) of the longest production this call may reach."""
+        return ("production_ps", self.production_ps) if self.until == "fixed" else \
+            ("max_production_ps", self.max_production_ps)
+
+
+def md_identity(settings: MDSettings) -> dict:
+    """`Measurement.oracle` of an MD measurement: oracle_identity("md", settings.identity())."""
+    return oracle_identity("md", settings.identity())

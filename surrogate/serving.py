@@ -1,0 +1,107 @@
+"""The surrogate as a table service, and its MLflow model (the same for `porelab train` and campaigns).
+
+Input: a DataFrame with JSON columns `design` and `conditions` (sim.design.Design / Conditions) and optionally
+`fidelity` (default: the model's). Output: one row per input row and |E| at which its conditions have both signs:
+`row` (input row), `field_abs_V_per_nm`, `icr` and `on_current_nA` (from the mean fluxes) with their 95 %
+intervals `*_low`/`*_high`, and per species s and sign, `flux_per_ns[s][+E]` etc. with intervals (NaN for a
+species absent from the electrolyte). Intervals: mean +- 1.96 total std on the scale the model predicts (ln ICR,
+ln current, asinh flux), mapped back; ICR and ON current come from surrogate.derived.
+
+`log_model` logs a model directory (surrogate.store) as an MLflow "model from code" (surrogate/pyfunc.py, no
+pickled instance) with a signature and an input example.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from porelab.sim.design import Conditions, Design
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.derived import derive
+from porelab.surrogate.store import SavedModel, load_model
+from porelab.surrogate.targets import SPECIES_NAMES, Z95
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")  # the models-from-code file MLflow copies and runs
+SIGNS = ("+E", "-E")
+
+
+def output_columns() -> list[str]:
+    cols = ["row", "field_abs_V_per_nm", "icr", "icr_low", "icr_high", "on_current_nA", "on_current_low_nA",
+            "on_current_high_nA"]
+    for s in SPECIES_NAMES:
+        for sign in SIGNS:
+            cols += [f"flux_per_ns[{s}][{sign}]", f"flux_low_per_ns[{s}][{sign}]", f"flux_high_per_ns[{s}][{sign}]"]
+    return cols
+
+
+def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The output table (see the module docstring) for the input table `frame`."""
+    designs = [Design.model_validate_json(s) for s in frame["design"]]
+    conds = [Conditions.model_validate_json(s) for s in frame["conditions"]]
+    fids = list(frame["fidelity"]) if "fidelity" in frame else [saved.fidelity] * len(designs)
+    rows = []
+    for fid in dict.fromkeys(fids):
+        idx = [i for i, f in enumerate(fids) if f == fid]
+        rows += _rows(saved, [designs[i] for i in idx], [conds[i] for i in idx], fid, idx)
+    out = pd.DataFrame(rows, columns=output_columns())
+    return out.sort_values(["row", "field_abs_V_per_nm"], kind="stable").reset_index(drop=True)
+
+
+def _rows(saved: SavedModel, designs: list[Design], conds: list[Conditions], fidelity: str, index: list[int]):
+    model = saved.model
+    q = Samples.from_queries(designs, conds, fidelity, model.settings, model.transform)
+    p = model.predict(q)
+    on, off, fabs = q.icr_pairs()
+    t = derive(p, q, on, off, ("log_icr", "log_on_current"))
+    tr = p.transform
+    lo, hi = tr.inverse(p.mean - Z95 * p.std), tr.inverse(p.mean + Z95 * p.std)
+    flux = np.where(p.present, tr.inverse(p.mean), np.nan)
+    lo, hi = np.where(p.present, lo, np.nan), np.where(p.present, hi, np.nan)
+    out = []
+    for k in range(len(on)):
+        r = [index[int(q.group[on[k]])], float(fabs[k])]
+        for name in ("log_icr", "log_on_current"):
+            m, sd = t[name][0][k], t[name][1][k]
+            r += [float(np.exp(m)), float(np.exp(m - Z95 * sd)), float(np.exp(m + Z95 * sd))]
+        for s in range(len(SPECIES_NAMES)):
+            for i in (on[k], off[k]):
+                r += [float(flux[i, s]), float(lo[i, s]), float(hi[i, s])]
+        out.append(r)
+    return out
+
+
+def input_example(saved: SavedModel) -> pd.DataFrame:
+    """One training question (design and conditions) as an input table."""
+    m = saved.training[0]
+    return pd.DataFrame({"design": [m.design.model_dump_json()], "conditions": [m.conditions.model_dump_json()]})
+
+
+def log_model(model_dir: str | Path, name: str = "model", registered_model_name: str | None = None):
+    """Log the model directory as an MLflow model from code in the active run; returns MLflow's ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    saved = load_model(model_dir)
+    example = input_example(saved)
+    with warnings.catch_warnings():  # MLflow's hints (type hints, integer columns) are notices, not errors
+        warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+        signature = infer_signature(example, predict_frame(saved, example))
+        return mlflow.pyfunc.log_model(
+            name=name, python_model=str(PYFUNC_CODE), artifacts={"model": str(model_dir)}, signature=signature,
+            input_example=example, registered_model_name=registered_model_name,
+            pip_requirements=_requirements(saved),
+            metadata={"porelab_kind": saved.kind, "porelab_featuriser": saved.info["featuriser"]})
+
+
+def _requirements(saved: SavedModel) -> list[str]:
+    reqs = ["porelab"]
+    if saved.kind == "gnn":
+        import torch
+        import torch_geometric
+
+        reqs += [f"torch=={torch.__version__.split('+')[0]}", f"torch-geometric=={torch_geometric.__version__}"]
+    return reqs

@@ -1,0 +1,195 @@
+"""The one model directory, for every kind of surrogate: written by `porelab train` and by campaigns, read by
+`porelab design`, by campaigns and by the MLflow model (surrogate.pyfunc).
+
+    model.json                 format, kind, params (the constructor keywords), species, flux_scale_per_ns,
+                               featuriser (graph settings hash or descriptor version), fidelity of queries,
+                               goal (a campaign's, else null), training (file, sha256, counts, design ids),
+                               weights (GNN: file, sha256), state (GNN: epochs, losses, history), provenance
+    training-<sha16>.json      the training measurements (a JSON list of sim.measurement.Measurement)
+    weights-<sha16>.pt         GNN only: tensors (weights, y scale, calibration), torch.load(weights_only=True)
+
+No pickle anywhere: an RF or GP is refitted on load from its training measurements (same samples, same seed:
+the same model). The data files are named by their content and written first; model.json is written last
+(atomically) and names them, so a save killed half-way leaves the previous model whole; files no model.json
+names are removed after a save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import platform
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
+from porelab.surrogate.params import check_model_params
+from porelab.surrogate.targets import SPECIES_NAMES
+
+FORMAT = 1
+MODEL_FILE = "model.json"
+KINDS = ("gnn", "rf", "gp")  # DeepEnsemble, RFBaseline, GPBaseline
+
+
+def new_model(kind: str, **params):
+    """An unfitted surrogate of `kind` with constructor keywords `params`; ValueError naming a bad one."""
+    check_model_params(kind, params)
+    if kind == "gnn":
+        from porelab.surrogate.ensemble import DeepEnsemble
+
+        return DeepEnsemble(**params)
+    from porelab.surrogate.baselines import GPBaseline, RFBaseline
+
+    return RFBaseline(**params) if kind == "rf" else GPBaseline(**params)
+
+
+def model_kind(model) -> str:
+    return {"DeepEnsemble": "gnn", "RFBaseline": "rf", "GPBaseline": "gp"}[type(model).__name__]
+
+
+def featuriser(model) -> str:
+    """What the model's inputs were computed with: the graph featuriser's hash, or the descriptors' version."""
+    if model_kind(model) == "gnn":
+        return f"graph-{model.settings.hash()}"
+    from porelab.surrogate.descriptors import DESCRIPTOR_VERSION
+
+    return f"descriptors-v{DESCRIPTOR_VERSION}"
+
+
+def training_samples(model, measurements: Sequence[Measurement]):
+    """The labelled Samples a model of this kind and flux scale trains on (ok measurements only)."""
+    from porelab.surrogate.dataset import Samples
+
+    return Samples.from_measurements(list(measurements), model.settings, model.transform)
+
+
+def main_fidelity(measurements: Sequence[Measurement]) -> str:
+    """The most common fidelity among ok measurements (queries are asked at it)."""
+    counts = Counter(m.fidelity for m in measurements if m.status == "ok")
+    return counts.most_common(1)[0][0] if counts else "continuum"
+
+
+@dataclass
+class SavedModel:
+    """A loaded model directory: the fitted model, its training measurements and model.json (`info`)."""
+
+    model: object
+    kind: str
+    training: list[Measurement]
+    fidelity: str
+    goal: dict | None
+    info: dict
+
+
+def _software() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("porelab", "torch", "torch-geometric", "scikit-learn", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _write_named(d: Path, stem: str, suffix: str, data: bytes) -> dict:
+    sha = hashlib.sha256(data).hexdigest()
+    name = f"{stem}-{sha[:16]}{suffix}"
+    atomic_write_bytes(d / name, data)
+    return {"file": name, "sha256": sha}
+
+
+def save_model(directory: str | Path, model, training: Sequence[Measurement], fidelity: str | None = None,
+               goal: dict | None = None, provenance: dict | None = None) -> Path:
+    """Write a fitted `model` trained on `training` (the measurements its samples came from) to `directory`
+    (created); returns the path of model.json. `provenance` is merged into the recorded provenance."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    kind = model_kind(model)
+    ms = [m for m in training if m.status == "ok"]
+    doc = json.dumps([m.model_dump(mode="json") for m in ms], allow_nan=False)
+    info = {"format": FORMAT, "kind": kind, "params": model.get_params(),
+            "species": list(SPECIES_NAMES), "flux_scale_per_ns": model.transform.scale_per_ns,
+            "featuriser": featuriser(model), "fidelity": fidelity or main_fidelity(ms), "goal": goal,
+            "training": {**_write_named(d, "training", ".json", doc.encode()), "n_measurements": len(ms),
+                         "n_designs": len({m.design_id for m in ms}), "design_ids": [m.design_id for m in ms]}}
+    if kind == "gnn":
+        import torch
+
+        tensors, state = model.get_state()
+        buf = io.BytesIO()
+        torch.save(tensors, buf)
+        info["weights"] = _write_named(d, "weights", ".pt", buf.getvalue())
+        info["state"] = state
+    info["provenance"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "software": _software(),
+                          **(provenance or {})}
+    path = d / MODEL_FILE
+    atomic_write_text(path, json.dumps(info, indent=1))  # a diverged loss in the history is written as NaN
+    keep = {info["training"]["file"], info.get("weights", {}).get("file")}
+    for p in [*d.glob("training-*.json"), *d.glob("weights-*.pt")]:
+        if p.name not in keep:
+            p.unlink(missing_ok=True)
+    return path
+
+
+def _read(d: Path, entry: dict, what: str) -> bytes:
+    """The bytes of a file model.json names, checked against its sha256."""
+    path = d / Path(entry["file"]).name
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ValueError(f"{path}: its {what} do not match model.json (sha256 differs): the file was changed")
+    return data
+
+
+def load_model(directory: str | Path) -> SavedModel:
+    """The model saved in `directory` (refitted for rf/gp). ValueError (one line, naming the file) when the
+    directory is not a model, was written by another version, or a file does not match model.json."""
+    d = Path(directory)
+    path = d / MODEL_FILE
+    try:
+        info = json.loads(path.read_text())
+        kind = info["kind"]
+    except FileNotFoundError:
+        raise ValueError(f"{d}: not a model directory (no {MODEL_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a model description ({type(err).__name__}: {err})") from None
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{path}: model format {info.get('format')!r}, this porelab reads {FORMAT}; retrain it")
+    if kind not in KINDS:
+        raise ValueError(f"{path}: model kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
+    try:
+        model = new_model(kind, **info["params"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: params: {err}") from None
+    if info.get("species") != list(SPECIES_NAMES) or info.get("featuriser") != featuriser(model):
+        raise ValueError(f"{path}: the model was trained with another species list or featuriser "
+                         f"({info.get('featuriser')}, this porelab: {featuriser(model)}); retrain it")
+    if kind == "gnn":  # the weights first: a file holding more than tensors is refused before anything else
+        import torch
+
+        data = d / Path(info["weights"]["file"]).name
+        try:
+            tensors = torch.load(data, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{data}: refused: it holds more than tensors (a pickled object; only weights are "
+                             f"loaded, weights_only=True): {str(err).splitlines()[0]}") from None
+        _read(d, info["weights"], "weights")
+    try:
+        raw = json.loads(_read(d, info["training"], "training measurements"))
+        training = [Measurement.model_validate(m) for m in raw]
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise ValueError(f"{d / info['training']['file']}: unreadable training measurements "
+                         f"({type(err).__name__})") from None
+    if kind == "gnn":
+        model.set_state(tensors, info["state"])
+    else:
+        model.fit(training_samples(model, training))
+    return SavedModel(model, kind, training, info.get("fidelity") or main_fidelity(training), info.get("goal"),
+                      info)

@@ -1,0 +1,76 @@
+"""One iteration is a pure function of a ledger snapshot: the same snapshot gives the same picks, reads and writes
+no file, and reports the model's prospective quality with surrogate.metrics.regression_metrics."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from al_helpers import write_study
+
+from porelab.active_learning.campaign.directory import create
+from porelab.active_learning.campaign.driver import candidate_pool
+from porelab.active_learning.campaign.iteration import Snapshot, plan, prospective, train_digest
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.study import load_study
+from porelab.active_learning.campaign.targets import targets
+from porelab.sim.continuum import run_continuum
+
+
+def files(root) -> set:
+    return {(p, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def snapshot(tmp_path):
+    """A campaign whose round 0 (6 designs) finished, each with a pick-time prediction of ln ICR = measured + 1
+    and std 2 (so the held-out RMSE is 1 and every error lies within 1 std)."""
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    d = create(study, tmp_path / "c")
+    pool, _ = candidate_pool(study)
+    led = Ledger(d / "ledger.sqlite")
+    for c in pool[:6]:
+        m = run_continuum(c.design, c.conditions)
+        tg = targets(m, study.goal)
+        pred = {"log_icr_mean": tg["log_icr"] + 1.0, "log_icr_std": 2.0}
+        led.add_trial(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"), 0,
+                      "initial", prediction=pred)
+        led.start(c.design_id)
+        led.finish(c.design_id, "completed", m.to_json(), "continuum", targets=tg)
+    led.record_iteration(0, 0, 0.0, 0, {"picks": 6}, None, [])
+    snap = Snapshot.read(led)
+    led.close()
+    return study, pool, snap
+
+
+def test_the_same_snapshot_gives_the_same_picks_and_touches_no_file(snapshot, tmp_path, monkeypatch):
+    study, pool, snap = snapshot
+    monkeypatch.chdir(tmp_path)
+    before = files(tmp_path)
+    a = plan(snap, study, pool, 1, 0, 12)
+    b = plan(snap, study, pool, 1, 0, 12)
+    assert files(tmp_path) == before and set(os.listdir(tmp_path)) == {"s.yaml", "c"}
+    assert a.model is not None and a.n_train == 6 and len(a.picks) == study.budget.batch
+    assert [p["design_id"] for p in a.picks] == [p["design_id"] for p in b.picks]
+    assert not {p["design_id"] for p in a.picks} & snap.known_ids and all(p["round"] == 1 for p in a.picks)
+    assert all(p["prediction"]["log_icr_std"] > 0 for p in a.picks)
+    again = plan(snap, study, pool, 1, 0, 12, cached=a.model)  # a cached model trained on this set: same picks
+    assert [p["design_id"] for p in again.picks] == [p["design_id"] for p in a.picks]
+    assert a.metrics["train_digest"] == train_digest(snap, 0) != train_digest(snap, -1)
+    final = plan(snap, study, pool, 2, None, 12, final=True)
+    assert final.picks == [] and final.metrics["picks"] == 0 and final.n_train == 6
+
+
+def test_prospective_metrics_are_regression_metrics_with_known_answers(snapshot):
+    from porelab.surrogate.metrics import regression_metrics
+
+    study, pool, snap = snapshot
+    m = plan(snap, study, pool, 1, 0, 12).metrics
+    y, mu, sd = prospective(snap, "log_icr", 0)
+    assert len(y) == 6 and np.allclose(mu - y, 1.0) and np.allclose(sd, 2.0)
+    assert m["heldout_n"] == 6 and m["heldout_rmse"] == pytest.approx(1.0) and m["heldout_mae"] == pytest.approx(1.0)
+    assert m["heldout_coverage_68"] == 1.0 and m["heldout_coverage_95"] == 1.0
+    expected = regression_metrics(y, mu, sd)
+    for k, v in expected.items():
+        assert m[f"heldout_{k}"] == (None if isinstance(v, float) and math.isnan(v) else v), k
+    assert m["completed"] == 6 and m["best_objective"] == pytest.approx(math.exp(max(y)))
