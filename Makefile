@@ -6,16 +6,49 @@ BIN := $(VENV)/bin
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 export MALLOC_TOP_PAD_ := 1073741824
+# Playwright (the browser test) drives the system Chromium: never download its own browsers
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install demo test lint clean browser
+# torch. A bare `torch` requirement pulls the CUDA build (gigabytes of nvidia packages) even on a CPU-only machine.
+# CPU-only (nvidia-smi lists no GPU): the CPU build from PyTorch's CPU wheel index, or from the index pip is
+# configured with when that one cannot be reached. An NVIDIA GPU: the registry's default build (CUDA 13 for
+# torch 2.13) and the extra `cuda` (OpenMM's CUDA 13 platform). Overrides: GPU=yes / GPU= (the detection),
+# TORCH_INDEX=<url> (TORCH_INDEX= : the configured index), EXTRAS=dev,cuda12 (a CUDA 12 torch, see README).
+TORCH := torch==2.13.0
+comma := ,
+ifeq ($(origin GPU),undefined)
+GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
+endif
+TORCH_INDEX ?= $(if $(GPU),,https://download.pytorch.org/whl/cpu)
+EXTRAS ?= dev$(if $(GPU),$(comma)cuda)
+# the shell test "TORCH_INDEX is set and can be reached" (its PEP 503 page for torch answers within 15 s)
+TORCH_INDEX_UP = [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request as u; \
+  u.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=15)" "$(TORCH_INDEX)" 2>/dev/null
+
+.PHONY: install torch demo test lint clean browser
 
 $(BIN)/porelab: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# CPU build of torch first: a bare `torch` requirement would pull gigabytes of CUDA packages
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(MAKE) --no-print-directory torch
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $(BIN)/porelab
+
+# torch alone, as chosen above; `make torch TORCH_PIP_FLAGS="--dry-run --report torch.json"` shows what it takes
+torch:
+	@echo "NVIDIA GPU: $(if $(GPU),yes,no); extras: [$(EXTRAS)]"
+	@cuda=$$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -n 1); \
+	if [ -n "$(GPU)" ] && [ -z "$(TORCH_INDEX)" ] && [ -n "$$cuda" ] && [ "$$cuda" -lt 13 ]; then \
+	  echo "note: this NVIDIA driver runs CUDA $$cuda at most; torch 2.13's default build needs CUDA 13: install a"; \
+	  echo "      CUDA 12 build (TORCH_INDEX=<PyTorch's cu12x index> EXTRAS=dev,cuda12) or update the driver"; \
+	fi
+	@if $(TORCH_INDEX_UP); then \
+	  echo "$(TORCH) from $(TORCH_INDEX)"; \
+	  $(BIN)/pip install -q $(TORCH_PIP_FLAGS) --index-url "$(TORCH_INDEX)" "$(TORCH)"; \
+	else \
+	  echo "$(TORCH) from the configured index$(if $(TORCH_INDEX), ($(TORCH_INDEX) cannot be reached))"; \
+	  $(BIN)/pip install -q $(TORCH_PIP_FLAGS) "$(TORCH)"; \
+	fi
 
 install: $(BIN)/porelab
 
@@ -23,11 +56,12 @@ install: $(BIN)/porelab
 demo: install
 	$(BIN)/porelab campaign run experiments/quickstart.yaml --dir runs/quickstart --resume
 
+# PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# the browser test (tests/active_learning/test_ui_browser.py) drives headless Chromium: install the Debian package
-# when absent (root, or sudo when there is one); without apt or rights only a note, and that test is skipped
+# the browser test (tests/active_learning/test_ui_browser.py) drives the system Chromium with Playwright: install the
+# Debian package when absent (root, or sudo when there is one); without apt or rights only a note, and it is skipped
 browser:
 	@test -x /usr/bin/chromium || command -v chromium >/dev/null 2>&1 || { \
 	  if ! command -v apt-get >/dev/null 2>&1; then echo "note: no chromium and no apt-get; browser test skipped"; \
