@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# glibc malloc tuning: PyTorch message passing on these CPUs is 2-3x faster with it (GUIDE §4)
+# glibc malloc tuning: PyTorch message passing on these CPUs is 2-3x faster with it (docs/physics.md §8)
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 export MALLOC_TOP_PAD_ := 1073741824

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from porelab.sim.yaml_file import read_yaml
 
-#: Species porelab knows: valence (e) and bulk diffusion coefficient (1e-9 m^2/s = nm^2/ns), GUIDE §3.
+#: Species porelab knows: valence (e) and bulk diffusion coefficient (1e-9 m^2/s = nm^2/ns), docs/physics.md §7.
 SPECIES: dict[str, dict[str, float]] = {
     "K+": {"valence": 1, "D": 1.96},
     "Na+": {"valence": 1, "D": 1.33},
@@ -240,7 +240,7 @@ class Conditions(BaseModel):
 
 # --- presets -------------------------------------------------------------------------------------
 PRESETS: dict[str, dict] = {
-    # ≈2.5 nm sheets in a ≈5 nm box: minutes on a CPU (GUIDE §4)
+    # ≈2.5 nm sheets in a ≈5 nm box: minutes on a CPU (docs/physics.md §8)
     "tiny": {"sheet_nm": 2.5, "box_z_nm": 5.0,
              "pore": {"shape": "ellipse", "width_nm": 1.42, "height_nm": 1.26},
              "groups_per_rim": 4, "spacing_nm": 0.34},
