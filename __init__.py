@@ -11,3 +11,18 @@ try:
     __version__ = version("porelab")
 except PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0+unknown"
+
+_API = ("Campaign", "Conditions", "Design", "Measurement", "Surrogate", "load_design", "load_surrogate", "simulate")
+
+
+def __getattr__(name: str):
+    """The Python API (porelab/api.py), imported on first use so that `import porelab` stays light."""
+    if name in _API:
+        from porelab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'porelab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -72,7 +72,7 @@ def seed_designs(n: int, rng: np.random.Generator, new_pores: bool = False, min_
 
 
 def clear_caches(builder: bool) -> None:
-    surrogate_graph._featurise.cache_clear()
+    surrogate_graph.clear_cache()
     if builder:
         sim_builder._cut.cache_clear()
         sim_builder._layer_block.cache_clear()

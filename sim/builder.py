@@ -195,11 +195,34 @@ class _Block:
     centre: np.ndarray
 
 
-@functools.lru_cache(maxsize=4096)
+class _SameCut:
+    """A cut sheet as a cache key: equal when the same lattice atoms remain, whatever pore size left them (pore
+    sizes on a continuous scale leave one of few atom sets)."""
+
+    def __init__(self, material: str, sheet_nm: float, cut: tuple):
+        self.material, self.sheet_nm, self.cut = material, sheet_nm, cut
+        self.key = (material, sheet_nm, cut[3].tobytes(), cut[0].tobytes())  # centre and kept atoms
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _SameCut) and self.key == other.key
+
+
 def _layer_block(material: str, sheet_nm: float, pore: Pore, dx: float, dy: float, group: str,
                  groups_per_rim: int, bn_charge_e: float) -> _Block:
-    """The atoms of one layer in its own plane (z = 0); the caller checked that the rim has room for the groups."""
-    xy, sub, n_nbrs, centre, rel = _cut(material, sheet_nm, pore, dx, dy)
+    """The atoms of one layer in its own plane (z = 0); the caller checked that the rim has room for the groups.
+    Cached by the atoms the cut leaves (`_block`)."""
+    return _block(_SameCut(material, sheet_nm, _cut(material, sheet_nm, pore, dx, dy)), group, groups_per_rim,
+                  bn_charge_e)
+
+
+@functools.lru_cache(maxsize=4096)
+def _block(cut: _SameCut, group: str, groups_per_rim: int, bn_charge_e: float) -> _Block:
+    """Body of _layer_block."""
+    material = cut.material
+    xy, sub, n_nbrs, centre, rel = cut.cut
     n = len(xy)
     rim = n_nbrs < 3
     if material == "hbn":

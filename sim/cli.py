@@ -1,16 +1,27 @@
-"""Floor-1 commands of `porelab`: build a design's PDB, simulate it (MD or continuum)."""
+"""Floor-1 commands of `porelab`: build a design's PDB (and a picture of it), simulate it (MD or continuum).
+
+Options with a fixed set of values are `Literal` types (listed in --help; the `porelab` app refuses any other
+value in one line naming them): FIDELITIES, PRESET_NAMES, PLATFORMS.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from porelab.sim.design import DesignError, design_id, load_design_file
+from porelab.sim.design import PRESETS, DesignError, design_id, load_design_file
 from porelab.sim.workspace import WorkspaceError, output_path
+
+Fidelity = Literal["md", "continuum"]
+Preset = Literal[tuple(PRESETS)]  # tiny | seed
+Platform = Literal["CPU", "CUDA", "OpenCL", "HIP", "Reference"]  # OpenMM's; what is installed: sim.engine
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated and learned.")
@@ -21,6 +32,17 @@ def fail(msg: str, code: int = 2):
     """Print a one-line error and exit non-zero (no traceback)."""
     console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def print_table(table) -> None:
+    """Print a rich Table at its natural width even on a narrower terminal: numbers and intervals are never cut
+    short or folded (the terminal wraps the long lines instead)."""
+    natural = console.measure(table, options=console.options.update(max_width=10_000)).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    Console(file=console.file, width=natural, force_terminal=console.is_terminal, no_color=console.no_color,
+            color_system=console.color_system).print(table)
 
 
 def out_path(path: Path, what: str) -> Path:
@@ -53,8 +75,10 @@ def _parse_fields(text: str, both_signs: bool) -> list[float]:
 @app.command()
 def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
           out: Annotated[Path | None, typer.Option(help="PDB path (default: <design>.pdb)")] = None,
-          preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None):
-    """Build the membrane atom by atom and write a PDB (membrane only)."""
+          preset: Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")] = None,
+          png: Annotated[bool, typer.Option(help="also draw the membrane (a cut through the pore axis and the view "
+                                                 "down it) to the PDB path with .png")] = False):
+    """Build the membrane atom by atom and write a PDB (membrane only), with --png a picture of it."""
     from porelab.sim.builder import build as build_structure
     from porelab.sim.builder import built_pore_size
 
@@ -64,13 +88,20 @@ def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
         s = build_structure(design)
     except DesignError as err:
         fail(str(err))
+    did = design_id(design, conditions)
+    picture = out.with_suffix(".png") if png else None
     try:
         s.write_pdb(out)
+        if picture is not None:
+            from porelab.sim.render import plot_membrane
+
+            plot_membrane(s, picture, f"{did}: {' / '.join(design.layers)} (bottom to top), {design.material}")
     except OSError as err:
         fail(f"--out {out}: {err.strerror or err}")
     sizes = ", ".join(f"{w:.2f}x{h:.2f}" for w, h in (built_pore_size(s, k) for k in range(len(design.layers))))
-    console.print(f"{design_id(design, conditions)}: {s.n_atoms} atoms, box {s.box.round(3).tolist()} nm, "
-                  f"layer charges {s.layer_charge().round(3).tolist()} e, pores {sizes} nm -> {out}")
+    console.print(f"{did}: {s.n_atoms} atoms, box {s.box.round(3).tolist()} nm, "
+                  f"layer charges {s.layer_charge().round(3).tolist()} e, pores {sizes} nm -> {out}"
+                  + (f" and {picture}" if picture is not None else ""))
 
 
 @app.command()
@@ -78,12 +109,12 @@ def simulate(
     design_file: Annotated[Path, typer.Argument(help="design YAML")],
     out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes, a longer one "
                                            "extends it)")],
-    fidelity: Annotated[str, typer.Option(help="md | continuum")] = "md",
+    fidelity: Annotated[Fidelity, typer.Option(help="md (OpenMM) or the continuum twin (PNP)")] = "md",
     fields: Annotated[str | None, typer.Option(help="comma-separated |E| values, V/nm (default: the file's)")] = None,
     both_signs: Annotated[bool, typer.Option(help="run each field at +E and -E")] = True,
     time_ps: Annotated[float, typer.Option(help="--until fixed: production length per field, ps")] = 100.0,
-    until: Annotated[str, typer.Option(help="fixed (--time-ps) | decisive (chunks until the ICR interval decides, "
-                                            "up to --max-ps)")] = "fixed",
+    until: Annotated[str, typer.Option(metavar="<fixed|decisive>", help="fixed (--time-ps) or decisive (chunks until "
+                                       "the ICR interval decides, up to --max-ps)")] = "fixed",
     chunk_ps: Annotated[float, typer.Option(help="--until decisive: production added per field per chunk, ps")] = 20.0,
     max_ps: Annotated[float, typer.Option(help="--until decisive: cap on the production per field, ps")] = 1000.0,
     icr_margin: Annotated[float, typer.Option(help="--until decisive: stop when the 95% ICR interval excludes 1 by "
@@ -92,9 +123,10 @@ def simulate(
                                                    "this")] = 0.2,
     equil_ps: Annotated[float, typer.Option(help="equilibration (field off), ps")] = 20.0,
     timestep_fs: Annotated[float, typer.Option(help="2, or 4 (rigid water, frozen membrane)")] = 2.0,
-    preset: Annotated[str | None, typer.Option(help="tiny | seed (overrides the file's)")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")] = 0,
-    platform: Annotated[str | None, typer.Option(help="OpenMM platform (default: CUDA if present, else CPU)")] = None,
+    platform: Annotated[Platform | None, typer.Option(help="OpenMM platform (default: CUDA if present, else "
+                                                           "CPU)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
 ):
     """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
@@ -107,11 +139,9 @@ def simulate(
         if fields is not None:
             conditions = conditions.with_fields(_parse_fields(fields, both_signs))
         elif both_signs:
-            conditions = conditions.with_fields(_parse_fields(",".join(map(str, conditions.fields_V_per_nm)), True))
+            conditions = conditions.with_both_signs()
     except DesignError as err:
         fail(f"--fields: {err}")
-    if fidelity not in ("md", "continuum"):
-        fail(f"--fidelity {fidelity!r} is unknown; choose md or continuum")
     if fidelity == "md":
         from porelab.sim.protocol import MDSettings
 
@@ -146,6 +176,24 @@ def simulate(
     _print_summary(m, out)
 
 
+@contextlib.contextmanager
+def _c_output_silenced():
+    """Drop what C code writes to the process's stdout and stderr while inside (mdtraj's DCD plugin prints two
+    banner lines per file it opens); Python's own output is untouched."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved, null = (os.dup(1), os.dup(2)), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def _structure_plots(m, out: Path) -> None:
     """Density and hydration profiles from each simulated field's trajectory (the canonical orientation, as the
     trajectories are: see sim.protocol)."""
@@ -167,49 +215,57 @@ def _structure_plots(m, out: Path) -> None:
     for f in m.fields:
         dcd = out / f"traj_{field_tag(f.field_V_per_nm)}.dcd"
         if dcd.exists() and not f.derived_by_symmetry:
-            traj = md.load(str(dcd), top=str(out / "ions.pdb"))
+            with _c_output_silenced():
+                traj = md.load(str(dcd), top=str(out / "ions.pdb"))
             plot_profiles(traj, ion_species(traj), axis, design.layer_z_nm(),
                           out / f"profiles_{field_tag(f.field_V_per_nm)}.png")
 
 
+def _run_line(run) -> str:
+    """How long an MD run ran and why it stopped (Measurement.run), one line."""
+    return (f"production {run.production_ps:g} ps per field, stopped: {run.stopped} ({run.reason}); "
+            f"{run.cpu_s / 60:.1f} CPU-min, {run.wall_s / 60:.1f} min wall in all")
+
+
 def _print_summary(m, out: Path) -> None:
+    from porelab.sim.observables import Interval
+
+    what = "95% CI" if m.fidelity == "md" else "error bound"  # printed as \\[what]: escaped from rich markup
     t = Table(title=f"{m.design_id} ({m.fidelity}, {m.provenance.get('platform', '')})")
     t.add_column("E (V/nm)", justify="right")
-    t.add_column("I (nA) [95% CI]", justify="right")
+    t.add_column(f"I (nA) \\[{what}]", justify="right")
     species = list(m.conditions.electrolyte)
     for sp in species:
-        t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns)", justify="right")
+        t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns) \\[{what}]", justify="right")
     if m.fidelity == "md":
         t.add_column("I displacement (nA) [95% CI]", justify="right")
         t.add_column("n_eff", justify="right")
     t.add_column("time (ns)", justify="right")
     for f in sorted(m.fields, key=lambda f: f.field_V_per_nm):
-        lo, hi = f.current_ci_nA
-        cells = [f"{f.species[sp].crossings:+.0f}" if m.fidelity == "md" else f"{f.species[sp].flux_per_ns:+.3g}"
-                 for sp in species]
+        cells = [f"{f.species[sp].crossings:+.0f}" if m.fidelity == "md"
+                 else str(Interval(f.species[sp].flux_per_ns, *f.species[sp].flux_ci_per_ns)) for sp in species]
         if m.fidelity == "md" and f.current_displacement_ci_nA is not None:
-            dlo, dhi = f.current_displacement_ci_nA
-            cells.append(f"{f.current_displacement_nA:+.3g} [{dlo:+.3g}, {dhi:+.3g}]"
+            cells.append(str(Interval(f.current_displacement_nA, *f.current_displacement_ci_nA))
                          + ("" if f.current_displacement_reliable else " (unreliable)"))
             cells.append(f"{f.current_displacement_n_eff:.0f}")
         elif m.fidelity == "md":
             cells += ["-", "-"]
         time_cell = f"{f.time_ns:g}" + (" (by symmetry)" if f.derived_by_symmetry else "")
-        t.add_row(f"{f.field_V_per_nm:+g}", f"{f.current_nA:+.3g} [{lo:+.3g}, {hi:+.3g}]", *cells, time_cell)
-    console.print(t)
+        t.add_row(f"{f.field_V_per_nm:+g}", str(Interval(f.current_nA, *f.current_ci_nA)), *cells, time_cell)
+    print_table(t)
     for r in m.icr:
         if r.by_symmetry:
             console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: 1 by symmetry (the design is its own mirror "
                           "image)")
             continue
-        hi = "inf" if r.icr_ci[1] is None else f"{r.icr_ci[1]:.3g}"
-        kind = "lower bound (OFF current indistinguishable from 0)" if r.icr_censored else ""
-        console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {r.icr:.3g} [{r.icr_ci[0]:.3g}, {hi}] {kind}")
+        icr = Interval(r.icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored)
+        kind = " (a lower bound: the OFF current is indistinguishable from 0)" if r.icr_censored else ""
+        how = f"{what}, crossing currents" if m.fidelity == "md" else what
+        console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {icr} \\[{how}]{kind}", highlight=False)
         if r.icr_displacement is not None:
-            dhi = "inf" if r.icr_displacement_ci[1] is None else f"{r.icr_displacement_ci[1]:.3g}"
-            console.print(f"  from displacement currents: {r.icr_displacement:.3g} "
-                          f"[{r.icr_displacement_ci[0]:.3g}, {dhi}]")
+            d = Interval(r.icr_displacement, r.icr_displacement_ci[0], r.icr_displacement_ci[1],
+                         bool(r.icr_displacement_censored))
+            console.print(f"  from displacement currents: {d}", highlight=False)
     if m.run is not None:
-        console.print(f"production {m.run.production_ps:g} ps per field, stopped: {m.run.stopped} "
-                      f"({m.run.reason}); {m.run.cpu_s / 60:.1f} CPU-min, {m.run.wall_s / 60:.1f} min wall in all")
+        console.print(_run_line(m.run), highlight=False)
     console.print(f"results in {out}/measurement.json")

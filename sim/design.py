@@ -237,6 +237,11 @@ class Conditions(BaseModel):
         return make_conditions({"electrolyte": self.electrolyte, "fields_V_per_nm": tuple(fields),
                                 "temperature_K": self.temperature_K})
 
+    def with_both_signs(self) -> Conditions:
+        """These conditions at +E and -E for each |E| of theirs (sorted by |E|, +E first)."""
+        signed = {v for x in self.fields_V_per_nm for v in (abs(x), -abs(x))}
+        return self.with_fields(sorted(signed, key=lambda v: (abs(v), -v)))
+
 
 # --- presets -------------------------------------------------------------------------------------
 PRESETS: dict[str, dict] = {

@@ -164,7 +164,10 @@ def train(
     li = icr_arrays(test_set, pred)
     parity_plot(*li, out / "parity_log_icr.png", "ln ICR", "ICR, held-out designs")
     calibration_plot({"flux": (y, mu, sd), "ln ICR": li}, out / "calibration.png", "held-out designs")
-    run_id = _log_mlflow(cfg, model, kind, metrics, out)
+    from porelab.surrogate.mlflow_quiet import quiet_mlflow
+
+    with quiet_mlflow():  # no MLflow INFO lines, registry prints or progress bars in the command's output
+        run_id = _log_mlflow(cfg, model, kind, metrics, out)
     console.print(f"trained in {train_s:.1f} s; flux R² {metrics['flux_r2']:.3f}, "
                   f"ln ICR R² {metrics['log_icr_r2']:.3f}, 95 % coverage {metrics['flux_coverage_95']:.2f}; "
                   f"model in {out / 'model'}, MLflow run {run_id} at {tracking_uri(out)}")

@@ -1,9 +1,11 @@
 """Measurements -> training samples (one per design, conditions and field), and a processed-data cache.
 
 A sample is (design, electrolyte, temperature, signed field, fidelity) with, per species S of SPECIES_NAMES,
-y = asinh(J / scale) (NaN where the species is absent), its noise sigma_y, and censoring bounds. Arrays are
-(n,) or (n, S). The cache stores the featurised graphs and samples beside the hash of the featuriser and
-target settings and the list of source files; any mismatch rebuilds it (as PyG's processed data).
+y = asinh(J / scale) (NaN where the species is absent), its noise sigma_y, and censoring bounds. J and its interval
+are the estimate surrogate.labels chooses at that field (displacement or crossings for MD, the oracle's own
+otherwise), the same a campaign's measured targets use. Arrays are (n,) or (n, S). The cache stores the
+featurised graphs and samples beside the hash of the featuriser and target settings and the list of source files;
+any mismatch rebuilds it (as PyG's processed data).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from pydantic import ValidationError
 
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
-from porelab.surrogate.graph import DesignGraph, GraphSettings, featurise_design, global_features
+from porelab.surrogate.graph import (
+    FIDELITY_COLUMNS,
+    DesignGraph,
+    GraphSettings,
+    featurise_designs,
+    fidelity_onehot,
+    global_features,
+)
+from porelab.surrogate.labels import labelled
 from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: labels from surrogate.labels (displacement estimator where it decides)
 DEFAULT_SETTINGS = GraphSettings()
 DEFAULT_TRANSFORM = FluxTransform()
 
@@ -72,7 +82,7 @@ class Samples:
     def graphs(self) -> list[DesignGraph]:
         """Featurised graph of each design (built once, then kept)."""
         if self._graphs is None:
-            self._graphs = [featurise_design(d, self.settings) for d in self.designs]
+            self._graphs = featurise_designs(self.designs, self.settings)
         return self._graphs
 
     def with_settings(self, settings: GraphSettings) -> Samples:
@@ -109,12 +119,21 @@ class Samples:
         keep = np.asarray(keep, int)
         new_index = np.full(self.n_designs, -1)
         new_index[keep] = np.arange(len(keep))
-        rows = np.flatnonzero(new_index[self.design_index] >= 0)
+        return self._subset(np.flatnonzero(new_index[self.design_index] >= 0), keep)
+
+    def subset_rows(self, rows: np.ndarray | list[int]) -> Samples:
+        """The samples `rows` (sorted), their designs and groups renumbered in order of first appearance."""
+        rows = np.sort(np.asarray(rows, int))
+        return self._subset(rows, np.unique(self.design_index[rows]))
+
+    def _subset(self, rows: np.ndarray, keep: np.ndarray) -> Samples:
+        new_index = np.full(self.n_designs, -1)
+        new_index[keep] = np.arange(len(keep))
         groups, ginv = np.unique(self.group[rows], return_inverse=True)
         gmap = {int(g): k for k, g in enumerate(groups)}
         out = Samples(
             designs=[self.designs[k] for k in keep], design_index=new_index[self.design_index[rows]],
-            u=self.u[rows], field=self.field[rows], group=ginv.astype(int),
+            u=self.u[rows], field=self.field[rows], group=ginv.astype(int).reshape(-1),
             electrolytes=[self.electrolytes[g] for g in groups], temperatures=[self.temperatures[g] for g in groups],
             fidelities=[self.fidelities[g] for g in groups], settings=self.settings, transform=self.transform,
             icr_labels=[{**r, "group": gmap[r["group"]]} for r in self.icr_labels if r["group"] in gmap],
@@ -123,6 +142,18 @@ class Samples:
             v = getattr(self, name)
             setattr(out, name, None if v is None else v[rows])
         return out
+
+    @property
+    def row_fidelity(self) -> np.ndarray:
+        """(n,) the fidelity of each sample."""
+        return np.asarray(self.fidelities, dtype=object)[self.group] if len(self) else np.zeros(0, object)
+
+    def at_fidelity(self, fidelity: str) -> Samples:
+        """The same questions asked at another fidelity (globals recomputed; labels dropped)."""
+        u = self.u.copy()
+        u[:, list(FIDELITY_COLUMNS)] = fidelity_onehot(fidelity)
+        return _replace(self, u=u, fidelities=[fidelity] * len(self.fidelities), y=None, sigma=None, lo=None,
+                        hi=None, mask=None, censored=None, icr_labels=[])
 
     def split_designs(self, fraction: float, seed: int = 0) -> tuple[Samples, Samples]:
         """(rest, held out): `fraction` of the designs (at least 1 when there are 2 or more) held out whole."""
@@ -167,20 +198,21 @@ class _Builder:
             self.designs.append(design)
         g = len(self.groups)
         self.groups.append((dict(conditions.electrolyte), conditions.temperature_K, fidelity))
+        lab = labelled(m) if m is not None else None
         for e in fields:
             labels = None
-            if m is not None:
-                res = m.field(e)
+            if lab is not None:
+                res = lab.field(e)[0]
                 labels = {sp: self.transform.label(r.flux_per_ns, r.flux_ci_per_ns) for sp, r in res.species.items()}
             u = global_features(design, conditions.electrolyte, conditions.temperature_K, e, fidelity)
             self.rows.append((k, u, float(e), g, labels))
-        if m is not None:
+        if lab is not None:
             self.icr += [{"group": g, "field_abs": r.field_abs_V_per_nm, "icr": r.icr, "censored": r.icr_censored}
-                         for r in m.icr]
+                         for r in lab.icr]
 
     def finish(self) -> Samples:
         n, ns = len(self.rows), len(SPECIES_NAMES)
-        labelled = n > 0 and all(r[4] is not None for r in self.rows)
+        has_labels = n > 0 and all(r[4] is not None for r in self.rows)
         s = Samples(
             designs=self.designs, design_index=np.array([r[0] for r in self.rows], int),
             u=np.stack([r[1] for r in self.rows]) if n else np.zeros((0, 0), np.float32),
@@ -188,7 +220,7 @@ class _Builder:
             electrolytes=[g[0] for g in self.groups], temperatures=[g[1] for g in self.groups],
             fidelities=[g[2] for g in self.groups], settings=self.settings, transform=self.transform,
             icr_labels=self.icr)
-        if labelled:
+        if has_labels:
             arr = {k: np.full((n, ns), np.nan) for k in ("y", "sigma", "lo", "hi")}
             cens = np.zeros((n, ns), bool)
             for i, r in enumerate(self.rows):

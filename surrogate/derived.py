@@ -7,7 +7,8 @@ A pair is two samples (rows) of the same design and conditions at +|E| and -|E|.
   std        sqrt(epistemic^2 + the variance of the change of the observable when each member's fluxes are
              drawn from its aleatoric spread) (the law of total variance; about `n_draws` Monte Carlo draws in
              all, at least one per member), so std >= epistemic always. Draws of +E and -E share their member.
-The ln ICR spreads are multiplied by the model's post-hoc factor `Prediction.icr_std_factor`.
+The ln ICR spreads are multiplied by the model's post-hoc factor `Prediction.icr_std_factor` (one number, or one
+per sample: the pair takes its +|E| row's).
 A campaign's adapter packs them into a surrogate.target_prediction.TargetPrediction, which acquisition scores.
 """
 
@@ -100,7 +101,7 @@ def derive(pred: Prediction, samples: Samples, i_pos: np.ndarray, i_neg: np.ndar
     noisy = _observables(flux(draws), present, conc, p, names, selectivity)
     out = {}
     for n in names:
-        f = pred.icr_std_factor if n == "log_icr" else 1.0
+        f = pred.icr_factor(i_pos) if n == "log_icr" else 1.0
         epi = members[n].std(axis=0)
         within = (noisy[n].reshape(k, n_members, p) - members[n][None]).var(axis=(0, 1))
         out[n] = (point[n][0], f * np.sqrt(epi**2 + within), f * epi)

@@ -12,10 +12,10 @@ does that on a featurised graph without rebuilding it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,7 @@ GLOBAL_FEATURES = ("E_V_per_nm/4", "bias_V/20", "sign_E", "log_abs_bias_V/3",
                    "box_z_nm/10", "sheet_nm/4", "n_layers/8")
 ODD_NODE = (NODE_FEATURES.index("layer_centred"), NODE_FEATURES.index("z_nm"))
 ODD_GLOBAL = (0, 1, 2)  # field, bias, sign of the field
+FIDELITY_COLUMNS = tuple(GLOBAL_FEATURES.index(f"fid_{f}") for f in (*FIDELITIES, "other"))
 FEATURISER_VERSION = 1  # bump whenever this file changes what it computes
 
 
@@ -102,61 +103,126 @@ def pore_axis(centres: np.ndarray, box_xy: np.ndarray) -> np.ndarray:
 
 def featurise_design(design: Design, settings: GraphSettings = GraphSettings()) -> DesignGraph:
     """Pore-region graph of the atomistic structure `build(design)` (cached, shared: do not modify in place)."""
-    return _featurise(design, settings)
+    return featurise_designs([design], settings)[0]
 
 
-@functools.lru_cache(maxsize=8192)
-def _featurise(design: Design, settings: GraphSettings) -> DesignGraph:
-    s = build(design)
-    box_xy = s.box[:2]
-    n_layers = len(design.layers)
-    rel_own = _wrap(s.positions[:, :2] - s.pore_center[s.layer], box_xy)
+CACHE_SIZE = 8192  # graphs kept (least recently used dropped)
+_CACHE: OrderedDict = OrderedDict()
+
+
+def featurise_designs(designs: list[Design], settings: GraphSettings = GraphSettings()) -> list[DesignGraph]:
+    """The graph of each design: cached ones reused, the others featurised together (vectorised over designs;
+    the same graphs as one at a time). Cached and shared: do not modify them in place."""
+    out: list[DesignGraph | None] = [None] * len(designs)
+    todo: dict[Design, list[int]] = {}
+    for k, d in enumerate(designs):
+        g = _CACHE.get((d, settings))
+        if g is None:
+            todo.setdefault(d, []).append(k)
+        else:
+            _CACHE.move_to_end((d, settings))
+            out[k] = g
+    if todo:
+        for d, g in zip(todo, _featurise_many(list(todo), settings), strict=True):
+            for k in todo[d]:
+                out[k] = g
+            _CACHE[(d, settings)] = g
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return out
+
+
+def clear_cache() -> None:
+    """Forget every cached graph."""
+    _CACHE.clear()
+
+
+def _featurise_many(designs: list[Design], settings: GraphSettings) -> list[DesignGraph]:
+    """Graphs of designs, built in one vectorised pass over all their atoms (see the module docstring)."""
+    import torch  # here, not at import: the descriptor models (RF, GP) use this module without torch
+
+    structs = [build(d) for d in designs]
+    n_atoms = np.array([s.n_atoms for s in structs])
+    n_layers = np.array([len(d.layers) for d in designs])
+    dsg = np.repeat(np.arange(len(designs)), n_atoms)  # design of each atom
+    seg = np.concatenate([s.layer for s in structs]) + np.repeat(np.cumsum(n_layers) - n_layers, n_atoms)
+    pos = np.concatenate([s.positions for s in structs])
+    roles = np.concatenate([s.roles for s in structs])
+    centres = np.concatenate([s.pore_center for s in structs])  # (total layers, 2)
+    box = np.array([s.box[:2] for s in structs])  # (designs, 2)
+    rel_own = _wrap(pos[:, :2] - centres[seg], box[dsg])
     r_own = np.hypot(rel_own[:, 0], rel_own[:, 1])
-    is_sheet = s.roles == "sheet"
-    rim = s.roles == "rim"
-    r_rim_max = np.zeros(n_layers)
-    np.maximum.at(r_rim_max, s.layer[rim], r_own[rim])
-    keep = ~is_sheet | (r_own < r_rim_max[s.layer] + settings.shell_nm)
-    idx = np.flatnonzero(keep)
+    is_sheet, rim = roles == "sheet", roles == "rim"
+    starts = np.searchsorted(seg, np.arange(len(centres)))  # atoms come layer by layer, design by design
+    r_rim_max = np.maximum.reduceat(np.where(rim, r_own, 0.0), starts)  # per layer, at least 0
+    idx = np.flatnonzero(~is_sheet | (r_own < r_rim_max[seg] + settings.shell_nm))
 
-    zc = design.box_z_nm / 2  # the stack is centred on the box centre
-    rel = _wrap(s.positions[idx, :2] - pore_axis(s.pore_center, box_xy), box_xy)
-    z = s.positions[idx, 2] - zc
-    layer = s.layer[idx]
-    n = len(idx)
-    x = np.zeros((n, len(NODE_FEATURES)), np.float32)
-    el = s.elements[idx]
-    for k, e in enumerate(ELEMENTS):
-        x[:, k] = el == e
-    x[:, len(ELEMENTS)] = s.charges[idx]
-    roles = s.roles[idx]
-    for k, r in enumerate(ROLES):
-        x[:, len(ELEMENTS) + 1 + k] = roles == r
-    x[:, ODD_NODE[0]] = layer - (n_layers - 1) / 2
+    axes = np.array([pore_axis(s.pore_center, s.box[:2]) for s in structs])
+    nd = dsg[idx]
+    rel = _wrap(pos[idx, :2] - axes[nd], box[nd])
+    z = pos[idx, 2] - np.array([d.box_z_nm / 2 for d in designs])[nd]  # the stack is centred on the box centre
+    layer = seg[idx] - (np.cumsum(n_layers) - n_layers)[nd]
+    x = np.zeros((len(idx), len(NODE_FEATURES)), np.float32)
+    x[:, :len(ELEMENTS)] = _one_hot(np.concatenate([s.elements for s in structs])[idx], ELEMENTS)
+    x[:, len(ELEMENTS)] = np.concatenate([s.charges for s in structs])[idx]
+    x[:, len(ELEMENTS) + 1:len(ELEMENTS) + 1 + len(ROLES)] = _one_hot(roles[idx], ROLES)
+    x[:, ODD_NODE[0]] = layer - (n_layers[nd] - 1) / 2
     x[:, ODD_NODE[1]] = z
     x[:, -1] = np.hypot(rel[:, 0], rel[:, 1])
 
-    edge_index, edge_attr = _edges(rel, z, box_xy, settings)
-    layer_z = np.asarray(design.layer_z_nm()) - zc
-    import torch  # here, not at import: the descriptor models (RF, GP) use this module without torch
+    pairs = _pairs(rel, z, nd, box, settings.edge_cutoff_nm)  # (P, 2), sorted by design
+    attr = _edge_features(rel, z, pairs, box[nd[pairs[:, 0]]], settings)
+    node_end = np.searchsorted(nd, np.arange(len(designs)), side="right")
+    pair_end = np.searchsorted(nd[pairs[:, 0]], np.arange(len(designs)), side="right")
+    out = []
+    for k, d in enumerate(designs):
+        n0, n1 = (node_end[k - 1] if k else 0), node_end[k]
+        p0, p1 = (pair_end[k - 1] if k else 0), pair_end[k]
+        p = (pairs[p0:p1] - n0).T
+        ea = np.concatenate([attr[p0:p1], attr[p0:p1]])
+        ea[p1 - p0:, settings.n_rbf] *= -1  # the reverse edge sees the opposite dz
+        layer_z = np.asarray(d.layer_z_nm()) - d.box_z_nm / 2
+        out.append(DesignGraph(torch.from_numpy(x[n0:n1]), torch.from_numpy(np.concatenate([p, p[::-1]], axis=1)),
+                               torch.from_numpy(ea), torch.from_numpy(layer[n0:n1]),
+                               torch.from_numpy(layer_z.astype(np.float32))))
+    return out
 
-    return DesignGraph(torch.from_numpy(x), torch.from_numpy(edge_index), torch.from_numpy(edge_attr),
-                       torch.from_numpy(layer.astype(np.int64)), torch.from_numpy(layer_z.astype(np.float32)))
+
+def _one_hot(values: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(n, len(names)) 0/1 of values (n,) str; a value not in names gives a zero row."""
+    order = np.argsort(names)
+    sorted_names = np.asarray(names)[order]
+    pos = np.minimum(np.searchsorted(sorted_names, values), len(names) - 1)
+    found = sorted_names[pos] == values
+    out = np.zeros((len(values), len(names)), np.float32)
+    out[np.flatnonzero(found), order[pos[found]]] = 1.0
+    return out
 
 
-def _edges(rel_xy: np.ndarray, z: np.ndarray, box_xy: np.ndarray, settings: GraphSettings):
-    """Directed pairs (both directions) closer than the cutoff, with RBF(distance), dz and |dz| features."""
+def _pairs(rel_xy: np.ndarray, z: np.ndarray, design: np.ndarray, box: np.ndarray, cut: float) -> np.ndarray:
+    """(P, 2) node pairs i < j of the same design at most `cut` apart (minimum image in x and y), sorted by
+    design. Nodes (n,): rel_xy (n, 2), z (n,), design (n,) ascending; box (designs, 2) nm."""
+    out = []
+    for b in np.unique(box, axis=0):  # one periodic k-d tree per cell size; designs stacked far apart in z
+        sel = np.flatnonzero((box[design] == b).all(axis=1))
+        span = float(np.abs(z[sel]).max(initial=0.0)) + cut + 1.0
+        zz = z[sel] + span + 2 * span * design[sel]
+        xy = rel_xy[sel] % b
+        xy[xy >= b] = 0.0  # -1e-17 % b is b: the same point of the periodic cell
+        tree = cKDTree(np.column_stack([xy, zz]), boxsize=[b[0], b[1], 2 * span * (design[-1] + 2)])
+        p = sel[tree.query_pairs(cut, output_type="ndarray")]
+        out.append(np.sort(p, axis=1))
+    p = np.concatenate(out) if out else np.zeros((0, 2), int)
+    return p[np.argsort(design[p[:, 0]], kind="stable")]
+
+
+def _edge_features(rel_xy: np.ndarray, z: np.ndarray, pairs: np.ndarray, box: np.ndarray,
+                   settings: GraphSettings) -> np.ndarray:
+    """(P, n_rbf + 2) features of the edges i -> j of pairs (P, 2): RBF(distance), dz / cutoff, |dz| / cutoff."""
     cut = settings.edge_cutoff_nm
-    periodic = np.abs(rel_xy).max(initial=0.0) + cut >= box_xy.min() / 2  # could an image be within reach?
-    if periodic:  # cKDTree wants coordinates inside [0, boxsize)
-        tree = cKDTree(np.column_stack([rel_xy % box_xy, z + 500.0]), boxsize=[box_xy[0], box_xy[1], 1000.0])
-    else:
-        tree = cKDTree(np.column_stack([rel_xy, z]))
-    pairs = tree.query_pairs(cut, output_type="ndarray")
     i, j = pairs[:, 0], pairs[:, 1]
     dxy = rel_xy[j] - rel_xy[i]
-    if periodic:
-        dxy -= box_xy * np.round(dxy / box_xy)
+    dxy -= box * np.round(dxy / box)  # a no-op for pairs that are not across the periodic boundary
     dz = z[j] - z[i]
     dist = np.sqrt((dxy * dxy).sum(axis=1) + dz * dz)
     nr = settings.n_rbf
@@ -166,10 +232,7 @@ def _edges(rel_xy: np.ndarray, z: np.ndarray, box_xy: np.ndarray, settings: Grap
     half[:, :nr] = np.exp(-(((dist[:, None] - centres[None, :]) / width) ** 2))
     half[:, nr] = dz / cut  # target minus source: > 0 when the message travels up
     half[:, nr + 1] = np.abs(dz) / cut
-    attr = np.concatenate([half, half])
-    attr[len(pairs):, nr] *= -1
-    edge_index = np.concatenate([pairs.T, pairs.T[::-1]], axis=1).astype(np.int64)
-    return edge_index, attr
+    return half
 
 
 def global_features(design: Design, electrolyte: dict[str, float], temperature_K: float, field_V_per_nm: float,
@@ -181,9 +244,14 @@ def global_features(design: Design, electrolyte: dict[str, float], temperature_K
     u += [electrolyte.get(sp, 0.0) for sp in SPECIES]
     u += [math.log(electrolyte[sp]) / 3 if sp in electrolyte else 0.0 for sp in SPECIES]
     u += [(temperature_K - 300.0) / 50]
-    u += [float(fidelity == f) for f in FIDELITIES] + [float(fidelity not in FIDELITIES)]
+    u += fidelity_onehot(fidelity)
     u += [design.box_z_nm / 10, design.sheet_nm / 4, len(design.layers) / 8]
     return np.asarray(u, np.float32)
+
+
+def fidelity_onehot(fidelity: str) -> list[float]:
+    """The fidelity's one-hot part of the globals (columns FIDELITY_COLUMNS)."""
+    return [float(fidelity == f) for f in FIDELITIES] + [float(fidelity not in FIDELITIES)]
 
 
 def mirror_globals(u):

@@ -53,14 +53,25 @@ def flux_arrays(samples: Samples, pred: Prediction) -> tuple[np.ndarray, np.ndar
     return samples.y[sel], pred.mean[sel], std[sel]
 
 
+def _uncensored_pairs(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """(i_on, i_off) of every ±E pair whose measured ICR is not censored."""
+    on, off, _ = samples.icr_pairs()
+    cens = {(r["group"], round(r["field_abs"], 9)): r["censored"] for r in samples.icr_labels}
+    keep = np.array([not cens.get((int(samples.group[i]), round(float(samples.field[i]), 9)), True) for i in on],
+                    bool)
+    return on[keep], off[keep]
+
+
+def icr_rows(samples: Samples) -> np.ndarray:
+    """The +|E| rows of the pairs icr_arrays returns, in its order."""
+    return _uncensored_pairs(samples)[0]
+
+
 def icr_arrays(samples: Samples, pred: Prediction, n_draws: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(measured, predicted, predicted std) of ln ICR for every ±E pair whose measured ICR is not censored."""
-    on, off, _ = samples.icr_pairs()
+    on, off = _uncensored_pairs(samples)
     if len(on) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
-    cens = {(r["group"], round(r["field_abs"], 9)): r["censored"] for r in samples.icr_labels}
-    keep = np.array([not cens.get((int(samples.group[i]), round(float(samples.field[i]), 9)), True) for i in on])
-    on, off = on[keep], off[keep]
     i_meas = current_from_fluxes_nA(samples.transform.inverse(samples.y), samples.species_present)
     measured = log_icr(i_meas[on], i_meas[off])
     point, sd, _ = derive(pred, samples, on, off, ("log_icr",), n_draws=n_draws)["log_icr"]
@@ -72,7 +83,7 @@ def icr_calibration_factor(samples: Samples, pred: Prediction, bounds: tuple[flo
     measured, point, sd = icr_arrays(samples, pred)
     if len(measured) < 3:
         return 1.0
-    z2 = ((measured - point) / (sd / pred.icr_std_factor).clip(min=1e-9)) ** 2
+    z2 = ((measured - point) / (sd / pred.icr_factor(icr_rows(samples))).clip(min=1e-9)) ** 2
     return float(np.clip(np.sqrt(np.mean(z2)), *bounds))
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from porelab.surrogate.graph import ODD_GLOBAL, DesignGraph, GraphSettings, mirror_globals, mirror_graph
+from porelab.surrogate.graph import ODD_GLOBAL, ODD_NODE, DesignGraph, GraphSettings, mirror_globals
 
 SIGN_E = ODD_GLOBAL[2]  # column of the globals holding sign(E)
 MIN_VAR = 1e-4
@@ -187,6 +187,21 @@ class PoreGNN(nn.Module):
         return self.head_forward(self.encode(b), sample_graph, u)
 
 
+def with_mirror(b: GraphBatch, settings: GraphSettings) -> GraphBatch:
+    """The batch followed by the mirror image of each of its graphs: collate(graphs + [mirror_graph(g), ...]),
+    made from the batch in a few tensor operations instead of graph by graph."""
+    seg_off = torch.cumsum(b.n_layers, 0) - b.n_layers
+    rev = seg_off[b.seg_graph] + b.n_layers[b.seg_graph] - 1 - b.seg_pos  # layer k of L <-> layer L - 1 - k
+    x, e = b.x.clone(), b.edge_attr.clone()
+    x[:, list(ODD_NODE)] *= -1
+    e[:, list(settings.odd_edge)] *= -1
+    n_nodes, n_seg = b.x.shape[0], len(b.seg_z)
+    return GraphBatch(torch.cat([b.x, x]), torch.cat([b.edge_index, b.edge_index + n_nodes], dim=1),
+                      torch.cat([b.edge_attr, e]), torch.cat([b.node_seg, rev[b.node_seg] + n_seg]),
+                      torch.cat([b.seg_z, -b.seg_z[rev]]), torch.cat([b.seg_graph, b.seg_graph + b.n_graphs]),
+                      torch.cat([b.seg_pos, b.seg_pos]), torch.cat([b.n_layers, b.n_layers]))
+
+
 def symmetric_forward(model: PoreGNN, graphs: list[DesignGraph], sample_graph: torch.Tensor, u: torch.Tensor,
                       settings: GraphSettings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exactly mirror-antisymmetric prediction (M, n, S) for samples with globals u (n, G) on graphs sample_graph.
@@ -194,7 +209,7 @@ def symmetric_forward(model: PoreGNN, graphs: list[DesignGraph], sample_graph: t
     mean = (f(G, E) - f(mirror G, -E)) / 2, variance = (v(G, E) + v(mirror G, -E)) / 2.
     """
     settings = settings or GraphSettings()
-    emb = model.encode(collate(list(graphs) + [mirror_graph(g, settings) for g in graphs]))
+    emb = model.encode(with_mirror(collate(graphs), settings))
     n = len(graphs)
     mu1, v1 = model.head_forward(emb[:, :n], sample_graph, u)
     mu2, v2 = model.head_forward(emb[:, n:], sample_graph, mirror_globals(u))

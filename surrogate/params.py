@@ -21,7 +21,7 @@ ENSEMBLE_PARAMS: dict[str, tuple] = {
     "schedule": (_STR, ("plateau", "cosine")), "symmetry": (_STR, ("none", "augment", "exact")),
     "calibrate": (_BOOL,), "graph_settings": ("graph",), "flux_scale_per_ns": (_FLOAT, 0, None, True),
     "warm_start": (_BOOL,), "seed": (_INT, 0, 2**32 - 1, False), "progress": (_BOOL,),
-    "n_threads": (_INT, 1, 1024, False),
+    "n_threads": (_INT, 1, 1024, False), "compile_predict": (_BOOL,),
 }
 #: RFBaseline / GPBaseline keywords, as above.
 _DESCRIPTOR_COMMON: dict[str, tuple] = {
@@ -37,6 +37,10 @@ GP_PARAMS: dict[str, tuple] = {
     "n_restarts": (_INT, 0, 100, False), "n_draws": (_INT, 2, 4096, False), **_DESCRIPTOR_COMMON,
 }
 MODEL_PARAMS = {"gnn": ENSEMBLE_PARAMS, "rf": RF_PARAMS, "gp": GP_PARAMS}  # by model kind
+#: How surrogate.fidelity.FidelityModel learns several fidelities; the default is the better one on held-out MD
+#: (benchmarks/fidelity_models.py).
+FIDELITY_APPROACHES = ("delta", "feature")
+DEFAULT_FIDELITY_APPROACH = "delta"
 GRAPH_PARAMS: dict[str, tuple] = {
     "shell_nm": (_FLOAT, 0, 5, False), "edge_cutoff_nm": (_FLOAT, 0, 2, True), "n_rbf": (_INT, 1, 64, False),
 }

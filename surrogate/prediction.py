@@ -24,19 +24,25 @@ class Prediction:
     members_std: np.ndarray
     present: np.ndarray  # (n, S) bool: the species is in the sample's electrolyte
     transform: FluxTransform  # the scale the model predicts on: flux = transform.inverse(y)
-    icr_std_factor: float = 1.0  # post-hoc calibration of the derived ln ICR spread
+    icr_std_factor: float | np.ndarray = 1.0  # post-hoc calibration of the derived ln ICR spread: one, or (n,)
 
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.epistemic_std**2 + self.aleatoric_std**2)
 
+    def icr_factor(self, rows: np.ndarray) -> np.ndarray | float:
+        """The ln ICR std factor of pairs whose +|E| samples are `rows`: (len(rows),), or one number."""
+        f = self.icr_std_factor
+        return f if np.ndim(f) == 0 else np.asarray(f, float)[rows]
+
     def scaled(self, factor: np.ndarray) -> Prediction:
-        """Every spread multiplied by factor (S,) (post-hoc calibration); means unchanged."""
+        """Every spread multiplied by factor, (S,) or (n, S) (post-hoc calibration); means unchanged."""
         f = np.asarray(factor, float)
         mm = self.members_mean
         # members' spread around the mean carries the epistemic part: scale it about the mean
         return replace(self, epistemic_std=self.epistemic_std * f, aleatoric_std=self.aleatoric_std * f,
                        members_mean=self.mean[None] + (mm - self.mean[None]) * f, members_std=self.members_std * f)
+
 
 def from_members(mu: np.ndarray, var: np.ndarray, present: np.ndarray, transform: FluxTransform) -> Prediction:
     """Prediction of an ensemble from member means and aleatoric variances, each (M, n, S)."""

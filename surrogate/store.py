@@ -3,15 +3,16 @@
 
     model.json                 format, kind, params (the constructor keywords), species, flux_scale_per_ns,
                                featuriser (graph settings hash or descriptor version), fidelity of queries,
+                               fidelity_model (a surrogate.fidelity.FidelityModel's keywords, else absent),
                                goal (a campaign's, else null), training (file, sha256, counts, design ids),
                                weights (GNN: file, sha256), state (GNN: epochs, losses, history), provenance
     training-<sha16>.json      the training measurements (a JSON list of sim.measurement.Measurement)
     weights-<sha16>.pt         GNN only: tensors (weights, y scale, calibration), torch.load(weights_only=True)
 
 No pickle anywhere: an RF or GP is refitted on load from its training measurements (same samples, same seed:
-the same model). The data files are named by their content and written first; model.json is written last
-(atomically) and names them, so a save killed half-way leaves the previous model whole; files no model.json
-names are removed after a save.
+the same model); so is everything of a FidelityModel but a GNN base's weights. The data files are named by their
+content and written first; model.json is written last (atomically) and names them, so a save killed half-way leaves
+the previous model whole; files no model.json names are removed after a save.
 """
 
 from __future__ import annotations
@@ -51,8 +52,24 @@ def new_model(kind: str, **params):
     return RFBaseline(**params) if kind == "rf" else GPBaseline(**params)
 
 
+def new_fidelity_model(kind: str, target: str, approach: str, **params):
+    """An unfitted surrogate.fidelity.FidelityModel over a `kind` model with keywords `params` (seed included)."""
+    from porelab.surrogate.fidelity import FidelityModel
+
+    return FidelityModel(kind, approach, target, params=params, seed=params.get("seed", 0)).check()
+
+
 def model_kind(model) -> str:
+    if type(model).__name__ == "FidelityModel":
+        return model.kind
     return {"DeepEnsemble": "gnn", "RFBaseline": "rf", "GPBaseline": "gp"}[type(model).__name__]
+
+
+def _fidelity_keywords(model) -> dict | None:
+    """A FidelityModel's own keywords (not its base model's), else None."""
+    if type(model).__name__ != "FidelityModel":
+        return None
+    return {k: v for k, v in model.get_params().items() if k not in ("kind", "params", "seed")}
 
 
 def featuriser(model) -> str:
@@ -115,15 +132,18 @@ def save_model(directory: str | Path, model, training: Sequence[Measurement], fi
     kind = model_kind(model)
     ms = [m for m in training if m.status == "ok"]
     doc = json.dumps([m.model_dump(mode="json") for m in ms], allow_nan=False)
-    info = {"format": FORMAT, "kind": kind, "params": model.get_params(),
+    fm = _fidelity_keywords(model)
+    info = {"format": FORMAT, "kind": kind, "params": model.base_params() if fm else model.get_params(),
             "species": list(SPECIES_NAMES), "flux_scale_per_ns": model.transform.scale_per_ns,
             "featuriser": featuriser(model), "fidelity": fidelity or main_fidelity(ms), "goal": goal,
             "training": {**_write_named(d, "training", ".json", doc.encode()), "n_measurements": len(ms),
                          "n_designs": len({m.design_id for m in ms}), "design_ids": [m.design_id for m in ms]}}
+    if fm:
+        info["fidelity_model"] = fm
     if kind == "gnn":
         import torch
 
-        tensors, state = model.get_state()
+        tensors, state = (model.base_ if fm else model).get_state()
         buf = io.BytesIO()
         torch.save(tensors, buf)
         info["weights"] = _write_named(d, "weights", ".pt", buf.getvalue())
@@ -164,8 +184,13 @@ def load_model(directory: str | Path) -> SavedModel:
         raise ValueError(f"{path}: model format {info.get('format')!r}, this porelab reads {FORMAT}; retrain it")
     if kind not in KINDS:
         raise ValueError(f"{path}: model kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
+    fm = info.get("fidelity_model")
     try:
         model = new_model(kind, **info["params"])
+        if fm:
+            from porelab.surrogate.fidelity import FidelityModel
+
+            model = FidelityModel(kind, params=info["params"], seed=info["params"].get("seed", 0), **fm).check()
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: params: {err}") from None
     if info.get("species") != list(SPECIES_NAMES) or info.get("featuriser") != featuriser(model):
@@ -187,7 +212,9 @@ def load_model(directory: str | Path) -> SavedModel:
     except (json.JSONDecodeError, ValidationError) as err:
         raise ValueError(f"{d / info['training']['file']}: unreadable training measurements "
                          f"({type(err).__name__})") from None
-    if kind == "gnn":
+    if fm:
+        model.fit(training_samples(model, training), (tensors, info["state"]) if kind == "gnn" else None)
+    elif kind == "gnn":
         model.set_state(tensors, info["state"])
     else:
         model.fit(training_samples(model, training))

@@ -88,6 +88,16 @@ class Campaign:
     module's logger at INFO); `views` are brought up to date from the ledger as it runs; `budget` and
     `wall_clock_min` override the study's (a larger one re-opens a finished campaign)."""
 
+    @classmethod
+    def from_study(cls, study_file: str | Path, directory: str | Path, resume: bool = False, **kw) -> Campaign:
+        """A campaign of the study YAML in a new directory (resume: reopen one that holds this very study);
+        `kw` as for Campaign(...). Call .run() to drive it."""
+        from porelab.active_learning.campaign.directory import create
+        from porelab.active_learning.campaign.study import load_study
+
+        create(load_study(study_file), directory, exist_ok=resume)
+        return cls(directory, **kw)
+
     def __init__(self, directory: str | Path, log: Callable[[str], None] | None = None, views: Sequence[View] = (),
                  budget: int | None = None, wall_clock_min: float | None = None):
         self.dir = Path(directory)
@@ -309,6 +319,6 @@ class Campaign:
         goal = self.study.goal
         step_plots(step_dir(self.dir, "plots", p.step), prospective(snap, self.objective, None),
                    [*snap.iterations, {"metrics": p.metrics}], self.objective.replace("log_", "ln "),
-                   f"best {goal.objective}", p.scores, p.picked, p.acquisition)
+                   f"best {goal.objective}", p.scores, p.picked, p.acquisition, snapshot=snap, goal=goal)
         fault_point("campaign.record_iteration")  # model saved, iteration not yet committed
         self.ledger.record_iteration(p.step, p.step, started, p.n_train, p.metrics, mrec, p.picks, meta)

@@ -8,6 +8,11 @@ std (total and epistemic) of each target (targets.py: ln ICR, ln ON current, ln 
     pred = model.predict(candidates)        # surrogate.target_prediction.TargetPrediction; Candidate or (design, cond)
     model.save(dir); CampaignModel.load(dir)
 
+Several fidelities: `CampaignModel(kind, goal, seed, target_fidelity="md")` learns measurements of every fidelity
+jointly (surrogate.fidelity.FidelityModel; `fidelity_approach` "delta" or "feature") and predicts at the target
+fidelity, its uncertainty including the gap between fidelities; `predict(candidates, fidelity="continuum")` asks
+another. Without target_fidelity, one model with the fidelity as an input, asked at the most common fidelity.
+
 The targets are derived from the predicted fluxes at the goal's |E| (default: the largest |E| of the candidate's
 conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. Saved models
 are surrogate.store model directories (no pickle), the same that `porelab train` writes and `porelab design`
@@ -26,6 +31,7 @@ from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import target_names
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH as DEFAULT_APPROACH
 from porelab.surrogate.store import KINDS as MODEL_KINDS
 from porelab.surrogate.target_prediction import TargetPrediction
 
@@ -41,26 +47,33 @@ def _pairs(candidates: Sequence) -> list[tuple[Design, Conditions]]:
 
 
 class CampaignModel:
-    """A fresh, unfitted surrogate of `kind` for the goal's targets; params go to the underlying model."""
+    """A fresh, unfitted surrogate of `kind` for the goal's targets; params go to the underlying model.
+    target_fidelity: learn every fidelity jointly and predict at this one (fidelity_approach: delta | feature)."""
 
-    def __init__(self, kind: str = "gnn", goal: Goal | None = None, seed: int = 0, **params):
+    def __init__(self, kind: str = "gnn", goal: Goal | None = None, seed: int = 0, *,
+                 target_fidelity: str | None = None, fidelity_approach: str = DEFAULT_APPROACH, **params):
         if kind not in MODEL_KINDS:
             raise ModelError(f"model kind {kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
         self.kind, self.goal, self.seed, self.params = kind, goal or Goal(), seed, dict(params)
+        self.target_fidelity, self.fidelity_approach = target_fidelity, fidelity_approach
         self.targets = target_names(self.goal)
         self._new()  # refuse bad keywords now
 
     def _new(self):
-        from porelab.surrogate.store import new_model
+        from porelab.surrogate.store import new_fidelity_model, new_model
 
+        params = {**ADAPTER_DEFAULTS[self.kind], **self.params, "seed": self.seed}
         try:
-            return new_model(self.kind, **{**ADAPTER_DEFAULTS[self.kind], **self.params, "seed": self.seed})
+            if self.target_fidelity is not None:
+                return new_fidelity_model(self.kind, self.target_fidelity, self.fidelity_approach, **params)
+            return new_model(self.kind, **params)
         except (TypeError, ValueError) as err:
             raise ModelError(f"model {self.kind}: {err}") from None
 
     def clone(self) -> CampaignModel:
         """A fresh unfitted model with the same settings (a new one is trained every round)."""
-        return CampaignModel(self.kind, self.goal, self.seed, **self.params)
+        return CampaignModel(self.kind, self.goal, self.seed, target_fidelity=self.target_fidelity,
+                             fidelity_approach=self.fidelity_approach, **self.params)
 
     # --- training ---------------------------------------------------------------------------------
     def fit(self, measurements: Sequence[Measurement]) -> CampaignModel:
@@ -74,12 +87,13 @@ class CampaignModel:
             model.fit(training_samples(model, ms))
         except ValueError as err:
             raise ModelError(f"model {self.kind}: {err}") from None
-        self.model_, self.train_, self.fidelity_ = model, ms, main_fidelity(ms)
+        self.model_, self.train_, self.fidelity_ = model, ms, self.target_fidelity or main_fidelity(ms)
         return self
 
     # --- prediction -------------------------------------------------------------------------------
-    def predict(self, candidates: Sequence) -> TargetPrediction:
-        """Mean, total std and epistemic std of every target, and the descriptor embedding, per candidate."""
+    def predict(self, candidates: Sequence, fidelity: str | None = None) -> TargetPrediction:
+        """Mean, total std and epistemic std of every target, and the descriptor embedding, per candidate, at
+        `fidelity` (default: the target fidelity, else the training data's most common one)."""
         from porelab.surrogate.dataset import Samples
         from porelab.surrogate.derived import derive, pick_pairs
         from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES, descriptors
@@ -89,8 +103,8 @@ class CampaignModel:
             z = {t: np.zeros(0) for t in self.targets}
             return TargetPrediction(z, dict(z), dict(z), np.zeros((0, len(SAMPLE_DESCRIPTOR_NAMES))))
         m = self.model_
-        q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], self.fidelity_, m.settings,
-                                 m.transform)
+        q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], fidelity or self.fidelity_,
+                                 m.settings, m.transform)
         try:
             i_pos, i_neg = pick_pairs(q, self.goal.field_abs_V_per_nm)
         except ValueError as err:
@@ -106,9 +120,10 @@ class CampaignModel:
         """Write the model directory `directory` (created); returns the path of its model.json."""
         from porelab.surrogate.store import save_model
 
+        own = {"seed": self.seed, "params": self.params, "target_fidelity": self.target_fidelity,
+               "fidelity_approach": self.fidelity_approach}
         return save_model(directory, self.model_, self.train_, self.fidelity_, self.goal.model_dump(mode="json"),
-                          {"created_by": "porelab campaign", "campaign_model": {"seed": self.seed,
-                                                                                "params": self.params}})
+                          {"created_by": "porelab campaign", "campaign_model": own})
 
     @classmethod
     def load(cls, directory: str | Path) -> CampaignModel:
@@ -119,8 +134,11 @@ class CampaignModel:
         own = saved.info.get("provenance", {}).get("campaign_model")
         if own is None:  # written by `porelab train`: its keywords as they are
             params = {k: v for k, v in saved.info["params"].items() if k != "seed"}
-            own = {"seed": saved.info["params"]["seed"], "params": params}
+            fm = saved.info.get("fidelity_model") or {}
+            own = {"seed": saved.info["params"]["seed"], "params": params, "target_fidelity": fm.get("target"),
+                   "fidelity_approach": fm.get("approach", DEFAULT_APPROACH)}
         goal = Goal.model_validate(saved.goal) if saved.goal else Goal()
-        model = cls(saved.kind, goal, own["seed"], **own["params"])
+        model = cls(saved.kind, goal, own["seed"], target_fidelity=own.get("target_fidelity"),
+                    fidelity_approach=own.get("fidelity_approach", DEFAULT_APPROACH), **own["params"])
         model.model_, model.train_, model.fidelity_ = saved.model, saved.training, saved.fidelity
         return model

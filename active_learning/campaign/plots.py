@@ -11,7 +11,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
+from porelab.active_learning.campaign.measured import measured
 from porelab.sim.measurement import atomic_write_bytes
+from porelab.sim.observables import Interval
 
 
 def _figure(figsize: tuple[float, float]):
@@ -28,33 +30,78 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], iterations: list[dict],
                objective_label: str, best_label: str, scores: np.ndarray | None = None,
-               picked: np.ndarray | None = None, acquisition: str | None = None) -> list[Path]:
+               picked: np.ndarray | None = None, acquisition: str | None = None, snapshot=None,
+               goal=None) -> list[Path]:
     """An iteration's plots in `d`: parity and calibration of the prospective predictions (measured, mean, std),
     each (n,), when n >= 2; the learning curve over `iterations` (ledger rows with metrics); the acquisition scores
-    (n,) with the picks marked, when given. Returns the files written."""
+    (n,) with the picks marked, when given. With the iteration's `snapshot` (iteration.Snapshot) and the study's
+    `goal`, measured values carry their 95 % intervals: x error bars on the parity plot (censored values as
+    lower-bound markers) and the best design so far, ranked by its bound (campaign.measured), with its interval on
+    the learning curve. Returns the files written."""
     d.mkdir(parents=True, exist_ok=True)
     y, mu, sd = prospective
+    ci = best = None
+    if snapshot is not None and goal is not None:
+        read = {r["design_id"]: measured(r, goal) for r in snapshot.measured}
+        ci = _log_intervals([read.get(r["design_id"]) for r in snapshot.measured
+                             if r["design_id"] in snapshot.predicted])  # iteration.prospective's rows, its order
+        best = _best_so_far([read.get(r["design_id"]) for r in snapshot.measured], goal)
     out = []
     if len(y) >= 2:
-        out += [parity(y, mu, sd, d / "parity.png", objective_label), calibration(y, mu, sd, d / "calibration.png")]
+        out += [parity(y, mu, sd, d / "parity.png", objective_label, ci if ci is not None and len(ci) == len(y)
+                       else None), calibration(y, mu, sd, d / "calibration.png")]
     if iterations:
         out.append(learning_curve([it["metrics"].get("completed", 0) for it in iterations],
                                   [it["metrics"].get("heldout_rmse") for it in iterations],
                                   [it["metrics"].get("best_objective") for it in iterations],
-                                  d / "learning_curve.png", best_label))
+                                  d / "learning_curve.png", best_label, best))
     if scores is not None and len(scores) and picked is not None:
         out.append(acquisition_scores(scores, picked, d / "acquisition_scores.png", acquisition or ""))
     return out
 
 
-def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, label: str = "ln ICR") -> Path:
-    """Predicted (before the simulation) vs measured, +-1 std bars."""
+def _log_intervals(rows: list) -> np.ndarray:
+    """(n, 2) ln (low, high) of each Measured's objective; high NaN when censored, both NaN when unknown."""
+    out = np.full((len(rows), 2), np.nan)
+    for k, m in enumerate(rows):
+        if m is not None:
+            out[k] = np.log(max(m.objective.low, 1e-300)), np.log(m.objective.high) if not m.objective.censored \
+                else np.nan
+    return out
+
+
+def _best_so_far(rows: list, goal) -> list[Interval | None]:
+    """After each of the measurements (dispatch order), the objective of the best so far by its rank bound."""
+    out, best = [], None
+    for m in rows:
+        if m is not None and (best is None or m.rank_bound > best.rank_bound):
+            best = m
+        out.append(best.objective if best is not None else None)
+    return out
+
+
+def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, label: str = "ln ICR",
+           measured_ci: np.ndarray | None = None) -> Path:
+    """Predicted (before the simulation) vs measured, with 95 % bars: the prediction's (mean -+ 1.96 std) and, given
+    measured_ci (n, 2) on the same scale (high NaN: censored), the measurement's; a censored measurement is drawn
+    as a right-pointing triangle at its lower bound."""
     fig, ax = _figure((4.2, 4))
-    ax.errorbar(measured, mean, yerr=std, fmt="o", ms=4, alpha=0.8)
-    lo, hi = np.nanmin(np.r_[measured, mean]), np.nanmax(np.r_[measured, mean])
+    z = norm.ppf(0.975)
+    cens = np.zeros(len(measured), bool) if measured_ci is None else np.isnan(measured_ci[:, 1])
+    ok = ~cens
+    xerr = None
+    if measured_ci is not None:
+        xerr = np.abs(np.vstack([measured[ok] - measured_ci[ok, 0], measured_ci[ok, 1] - measured[ok]]))
+    ax.errorbar(measured[ok], mean[ok], xerr=xerr, yerr=z * std[ok], fmt="o", ms=4, alpha=0.8, elinewidth=0.8)
+    if cens.any():
+        ax.errorbar(measured_ci[cens, 0], mean[cens], yerr=z * std[cens], fmt=">", ms=5, alpha=0.8, c="C3",
+                    elinewidth=0.8, label="measured: lower bound only")
+        ax.legend(fontsize=7, loc="best")
+    xs = measured_ci[cens, 0] if cens.any() else np.zeros(0)
+    lo, hi = np.nanmin(np.r_[measured, mean, xs]), np.nanmax(np.r_[measured, mean, xs])
     pad = 0.05 * (hi - lo + 1e-9)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
-    ax.set(xlabel=f"measured {label}", ylabel=f"predicted {label}", title="parity (prospective)")
+    ax.set(xlabel=f"measured {label}", ylabel=f"predicted {label}", title="parity (prospective, 95 % bars)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -74,17 +121,35 @@ def calibration(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: P
 
 
 def learning_curve(n_eval: list[int], rmse: list[float | None], best: list[float | None], path: Path,
-                   best_label: str = "best ICR") -> Path:
-    """Held-out RMSE and the best objective found vs the number of evaluations."""
+                   best_label: str = "best ICR", best_so_far: list[Interval | None] | None = None) -> Path:
+    """Held-out RMSE and the best objective found vs the number of evaluations. `best_so_far` (one Interval per
+    measurement, see step_plots) draws the best design so far with its 95 % interval as a band (a censored one as
+    lower-bound triangles) instead of the per-iteration `best` points."""
     fig, ax = _figure((5, 3.6))
     pts = [(n, r) for n, r in zip(n_eval, rmse, strict=True) if r is not None]
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", color="C0")
     ax.set(xlabel="evaluations", ylabel="held-out RMSE (ln ICR)")
     ax2 = ax.twinx()
-    pts = [(n, b) for n, b in zip(n_eval, best, strict=True) if b is not None]
-    if pts:
-        ax2.plot(*zip(*pts, strict=True), "s-", color="C1")
+    if best_so_far:
+        k = np.arange(1, len(best_so_far) + 1)
+        have = np.array([b is not None for b in best_so_far])
+        val = np.array([b.value if b is not None else np.nan for b in best_so_far])
+        low = np.array([b.low if b is not None else np.nan for b in best_so_far])
+        high = np.array([b.high if b is not None and b.high is not None else np.nan for b in best_so_far])
+        cens = np.array([b is not None and b.censored for b in best_so_far])
+        ax2.fill_between(k, low, np.where(cens, np.nan, high), step="post", color="C1", alpha=0.25, lw=0,
+                         label="95 % interval")
+        ax2.step(k[have & ~cens], val[have & ~cens], where="post", color="C1", label=f"{best_label}, by its bound")
+        if cens.any():
+            ax2.plot(k[cens], low[cens], "^", ms=4, color="C1", label="lower bound only")
+        if np.nanmin(np.r_[low, val]) > 0:
+            ax2.set_yscale("log")
+        ax2.legend(fontsize=7, loc="lower right")
+    else:
+        pts = [(n, b) for n, b in zip(n_eval, best, strict=True) if b is not None]
+        if pts:
+            ax2.plot(*zip(*pts, strict=True), "s-", color="C1")
     ax2.set_ylabel(best_label, color="C1")
     fig.tight_layout()
     return _save(fig, path)
@@ -102,11 +167,12 @@ def acquisition_scores(scores: np.ndarray, picked: np.ndarray, path: Path, name:
 
 
 def pareto(obj: np.ndarray, on: np.ndarray, front: np.ndarray, top: np.ndarray, path: Path, label: str = "ICR",
-           on_min: float | None = None, verified: list[tuple[int, float, float]] | None = None,
+           on_min: float | None = None, verified: list[tuple[int, Interval, Interval]] | None = None,
            max_background: int = 20000) -> Path:
-    """Objective vs ON current (nA), log axes. obj, on: (n, 3) arrays of (mean, low, high) in natural units;
-    front: Pareto-front indices (drawn with error bars); top: the ranked top (labelled by rank);
-    verified: (candidate index, measured objective, measured ON current) drawn as stars."""
+    """Objective vs ON current (nA), log axes. obj, on: (n, 3) arrays of (mean, low, high) in natural units (the
+    95 % epistemic interval); front: Pareto-front indices (drawn with error bars); top: the ranked top (labelled by
+    rank); verified: (candidate index, measured objective, measured ON current), measured values with their 95 %
+    intervals, drawn as stars with error bars (a censored objective as an upward triangle at its lower bound)."""
     fig, ax = _figure((6.4, 4.8))
     rng = np.random.default_rng(0)
     bg = np.arange(len(obj)) if len(obj) <= max_background else rng.choice(len(obj), max_background, replace=False)
@@ -121,12 +187,23 @@ def pareto(obj: np.ndarray, on: np.ndarray, front: np.ndarray, top: np.ndarray, 
     for r, i in enumerate(top[:10]):
         ax.annotate(str(r + 1), (on[i, 0], obj[i, 0]), xytext=(3, 3), textcoords="offset points", fontsize=7)
     for k, (i, y, x) in enumerate(verified or []):
-        ax.plot([on[i, 0], x], [obj[i, 0], y], c="tab:red", lw=0.7)
-        ax.plot(x, y, "*", ms=10, c="tab:red", label="verified (oracle)" if k == 0 else None)
+        ax.plot([on[i, 0], x.value], [obj[i, 0], y.value], c="tab:red", lw=0.7)
+        measured_point(ax, x, y, c="tab:red", ms=10, label="verified (oracle, 95 % interval)" if k == 0 else None)
     if on_min:
         ax.axvline(on_min, c="k", ls=":", lw=1, label=f"ON current >= {on_min:g} nA")
     ax.set(xscale="log", yscale="log", xlabel="ON current (nA)", ylabel=label,
-           title=f"{label} vs ON current (surrogate mean, bars ±1 epistemic sd)")
+           title=f"{label} vs ON current (surrogate mean, bars: 95 % epistemic interval)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def measured_point(ax, x: Interval, y: Interval, c: str, ms: float = 6, label: str | None = None) -> None:
+    """A measured (x, y) with its 95 % intervals as error bars; a censored y (only a lower bound known) as an upward
+    triangle at that bound."""
+    xerr = None if x.censored else [[x.value - x.low], [x.high - x.value]]
+    if y.censored:
+        ax.errorbar([x.value], [y.low], xerr=xerr, fmt="^", ms=ms * 0.7, c=c, elinewidth=0.8, label=label)
+    else:
+        ax.errorbar([x.value], [y.value], xerr=xerr, yerr=[[y.value - y.low], [y.high - y.value]], fmt="*", ms=ms,
+                    c=c, elinewidth=0.8, label=label)

@@ -1,37 +1,35 @@
-"""A campaign's summary, read from its ledger only: trials by status, the best designs, the last model's
-prospective quality, worker utilisation and why it stopped."""
+"""A campaign's summary, read from its ledger only: trials by status, the best designs (each value with its 95 %
+interval, ranked by the objective's pessimistic bound: campaign.measured), the last model's prospective quality,
+worker utilisation and why it stopped."""
 
 from __future__ import annotations
 
 import json
-import math
 
 from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.measured import ranked
 from porelab.active_learning.campaign.study import Study
-from porelab.active_learning.campaign.targets import objective_name
 
 
 def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
-    """Counts by status, the `top` best designs (natural units), the last iteration's held-out metrics,
-    utilisation, the stop reason and the driver's time (s)."""
-    objective = objective_name(study.goal)
-    sign = 1.0 if study.goal.maximize else -1.0
-    ms = ledger.measurements(ok_only=True)
-    ranked = sorted(ms, key=lambda m: -sign * m["targets"][objective])[:top]
+    """Counts by status, the `top` best designs (natural units, flat: icr, icr_lo, icr_hi, icr_censored, the same
+    for on_current_nA, objective and selectivity, measured_by, symmetric, layers, design, conditions), the best
+    objective with its interval, the last iteration's prospective metrics, utilisation, the stop reason and the
+    driver's time (s)."""
+    rows = {r["design_id"]: r for r in ledger.measurements(ok_only=True)}
     best = []
-    for m in ranked:
-        doc = json.loads(m["json"])
-        best.append({"design_id": m["design_id"], "layers": doc["design"]["layers"],
-                     "field_V_per_nm": max(abs(x) for x in doc["conditions"]["fields_V_per_nm"]),
-                     "objective": math.exp(m["targets"][objective]), "icr": math.exp(m["targets"]["log_icr"]),
-                     "on_current_nA": math.exp(m["targets"]["log_on_current"]), "design": doc["design"],
+    for m in ranked(list(rows.values()), study.goal)[:top]:
+        doc = json.loads(rows[m.design_id]["json"])
+        best.append({**m.as_dict(), "layers": doc["design"]["layers"], "design": doc["design"],
                      "conditions": doc["conditions"]})
     its = ledger.iterations()
     last = its[-1]["metrics"] if its else {}
     counts = ledger.counts()
+    top1 = best[0] if best else {}
     return {**counts, "trials": sum(counts.values()), "iterations": len(its), "best": best,
-            "best_objective": best[0]["objective"] if best else None,
-            "heldout_rmse": last.get("heldout_rmse"), "heldout_r2": last.get("heldout_r2"),
-            "heldout_coverage_68": last.get("heldout_coverage_68"),
+            "best_objective": top1.get("objective"), "best_objective_lo": top1.get("objective_lo"),
+            "best_objective_hi": top1.get("objective_hi"), "best_objective_censored": top1.get("objective_censored"),
+            **{f"heldout_{k}": last.get(f"heldout_{k}") for k in ("rmse", "r2", "nll", "coverage_68", "n")},
             "utilisation": ledger.get("utilisation"), "finished": ledger.get("finished"),
-            "driver_seconds": ledger.get("driver_seconds"), "objective": study.goal.objective}
+            "driver_seconds": ledger.get("driver_seconds"), "objective": study.goal.objective,
+            "maximize": study.goal.maximize}

@@ -1,15 +1,19 @@
-"""The numbers a campaign learns and optimises, taken from a Measurement.
+"""The numbers a campaign learns and optimises, taken from a Measurement, each with its 95 % interval.
 
-All are natural logs, so the surrogate works on a scale where ICR 2 and 1/2 are symmetric:
-  log_icr          ln ICR at the goal's |E| (default the largest |E| measured). When the crossing ICR is
-                   censored or zero (short MD: the OFF current not resolved from zero), the displacement-estimator
-                   ICR is used if resolved, else the ratio of the displacement point currents, else that of the
-                   crossing point currents, flagged `icr_censored` = 1; with no nonzero pair there is no ICR
-                   (the trial is abandoned with the currents in its reason)
-  log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E| (of the estimator used for ICR)
+All are natural logs, so the surrogate works on a scale where ICR 2 and 1/2 are symmetric. Each field's current
+and fluxes are the estimate that porelab.surrogate.labels chooses (the displacement estimator where its interval is
+reliable and narrower, crossing counts otherwise, the oracle's own numbers for the continuum or a user's oracle):
+the same numbers the surrogate's labels are made of, so the measured ICR a campaign ranks by is the one it learns.
+  log_icr          ln ICR at the goal's |E| (default the largest |E| measured). Censored (`icr_censored` = 1) when
+                   the OFF current's interval contains zero: the value is then the ratio of the point currents (the
+                   interval's lower bound when the OFF point current is 0), and only the lower end is known
+  log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E|
   log_selectivity  ln S, S = sum_a |J_a|/c_a / sum_b |J_b|/c_b over the goal's species, in the ON direction
                    (when the denominator's flux interval contains zero: the lower bound of S)
-All are computed by porelab.sim.observables (docs/physics.md §3).
+Beside each: `<name>_lo` and `<name>_hi`, the 95 % interval on the same ln scale (None where unknown: `_hi` of a
+censored value, `_lo` of a bound at zero), and `estimator`, the estimator of the fields at that |E| (crossings,
+displacement or oracle; "A|B" when +E used A and -E used B). All are computed by porelab.sim.observables
+(docs/physics.md §3).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import math
 
 from porelab.active_learning.campaign.study import Goal
 from porelab.sim.measurement import Measurement
-from porelab.sim.observables import icr_interval, on_current, selectivity
+from porelab.sim.observables import Interval, on_current, selectivity
+from porelab.surrogate.labels import labelled
 
 BASE_TARGETS = ("log_icr", "log_on_current")
 
@@ -41,53 +46,51 @@ def _finite_log(x: float, what: str) -> float:
     return math.log(x)
 
 
-def _point_icr(i_pos: float, i_neg: float) -> float:
-    """ICR of two point currents (nA) whose intervals are unknown: |I(+E)| / |I(-E)|, 0 when I(-E) = 0."""
-    return icr_interval(i_pos, (i_pos, i_pos), i_neg, (i_neg, i_neg), bound=True)[0]
+def _log_or_none(x: float | None) -> float | None:
+    return math.log(x) if x is not None and math.isfinite(x) and x > 0 else None
 
 
-def targets(m: Measurement, goal: Goal) -> dict[str, float]:
-    """Targets of an ok measurement (natural logs; `icr_censored` 0/1); raises InvalidMeasurement.
+def _with_interval(name: str, value: float, what: str, iv: Interval) -> dict:
+    """{name: ln value, name_lo: ln low, name_hi: ln high} (None where unknown)."""
+    return {name: _finite_log(value, what), f"{name}_lo": _log_or_none(iv.low),
+            f"{name}_hi": None if iv.censored else _log_or_none(iv.high)}
 
-    ICR is the oracle's (`m.icr`, from sim.observables.icr_results); the ON current and the selectivity come
-    from sim.observables.on_current and .selectivity."""
+
+def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
+    """Targets of an ok measurement with their intervals (natural logs; `icr_censored` 0/1; `estimator`); raises
+    InvalidMeasurement."""
     for f in m.fields:
         if not math.isfinite(f.current_nA):
             raise InvalidMeasurement(f"current at {f.field_V_per_nm:+g} V/nm is {f.current_nA}")
-    if not m.icr:
+    lab = labelled(m)
+    if not lab.icr:
         raise InvalidMeasurement("no ICR: the measurement lacks a field measured at both +E and -E")
     if goal.field_abs_V_per_nm is None:
-        r = max(m.icr, key=lambda r: r.field_abs_V_per_nm)
+        r = max(lab.icr, key=lambda r: r.field_abs_V_per_nm)
     else:
-        near = [r for r in m.icr if math.isclose(r.field_abs_V_per_nm, goal.field_abs_V_per_nm, rel_tol=1e-6)]
+        near = [r for r in lab.icr if math.isclose(r.field_abs_V_per_nm, goal.field_abs_V_per_nm, rel_tol=1e-6)]
         if not near:
             raise InvalidMeasurement(f"no ICR at the goal's |E| = {goal.field_abs_V_per_nm} V/nm")
         r = near[0]
     e = r.field_abs_V_per_nm
-    plus, minus = m.field(e), m.field(-e)
-    icr, censored = r.icr, r.icr_censored
-    i_on = on_current(plus, minus).value
-    if censored or not icr > 0:  # short MD: fall back to the (lower-variance) displacement estimator
-        censored = True
-        dp, dm = plus.current_displacement_nA, minus.current_displacement_nA
-        if r.icr_displacement is not None and not r.icr_displacement_censored and r.icr_displacement > 0:
-            icr, i_on = r.icr_displacement, on_current(plus, minus, "displacement").value
-        elif dp and dm:
-            icr, i_on = _point_icr(dp, dm), max(abs(dp), abs(dm))
-        elif abs(minus.current_nA) > 0:
-            icr = _point_icr(plus.current_nA, minus.current_nA)
+    (plus, est_p), (minus, est_m) = lab.field(e), lab.field(-e)
+    icr = r.icr
+    if r.icr_censored and minus.current_nA != 0:  # the point estimate; its interval says only "at least"
+        icr = abs(plus.current_nA) / abs(minus.current_nA)
     where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
-    out = {"log_icr": _finite_log(icr, where),
-           "log_on_current": _finite_log(i_on, "ON current (nA)"),
-           "icr_censored": float(censored)}
+    icr_iv = Interval(icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored)
+    on = on_current(plus, minus)
+    out = {**_with_interval("log_icr", icr, where, icr_iv),
+           **_with_interval("log_on_current", on.value, "ON current (nA)", on),
+           "icr_censored": float(r.icr_censored), "estimator": est_p if est_p == est_m else f"{est_p}|{est_m}"}
     if goal.objective == "selectivity":
         sel = goal.selectivity
-        on = max((plus, minus), key=lambda f: abs(f.current_nA))  # the ON field (sim.observables.on_current's)
+        side = max((plus, minus), key=lambda f: abs(f.current_nA))  # the ON field (sim.observables.on_current's)
         try:
-            s = selectivity(on, m.conditions.electrolyte, sel.numerator, sel.denominator)
+            s = selectivity(side, m.conditions.electrolyte, sel.numerator, sel.denominator)
         except ValueError as err:
             raise InvalidMeasurement(str(err)) from None
-        out["log_selectivity"] = _finite_log(s.value, "selectivity")
+        out |= _with_interval("log_selectivity", s.value, "selectivity", s)
     return out
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from porelab.sim.cli import console, fail
+from porelab.sim.cli import console, fail, print_table
 
 app = typer.Typer(add_completion=False)
 
@@ -40,7 +41,8 @@ def design(
         help="model directory, campaign directory, or registered model name@alias (default: the study's)")] = None,
     out: Annotated[Path | None, typer.Option(help="output directory (default runs/design-<study name>)")] = None,
     verify: Annotated[int | None, typer.Option(help="run the oracle on the top K designs", min=0)] = None,
-    method: Annotated[str | None, typer.Option(help="screen | nsga2 (default: the study's)")] = None,
+    method: Annotated[str | None, typer.Option(metavar="<screen|nsga2>", help="screen (a scored Sobol pool) or nsga2 "
+                                               "(pymoo's NSGA-II); default: the study's")] = None,
     candidates: Annotated[int | None, typer.Option(help="screen: designs to score", min=1)] = None,
     kappa: Annotated[float | None, typer.Option(help="risk aversion: rank by mean - kappa * sd", min=0)] = None,
     tracking: Annotated[bool, typer.Option(help="log the search to MLflow (the workspace's mlflow.db)")] = True,
@@ -75,7 +77,10 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
         raise StudyError(f"{study_file}: no surrogate: set `surrogate:` in the study or pass --surrogate")
     out = output_path(out or Path("runs") / f"design-{study.name}", "--out")
     workspace = out.parent
-    sur = load_surrogate(study.surrogate, workspace, out / "surrogate")
+    from porelab.surrogate.mlflow_quiet import quiet_mlflow
+
+    with quiet_mlflow():  # a registered model is downloaded: no progress bar or MLflow notices
+        sur = load_surrogate(study.surrogate, workspace, out / "surrogate")
     model = inverse.prepare(sur.model, study.goal)
     console.print(f"surrogate: {sur.model.kind} from {sur.path}"
                   + (f" (registered {sur.registered['name']} v{sur.registered['version']})" if sur.registered else ""),
@@ -114,50 +119,72 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
 
 
 def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
-    from porelab.active_learning.campaign.targets import objective_name
-    from porelab.active_learning.design.report import provenance
+    from porelab.active_learning.design.report import measured_of, predicted, provenance
 
-    sign = 1.0 if study.goal.maximize else -1.0
+    sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     best = ranking.order[0]
-    ok = [v for v in verified if v.measured]
-    obj = objective_name(study.goal)
+    obj = predicted(sign * scores.mean[best, 0], scores.std[best, 0])
+    got = [m for m in (measured_of(v, study) for v in verified) if m is not None]
     metrics = {"candidates_scored": len(scores.candidates), "search_seconds": scores.seconds,
                "candidates_per_s": rate, "feasible": int(ranking.feasible.sum()), "pareto_size": len(ranking.pareto),
-               f"top1_predicted_{study.goal.objective}": math.exp(sign * scores.mean[best, 0]),
-               f"top1_risk_bound_{study.goal.objective}": math.exp(sign * ranking.lcb[best, 0]),
-               "oracle_calls": len(verified), "verified_ok": len(ok)}
-    if ok:
-        b = max(ok, key=lambda v: sign * v.measured[obj])
-        metrics |= {f"best_measured_{study.goal.objective}": math.exp(b.measured[obj]), "best_measured_rank": b.rank,
-                    "best_measured_on_current_nA": math.exp(b.measured["log_on_current"])}
+               f"top1_predicted_{name}": obj[0], f"top1_predicted_{name}_lo": obj[1],
+               f"top1_predicted_{name}_hi": obj[2], f"top1_risk_bound_{name}": math.exp(sign * ranking.lcb[best, 0]),
+               "oracle_calls": len(verified), "verified_ok": len(got)}
+    if got:  # the best measured design by its bound (campaign.measured), with its 95 % interval
+        b = max(got, key=lambda m: m.rank_bound)
+        rank = next(v.rank for v in verified if v.candidate.design_id == b.design_id)
+        metrics |= {f"best_measured_{name}": b.objective.value, f"best_measured_{name}_lo": b.objective.low,
+                    f"best_measured_{name}_hi": b.objective.high, "best_measured_rank": rank,
+                    "best_measured_on_current_nA": b.on_current_nA.value,
+                    "best_measured_on_current_nA_lo": b.on_current_nA.low,
+                    "best_measured_on_current_nA_hi": b.on_current_nA.high}
     return {"study": study.model_dump(mode="json"), "surrogate": {"source": sur.source, "path": str(sur.path),
                                                                   "kind": sur.model.kind, **sur.registered},
             "seed": study.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "software": provenance(),
-            "metrics": metrics}
+            "metrics": {k: v for k, v in metrics.items() if v is not None}}
+
+
+def _iv(row: dict, key: str) -> str:
+    """row[key] with row[key_lo], row[key_hi] as `value [low, high]`, `> low` (high empty: censored) or `-` (no
+    value): sim.observables.Interval's format."""
+    from porelab.sim.observables import Interval
+
+    value, low, high = row[key], row[f"{key}_lo"], row[f"{key}_hi"]
+    if value == "":
+        return "-"
+    return str(Interval(value, low, None if high == "" else high, high == ""))
 
 
 def _print(study, scores, ranking, verified) -> None:
-    from porelab.active_learning.design.report import rows, verified_rows
+    from porelab.active_learning.design.report import objective_label, rows, verified_rows
 
-    name = study.goal.objective
-    t = Table(title=f"top designs ({name}, risk-aware: mean - {study.search.kappa:g} sd)")
-    for col in ("rank", "design id", "layers", "spacing nm", "pore nm", "groups", "|E| V/nm", name, "bound",
-                "ON nA", "bound nA"):
-        t.add_column(col, justify="right")
+    name, label = study.goal.objective, objective_label(study)
+    sd = f"mean {'-' if study.goal.maximize else '+'} {study.search.kappa:g} sd"
+    t = Table(title=f"top designs (surrogate mean [95 % epistemic interval]; ranked by the bound {sd} of ln {label})",
+              caption="spacing, pore and rim groups of each: ranked.csv and designs/", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    t.add_column("rank", justify="right")
+    t.add_column("design id", no_wrap=True)
+    t.add_column("layers", min_width=9)
+    t.add_column("|E| V/nm", justify="right", min_width=6)
+    for col in (label, "bound", "ON current nA"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in rows(study, scores, ranking, ranking.order[:10]):
-        t.add_row(str(r["rank"]), r["design_id"], r["layers"], f"{r['spacing_nm']:g}", r["pore"],
-                  str(r["groups_per_rim"]), f"{r['field_V_per_nm']:g}", f"{r[name]:.3g}",
-                  f"{r[f'{name}_risk_bound']:.3g}", f"{r['on_current_nA']:.3g}", f"{r['on_current_risk_bound_nA']:.3g}")
-    console.print(t)
+        t.add_row(str(r["rank"]), r["design_id"], r["layers"], f"{r['field_V_per_nm']:.3g}", _iv(r, name),
+                  f"{r[f'{name}_risk_bound']:.3g}", _iv(r, "on_current_nA"))
+    print_table(t)
     if verified:
-        v = Table(title=f"verified with the {study.oracle.kind} oracle")
-        for col in ("rank", "design id", f"predicted {name}", f"measured {name}", "predicted ON nA", "measured ON nA",
-                    "status"):
-            v.add_column(col, justify="right")
+        v = Table(title=f"verified with the {study.oracle.kind} oracle (predicted: 95 % epistemic interval; "
+                        "measured: 95 % interval, '> x' a lower bound)", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+        for col in ("rank", "design id", f"predicted {label}", f"measured {label}", "predicted ON nA",
+                    "measured ON nA", "measured by"):
+            v.add_column(col, justify="right", no_wrap=col not in ("rank", "measured by"))
         for r in verified_rows(study, scores, verified):
-            ok = r["status"] == "ok"
             v.add_row(str(r["rank"]), r["design_id"],
-                      f"{r[f'predicted_{name}']:.3g} ×/÷ {math.exp(r[f'predicted_ln_{name}_std']):.2g}",
-                      f"{r[f'measured_{name}']:.3g}" if ok else "-", f"{r['predicted_on_current_nA']:.3g}",
-                      f"{r['measured_on_current_nA']:.3g}" if ok else "-", "ok" if ok else r["error"][:60] or "failed")
-        console.print(v)
+                      _iv(r, f"predicted_{name}"),
+                      _iv(r, f"measured_{name}"),
+                      _iv(r, "predicted_on_current_nA"),
+                      _iv(r, "measured_on_current_nA"),
+                      r["measured_by"] if r["status"] == "ok" else f"failed: {r['error'][:60]}")
+        print_table(v)

@@ -4,6 +4,9 @@ Files: ranked.csv (the top designs, best first), pareto.csv (the risk-aware Pare
 candidate: design_id (n,), mean and epistemic std (n, 2) of objective and ln ON current), designs/ (a design
 YAML per ranked design, for `porelab simulate`), pareto.png, verified.csv (predicted vs measured, with
 --verify) and summary.json (provenance: study, surrogate and its registry version, versions, seed, timing).
+Every number comes with its interval: a prediction `<name>` with `<name>_lo`, `<name>_hi`, the surrogate's 95 %
+epistemic interval (mean -+ 1.96 sd on the log scale), and `<name>_risk_bound`, the bound it is ranked by; a
+measured value with its 95 % interval (campaign.measured; `_hi` empty when censored) and what measured it.
 MLflow: one run in the experiment `design-<study name>` holding all of it, tagged with the surrogate's
 registered name/version and linked to its logged model as a run input.
 """
@@ -23,15 +26,31 @@ import numpy as np
 import yaml
 
 from porelab.active_learning.campaign import plots
+from porelab.active_learning.campaign.measured import Measured, measured
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.design.search import Ranking, Scores, Verified
 from porelab.active_learning.design.study import DesignStudy
 from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
 
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
 
 def objective_label(study: DesignStudy) -> str:
     return "selectivity" if study.goal.objective == "selectivity" else "ICR"
+
+
+def predicted(ln_value: float, sd: float) -> tuple[float, float, float]:
+    """A prediction in natural units: (exp(mean), and its 95 % interval exp(mean -+ 1.96 sd)); ln_value, sd: ln."""
+    return math.exp(ln_value), math.exp(ln_value - Z95 * sd), math.exp(ln_value + Z95 * sd)
+
+
+def measured_of(v: Verified, study: DesignStudy) -> Measured | None:
+    """A verified design's measurement read with its intervals (None when the oracle gave nothing learnable)."""
+    if not v.measured or v.measurement is None:
+        return None
+    return measured({"design_id": v.candidate.design_id, "json": v.measurement.to_json(), "targets": v.measured},
+                    study.goal)
 
 
 def describe(c: Candidate) -> dict:
@@ -45,38 +64,50 @@ def describe(c: Candidate) -> dict:
 
 
 def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) -> list[dict]:
-    """Table rows of the candidates `idx`: predictions in natural units with their risk-aware bounds."""
+    """Table rows of the candidates `idx`: predictions in natural units with their 95 % epistemic intervals and
+    the risk-aware bounds they are ranked by."""
     sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     rank_of = {int(i): r + 1 for r, i in enumerate(ranking.order)}
     on_front = set(ranking.pareto.tolist())
     out = []
     for i in idx:
         m, s, lcb = scores.mean[i], scores.std[i], ranking.lcb[i]
+        obj, on = predicted(sign * m[0], s[0]), predicted(m[1], s[1])
         out.append({"rank": rank_of.get(int(i), ""), **describe(scores.candidates[i]),
-                    name: math.exp(sign * m[0]), f"{name}_risk_bound": math.exp(sign * lcb[0]),
-                    f"ln_{name}_std": s[0], "on_current_nA": math.exp(m[1]),
+                    name: obj[0], f"{name}_lo": obj[1], f"{name}_hi": obj[2],
+                    f"{name}_risk_bound": math.exp(sign * lcb[0]), f"ln_{name}_std": s[0],
+                    "on_current_nA": on[0], "on_current_nA_lo": on[1], "on_current_nA_hi": on[2],
                     "on_current_risk_bound_nA": math.exp(lcb[1]), "ln_on_current_std": s[1],
                     "feasible": bool(ranking.feasible[i]), "pareto": int(i) in on_front})
     return out
 
 
 def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) -> list[dict]:
-    """Predicted vs measured for each verified design (measured columns empty when the oracle failed)."""
-    sign, name, obj = (1.0 if study.goal.maximize else -1.0), study.goal.objective, objective_name(study.goal)
+    """Predicted (95 % epistemic interval) vs measured (95 % interval, `_hi` empty when censored) for each verified
+    design; measured columns empty when the oracle failed."""
+    sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     index = {c.design_id: k for k, c in enumerate(scores.candidates)}
     out = []
     for v in verified:
         i = index[v.candidate.design_id]
-        meas = v.measured or {}
+        pred_obj, pred_on = predicted(sign * scores.mean[i, 0], scores.std[i, 0]), \
+            predicted(scores.mean[i, 1], scores.std[i, 1])
+        got = measured_of(v, study)
+        obj, on = (got.objective, got.on_current_nA) if got is not None else (None, None)
         out.append({"rank": v.rank, "design_id": v.candidate.design_id,
-                    f"predicted_{name}": math.exp(sign * scores.mean[i, 0]),
-                    f"predicted_ln_{name}_std": scores.std[i, 0],
-                    f"measured_{name}": math.exp(meas[obj]) if obj in meas else "",
-                    "predicted_on_current_nA": math.exp(scores.mean[i, 1]),
-                    "measured_on_current_nA": math.exp(meas["log_on_current"]) if meas else "",
-                    "measured_icr_censored": bool(meas.get("icr_censored")) if meas else "",
-                    "z_score": (sign * meas[obj] - scores.mean[i, 0]) / max(scores.std[i, 0], 1e-12) if meas else "",
-                    "status": "ok" if meas else "failed", "error": v.error or ""})
+                    f"predicted_{name}": pred_obj[0], f"predicted_{name}_lo": pred_obj[1],
+                    f"predicted_{name}_hi": pred_obj[2], f"predicted_ln_{name}_std": scores.std[i, 0],
+                    f"measured_{name}": obj.value if obj else "", f"measured_{name}_lo": obj.low if obj else "",
+                    f"measured_{name}_hi": obj.high if obj and obj.high is not None else "",
+                    "predicted_on_current_nA": pred_on[0], "predicted_on_current_nA_lo": pred_on[1],
+                    "predicted_on_current_nA_hi": pred_on[2],
+                    "measured_on_current_nA": on.value if on else "", "measured_on_current_nA_lo": on.low if on else "",
+                    "measured_on_current_nA_hi": on.high if on and on.high is not None else "",
+                    "measured_icr_censored": got.icr.censored if got else "",
+                    "measured_by": got.measured_by if got else "",
+                    "z_score": (sign * v.measured[objective_name(study.goal)] - scores.mean[i, 0])
+                    / max(scores.std[i, 0], 1e-12) if got else "",
+                    "status": "ok" if got else "failed", "error": v.error or ""})
     return out
 
 
@@ -120,12 +151,12 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
         (out / "verified.csv").unlink(missing_ok=True)
     sign = 1.0 if study.goal.maximize else -1.0
 
-    def nat(centre: np.ndarray, sd: np.ndarray) -> np.ndarray:  # (n, 3): value, value/e^sd, value*e^sd
-        return np.exp(np.column_stack([centre, centre - sd, centre + sd]))
+    def nat(centre: np.ndarray, sd: np.ndarray) -> np.ndarray:  # (n, 3): value and its 95 % epistemic interval
+        return np.exp(np.column_stack([centre, centre - Z95 * sd, centre + Z95 * sd]))
 
     obj_nat, on_nat = nat(sign * scores.mean[:, 0], scores.std[:, 0]), nat(scores.mean[:, 1], scores.std[:, 1])
-    ver = [(index[v.candidate.design_id], math.exp(v.measured[objective_name(study.goal)]),
-            math.exp(v.measured["log_on_current"])) for v in verified if v.measured]
+    ver = [(index[v.candidate.design_id], got.objective, got.on_current_nA) for v in verified
+           if (got := measured_of(v, study)) is not None]
     files.append(plots.pareto(obj_nat, on_nat, ranking.pareto, top, out / "pareto.png", objective_label(study),
                               study.goal.on_current_min_nA, ver))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))

@@ -24,7 +24,7 @@ class Surrogate:
     registered: dict = field(default_factory=dict)  # name, version, model_id, run_id when from the registry
 
 
-def _newest_model(campaign: Path) -> Path:
+def newest_model(campaign: Path) -> Path:
     steps = sorted(p.parent for p in (campaign / "models").glob(f"step_*/{MODEL_FILE}"))
     if not steps:
         raise ModelError(f"surrogate {campaign}: the campaign has trained no model yet (no models/step_*/)")
@@ -99,7 +99,7 @@ def load_surrogate(spec: str, workspace: str | Path, dest: str | Path) -> Surrog
     """The surrogate named by `spec`; a registered model is downloaded into `dest`. Raises ModelError."""
     p = Path(spec)
     if p.is_dir():
-        d = p if (p / MODEL_FILE).exists() else _newest_model(p) if (p / "ledger.sqlite").exists() else None
+        d = p if (p / MODEL_FILE).exists() else newest_model(p) if (p / "ledger.sqlite").exists() else None
         if d is None:
             raise ModelError(f"surrogate {spec}: holds neither {MODEL_FILE} nor a campaign (ledger.sqlite)")
         model = _load(d)

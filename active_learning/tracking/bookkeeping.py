@@ -10,6 +10,8 @@ A SQLite file beside the ledger, `<campaign>/mlflow_view.sqlite`, with one table
     simulation   design id        the simulation's run id (a finished trial, logged in full)
     iteration    step             the iteration's run id (metrics, plots, and its model when it has one)
     model        ledger version   the model registry version of that model
+    champion     ""               the registry version the `champion` alias points at (tracking/champion.py)
+    champion_rule ""              the one-line rule that chose it, as tagged in MLflow
     finished     final step       "1" once the final metrics are logged and the parent run closed
 
 A row is written (one transaction) only after MLflow holds the whole thing, so a killed driver leaves at worst a

@@ -10,8 +10,11 @@ logged again, a registered model version reused, so each thing is in MLflow once
 Tracking URI: MLFLOW_TRACKING_URI when set, else an embedded SQLite file `mlflow.db` in the workspace (the campaign
 directory's parent), artifacts under `<workspace>/mlartifacts/`. One experiment per campaign, one parent run
 (study as params), a nested run per iteration (metrics by step, also on the parent; plots; the model, registered
-as `porelab-<experiment>` with alias `champion` = the latest model) and a nested run per finished simulation (its
-design as params, its measurement and pick-time prediction as metrics).
+as `porelab-<experiment>`) and a nested run per finished simulation (its design as params; its measurement as
+metrics, each measured value `<name>` with its 95 % interval `<name>_lo`, `<name>_hi` beside it (no `_hi` when
+censored); its pick-time prediction). The alias `champion` points at the model that predicts best prospectively
+(tracking/champion.py), moved as the evidence comes in; the rule behind it is the tag `porelab.champion` on the
+parent run and on that model version.
 """
 
 from __future__ import annotations
@@ -19,20 +22,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
-import logging
 import os
 import re
 import time
-import warnings
 from pathlib import Path
 
 from porelab.active_learning.campaign.directory import STUDY_FILE, load
 from porelab.active_learning.campaign.ledger import FINAL, Ledger
+from porelab.active_learning.campaign.measured import measured
 from porelab.active_learning.campaign.summary import summarize
+from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.tracking.bookkeeping import Bookkeeping
+from porelab.active_learning.tracking.champion import champion
 from porelab.sim.faults import fault_point
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.mlflow_quiet import quiet_mlflow as quiet  # MLflow's chatter silenced while logging
 
 ALIAS = "champion"
 UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view
@@ -44,28 +48,6 @@ def workspace_uri(workspace: str | Path) -> str:
 
 def tracking_uri(workspace: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or workspace_uri(workspace)
-
-
-@contextlib.contextmanager
-def quiet():
-    """MLflow's INFO lines, warnings, progress bars and stderr chatter silenced while inside (restored after)."""
-    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
-    levels = [lg.level for lg in loggers]
-    bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        for lg in loggers:
-            lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-        if bar is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
 
 
 @contextlib.contextmanager
@@ -191,6 +173,7 @@ class MlflowView:
             for it in ledger.iterations():
                 if str(it["step"]) not in done:
                     self._log_iteration(it, models.get(it["model_version"]))
+            self._crown(ledger)
             final = ledger.get("final_step")
             if ledger.get("finished") and final is not None and self.book.get("finished", str(final)) is None:
                 self._log_finish(ledger, final)
@@ -246,11 +229,10 @@ class MlflowView:
             self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
             fault_point("view.sim_run")  # a half-logged simulation run
             row = ledger.measurement(t.design_id)
-            values = dict((row or {}).get("targets") or {})
             m = Measurement.model_validate_json(row["json"]) if row else None
-            if m is not None and m.status == "ok":
-                values |= {f"current_nA_E{f.field_V_per_nm:g}": f.current_nA for f in m.fields}
-                values |= {f"icr_E{r.field_abs_V_per_nm:g}": r.icr for r in m.icr}
+            values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
+            if values:
+                values |= _measured_values(m, measured({"design_id": t.design_id, **row}, self.study.goal))
             if t.busy_s is not None:
                 values["worker_busy_s"] = t.busy_s
             values |= {f"predicted_{k}": v for k, v in (t.prediction or {}).items()}
@@ -290,11 +272,10 @@ class MlflowView:
         return {k for k in keys if any(m.step == step for m in self.client.get_metric_history(run_id, k))}
 
     def _log_model(self, run_id: str, step: int, model_dir: Path) -> str:
-        """Register the step's model (once: a version tagged with this step and campaign is reused) and point the
-        alias at it; returns the registry version."""
+        """Register the step's model (once: a version tagged with this step and campaign is reused); returns the
+        registry version."""
         for mv in self.client.search_model_versions(f"name='{self.model_name}'"):
             if mv.tags.get("porelab.iteration") == str(step) and mv.tags.get("porelab.campaign_dir") == str(self.dir):
-                self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
                 return str(mv.version)
         import mlflow
 
@@ -304,13 +285,27 @@ class MlflowView:
             info = log_model(model_dir, name="surrogate")
             mv = mlflow.register_model(info.model_uri, self.model_name,
                                        tags={"porelab.iteration": str(step), "porelab.campaign_dir": str(self.dir)})
-        self.client.set_registered_model_alias(self.model_name, ALIAS, mv.version)
         return str(mv.version)
+
+    def _crown(self, ledger: Ledger) -> None:
+        """Point the `champion` alias at the campaign's champion model (tracking/champion.py) when it changed; the
+        rule that chose it as a tag on the parent run and on that model version."""
+        c = champion(ledger, objective_name(self.study.goal))
+        version = self.book.get("model", str(c.version)) if c is not None else None
+        if version is None:  # no model yet, or the champion's model directory was not there to register
+            return
+        if self.book.get("champion") != version:
+            self.client.set_registered_model_alias(self.model_name, ALIAS, version)
+        if self.book.get("champion_rule") != c.rule or self.book.get("champion") != version:
+            self.client.set_model_version_tag(self.model_name, version, "porelab.champion", c.rule)
+            self.client.set_tag(self.parent_id, "porelab.champion", f"version {version}: {c.rule}")
+            self.book.put([("champion", "", version), ("champion_rule", "", c.rule)])
 
     def _log_finish(self, ledger: Ledger, final_step: int) -> None:
         """The summary as final_* metrics on the parent (at the final step), the stop reason as a tag; closed."""
         s = summarize(ledger, self.study)
-        values = {f"final_{k}": s.get(k) for k in ("best_objective", "completed", "failed", "abandoned")}
+        values = {f"final_{k}": s.get(k) for k in ("best_objective", "best_objective_lo", "best_objective_hi",
+                                                   "completed", "failed", "abandoned")}
         skip = self._logged_at(self.parent_id, final_step) if self.fresh else set()
         fault_point("view.finish")  # the parent run not yet closed
         self.client.set_tag(self.parent_id, "porelab.stopped", ledger.get("finished"))
@@ -318,3 +313,20 @@ class MlflowView:
             self.client.log_batch(self.parent_id, metrics=ms)
         self.client.set_terminated(self.parent_id, "FINISHED")
         self.book.put([("finished", str(final_step), "1")])
+
+
+def _measured_values(m: Measurement, read) -> dict:
+    """A measurement's numbers for MLflow, each with its 95 % interval beside it: the current at every field
+    (`current_nA_E<E>`, `_lo`, `_hi`), the ICR at every |E| (`icr_E<E>`, `_lo`, `_hi` unless censored), and the
+    campaign's reading (campaign.measured) in natural units: icr, on_current_nA, objective (and selectivity)."""
+    out: dict = {}
+    for f in m.fields:
+        key = f"current_nA_E{f.field_V_per_nm:g}"
+        out |= {key: f.current_nA, f"{key}_lo": f.current_ci_nA[0], f"{key}_hi": f.current_ci_nA[1]}
+    for r in m.icr:
+        key = f"icr_E{r.field_abs_V_per_nm:g}"
+        out |= {key: r.icr, f"{key}_lo": r.icr_ci[0], f"{key}_hi": r.icr_ci[1]}
+    if read is not None:
+        out |= {k: v for k, v in read.as_dict().items() if k.startswith(("icr", "on_current", "objective",
+                                                                          "selectivity"))}
+    return out

@@ -125,7 +125,7 @@ def campaign(tmp_path_factory):
     """A finished small rf campaign with MLflow tracking in a fresh workspace."""
     ws = tmp_path_factory.mktemp("ws")
     study = write_study(ws / "study.yaml")
-    r = runner.invoke(app, ["campaign", "run", str(study), "--dir", str(ws / "runs" / "small"), "--quiet"],
+    r = runner.invoke(app, ["campaign", "run", str(study), "--out", str(ws / "runs" / "small"), "--quiet"],
                       env={"PORELAB_WORKSPACE": str(ws)})
     assert r.exit_code == 0, r.output
     return ws

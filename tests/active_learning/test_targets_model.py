@@ -45,6 +45,8 @@ def test_selectivity_of_k_over_mg():
     on = max(m.fields, key=lambda f: abs(f.current_nA))
     want = (abs(on.species["K+"].flux_per_ns) / 0.1) / (abs(on.species["Mg2+"].flux_per_ns) / 0.05)
     assert t["log_selectivity"] == pytest.approx(math.log(want))
+    assert t["log_selectivity_lo"] <= t["log_selectivity"] <= t["log_selectivity_hi"]  # the continuum's bounds
+    assert t["estimator"] == "oracle"
     with pytest.raises(InvalidMeasurement, match="none of"):
         targets(run_continuum(JANUS, KCL), goal)
 

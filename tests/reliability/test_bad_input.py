@@ -99,7 +99,7 @@ def test_fuzzed_yaml_text_every_reader(ws, text):
     ok_or_refused(runner.invoke(app, ["build", str(f), "--out", "fuzz.pdb"]))
     ok_or_refused(runner.invoke(app, ["simulate", str(f), "--out", "sim", "--fidelity", "continuum"]))
     refused(runner.invoke(app, ["free-energy", str(f), "--out", "fe", "--ion", "Xx"]))  # never reaches MD
-    refused(runner.invoke(app, ["campaign", "run", str(f), "--dir", "camp", "--no-tracking", "--quiet"]))
+    refused(runner.invoke(app, ["campaign", "run", str(f), "--out", "camp", "--no-tracking", "--quiet"]))
     refused(runner.invoke(app, ["train", "no-such-data", "--out", "model", "--config", str(f)]))
     assert ws.snapshot() == before
 
@@ -214,7 +214,7 @@ def test_fuzzed_studies_are_refused_before_anything_is_written(ws, bad):
     f.write_text(yaml.safe_dump(doc, allow_unicode=True))
     shutil.rmtree(ws.ws / "camp", ignore_errors=True)
     before = ws.snapshot()
-    line = refused(runner.invoke(app, ["campaign", "run", str(f), "--dir", "camp", "--no-tracking", "--quiet"]))
+    line = refused(runner.invoke(app, ["campaign", "run", str(f), "--out", "camp", "--no-tracking", "--quiet"]))
     assert "s.yaml" in line, line  # names the file (and, after it, the field)
     assert not (ws.ws / "camp").exists() and not (ws.ws / "mlflow.db").exists()
     assert ws.snapshot() == before

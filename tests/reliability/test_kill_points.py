@@ -67,7 +67,7 @@ def drive(tmp_path, faults: list[str], simulations: int = 9) -> dict:
 
 @pytest.mark.slow
 def test_kill_at_every_fault_point_then_resume(tmp_path):
-    res = drive(tmp_path, KILL_POINTS)
+    res = drive(tmp_path, KILL_POINTS, simulations=15)
     assert res["killed"] == KILL_POINTS, f"fault points never reached: {set(KILL_POINTS) - set(res['killed'])}"
 
 

@@ -65,3 +65,33 @@ def test_the_campaign_package_imports_neither_tracking_nor_mlflow_nor_pyplot():
             "print(sorted(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_champion_alias_follows_the_prospective_rule_not_the_latest_model(tmp_path, monkeypatch):
+    """With the minimum lowered to the batch size, the models that picked designs are compared by their prospective
+    NLL; the alias points at the winner's registered version, the rule is tagged on the parent run and the version."""
+    from mlflow.tracking import MlflowClient
+
+    from porelab.active_learning.campaign.targets import objective_name
+    from porelab.active_learning.tracking import champion as rule
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(rule, "MIN_PROSPECTIVE", 3)
+    study = load_study(small_study(tmp_path, simulations=9))  # picks of 3 by the models of steps 1 and 2
+    d = create(study, tmp_path / "ws" / "camp")
+    Campaign(d, log=lambda m: None, views=[MlflowView(d)]).run()
+    led = Ledger(d / "ledger.sqlite")
+    try:
+        c = rule.champion(led, objective_name(study.goal))
+        scores = rule.prospective_scores(led, objective_name(study.goal))
+        latest = led.models()[-1]["version"]
+    finally:
+        led.close()
+    assert c.step in (1, 2) and c.nll == min(v[0] for v in scores.values()) and c.version != latest
+    uri, book = view_bookkeeping(d)
+    client = MlflowClient(uri)
+    name = f"porelab-{client.get_experiment(book[('experiment', '')]).name}"
+    mv = client.get_model_version_by_alias(name, "champion")
+    assert str(mv.version) == book[("model", str(c.version))] and mv.tags["porelab.iteration"] == str(c.step)
+    assert mv.tags["porelab.champion"] == c.rule
+    assert client.get_run(book[("parent", "")]).data.tags["porelab.champion"].endswith(c.rule)

@@ -34,7 +34,7 @@ COMMANDS = {
     "simulate": ["simulate", "d.yaml", "--out", "{path}", "--fidelity", "continuum"],
     "free-energy": ["free-energy", "d.yaml", "--out", "{path}"],
     "train": ["train", "data", "--out", "{path}"],
-    "campaign run": ["campaign", "run", "s.yaml", "--dir", "{path}", "--no-tracking"],
+    "campaign run": ["campaign", "run", "s.yaml", "--out", "{path}", "--no-tracking"],
 }
 
 
@@ -60,8 +60,8 @@ def test_default_and_derived_paths_are_checked(ws):
     (ws.outside / "mlflow.db").write_bytes(b"")
     before = ws.snapshot()
     refused(runner.invoke(app, ["build", str(ws.outside / "o.yaml")]), "the default --out", "o.pdb")
-    refused(runner.invoke(app, ["campaign", "run", "s.yaml", "--dir", ".", "--no-tracking"]), "its parent")
-    refused(runner.invoke(app, ["campaign", "run", "s.yaml", "--dir", str(ws.ws), "--no-tracking"]), "its parent")
+    refused(runner.invoke(app, ["campaign", "run", "s.yaml", "--out", ".", "--no-tracking"]), "its parent")
+    refused(runner.invoke(app, ["campaign", "run", "s.yaml", "--out", str(ws.ws), "--no-tracking"]), "its parent")
     refused(runner.invoke(app, ["campaign", "resume", str(outside_camp), "--no-tracking"]), "outside the workspace")
     refused(runner.invoke(app, ["ui", str(ws.outside), "--port", "1"]), "outside the workspace")
     refused(runner.invoke(app, ["ui", str(outside_camp), "--port", "1"]), "outside the workspace")

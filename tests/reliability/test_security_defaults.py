@@ -13,6 +13,7 @@ from packaging.version import Version
 from typer.testing import CliRunner
 
 from porelab.active_learning.cli import main as cli
+from porelab.active_learning.cli import ui as ui_cli
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,9 +35,9 @@ def _busy_port():
 
 
 def test_ui_binds_loopback_by_default(workspace):
-    assert inspect.signature(cli.ui).parameters["host"].default == "127.0.0.1"
-    assert inspect.signature(cli.ui_command).parameters["host"].default == "127.0.0.1"
-    argv, env, url = cli.ui_command(workspace)
+    assert inspect.signature(ui_cli.ui).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(ui_cli.ui_command).parameters["host"].default == "127.0.0.1"
+    argv, env, url = ui_cli.ui_command(workspace)
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and url.startswith("http://127.0.0.1:")
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and argv[argv.index("--workers") + 1] == "1"
     s, port = _busy_port()  # stops the command before a server starts
@@ -49,7 +50,7 @@ def test_ui_binds_loopback_by_default(workspace):
                                          ("localhost", False)])
 def test_ui_warns_only_on_an_explicit_non_loopback_host(workspace, host, warns, monkeypatch):
     started = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv, env: started.append(argv) or 0)  # no real server
+    monkeypatch.setattr(ui_cli.subprocess, "call", lambda argv, env: started.append(argv) or 0)  # no real server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free (not listening)

@@ -16,6 +16,21 @@ def test_build_writes_a_pdb(tmp_path):
     assert out.read_text().startswith("REMARK") and "layer charges [-4.0, 4.0, -4.0]" in r.output.replace("\n", "")
 
 
+def test_build_png_draws_the_built_membrane(tmp_path):
+    """--png writes a picture beside the PDB; it is the built structure (one image, both panels drawn)."""
+    from matplotlib.image import imread
+
+    out = tmp_path / "m.pdb"
+    r = runner.invoke(app, ["build", EXAMPLE, "--out", str(out), "--png"])
+    assert r.exit_code == 0, r.output
+    png = tmp_path / "m.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in r.output.replace("\n", "")
+    img = imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 400 and img[..., :3].std() > 0.05  # drawn, not blank
+    r = runner.invoke(app, ["build", EXAMPLE, "--out", str(tmp_path / "n.pdb")])
+    assert r.exit_code == 0 and not (tmp_path / "n.png").exists()  # only when asked
+
+
 def test_simulate_continuum_writes_measurement_and_plots(tmp_path):
     r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fidelity", "continuum",
                             "--fields", "0.1,0.5,1"])
@@ -25,6 +40,10 @@ def test_simulate_continuum_writes_measurement_and_plots(tmp_path):
     assert sorted(f["field_V_per_nm"] for f in m["fields"]) == [-1, -0.5, -0.1, 0.1, 0.5, 1]
     assert len(m["icr"]) == 3
     assert (tmp_path / "iv.png").stat().st_size > 1000 and (tmp_path / "icr.png").stat().st_size > 1000
+    text = " ".join(r.output.split())
+    for r_ in m["icr"]:  # every ICR printed with its interval (the continuum's: an error bound)
+        lo, hi = r_["icr_ci"]
+        assert f"{r_['icr']:.3g} [{lo:.3g}, {hi:.3g}] [error bound]" in text, text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,214 @@
+"""`porelab campaign run | resume | status`: drive a campaign and show its summary (every measured value with its
+95 % interval, the best ranked by the objective's pessimistic bound, the champion model and why). MLflow is wired
+in here as the campaign's view; the driver's progress lines are its log records (cli/logs.py prints them)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich import box
+from rich.table import Table
+
+from porelab.sim.cli import console, fail, out_path, print_table
+
+ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/active_learning/test_cli.py checks)
+AcquisitionKind = Literal["ucb", "ei", "constrained_ei", "max_uncertainty", "random", "grid"]  # acquisition.py's
+
+campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Active-learning campaigns: run, resume, status.")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from porelab.active_learning.campaign.directory import CampaignError
+    from porelab.active_learning.campaign.executors import ExecutorError
+    from porelab.active_learning.campaign.ledger import LedgerError
+    from porelab.active_learning.campaign.model import ModelError
+    from porelab.active_learning.campaign.oracles import OracleError
+    from porelab.active_learning.campaign.study import StudyError
+    from porelab.sim.design import DesignError
+
+    return (CampaignError, ExecutorError, LedgerError, ModelError, OracleError, StudyError, DesignError)
+
+
+def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
+    from porelab.active_learning.campaign.directory import LEDGER_FILE
+    from porelab.active_learning.campaign.driver import Campaign
+    from porelab.active_learning.campaign.ledger import Ledger
+
+    t0 = time.monotonic()
+    try:
+        views = []
+        if tracking:
+            from porelab.active_learning.tracking.view import MlflowView
+
+            views.append(MlflowView(directory))
+        campaign = Campaign(directory, log=(lambda m: None) if quiet else None, views=views, **overrides)
+        summary = campaign.run()
+        ledger = Ledger(directory / LEDGER_FILE)
+        try:
+            champion = _champion_line(ledger, campaign.study)
+        finally:
+            ledger.close()
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: porelab campaign resume {directory}")
+        raise typer.Exit(130) from None
+    except _user_errors() as err:
+        fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: a database of the campaign is unreadable ({err})")
+    except OSError as err:
+        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
+    _print_summary(summary, directory, time.monotonic() - t0, champion)
+
+
+def _campaign_dir(directory: Path, what: str) -> Path:
+    """The campaign directory, refused unless it and its parent (mlflow.db, mlartifacts) are in the workspace."""
+    d = out_path(directory, what)
+    out_path(d.parent, f"{what} {str(directory)!r}: its parent (where mlflow.db goes)")
+    return d
+
+
+@campaign_app.command("run")
+def campaign_run(
+    study_file: Annotated[Path, typer.Argument(help="study YAML")],
+    out: Annotated[Path | None, typer.Option("--out", help="campaign directory (default runs/<study name>)")] = None,
+    dir_alias: Annotated[Path | None, typer.Option("--dir", hidden=True, help="the former name of --out")] = None,
+    model: Annotated[ModelKind | None, typer.Option(help="surrogate kind instead of the study's (its params "
+                                                         "reset when the kind changes)")] = None,
+    acquisition: Annotated[AcquisitionKind | None, typer.Option(help="acquisition instead of the study's (its params "
+                                                                     "reset when the kind changes)")] = None,
+    resume: Annotated[bool, typer.Option(help="if OUT already holds this very study, resume it")] = False,
+    tracking: Annotated[bool, typer.Option(help="log to MLflow (the workspace's mlflow.db)")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+):
+    """Start a campaign from a study YAML in a new directory and run it to its end."""
+    from porelab.active_learning.campaign.directory import CampaignError, create
+    from porelab.active_learning.campaign.study import StudyError, load_study, parse_study
+
+    if out is not None and dir_alias is not None and out != dir_alias:
+        fail(f"--out {out} and --dir {dir_alias}: give one (--dir is the former name of --out)")
+    out = out or dir_alias
+    try:
+        study = load_study(study_file)
+        if model or acquisition:  # the campaign directory freezes the study as run, options included
+            doc = study.model_dump(mode="json")
+            for key, kind in (("model", model), ("acquisition", acquisition)):
+                if kind and doc[key]["kind"] != kind:
+                    doc[key] = {**doc[key], "kind": kind, "params": {}}
+            study = parse_study(doc, f"{study_file} (with the command-line options)")
+        directory = _campaign_dir(out or Path("runs") / study.name, "--out" if out else "the default --out")
+        create(study, directory, exist_ok=resume)
+    except (StudyError, CampaignError) as err:
+        fail(str(err))
+    _drive(directory, quiet, tracking)
+
+
+@campaign_app.command("resume")
+def campaign_resume(
+    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    budget: Annotated[int | None, typer.Option(help="raise the simulation budget", min=1)] = None,
+    wall_clock_min: Annotated[float | None, typer.Option(help="new driver time limit, minutes", min=0.01)] = None,
+    tracking: Annotated[bool, typer.Option(help="log to MLflow")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+):
+    """Continue a stopped or killed campaign exactly where its ledger says it was."""
+    from porelab.active_learning.campaign.directory import load
+
+    try:
+        load(directory)  # read only: "not a campaign directory" before anything else
+    except _user_errors() as err:
+        fail(str(err))
+    directory = _campaign_dir(directory, "DIRECTORY")
+    _drive(directory, quiet, tracking, budget=budget, wall_clock_min=wall_clock_min)
+
+
+@campaign_app.command("status")
+def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign directory")]):
+    """Trials by status, the best designs and the model's quality (reads the ledger only)."""
+    from porelab.active_learning.campaign.directory import LEDGER_FILE, load
+    from porelab.active_learning.campaign.ledger import Ledger
+    from porelab.active_learning.campaign.summary import summarize
+
+    try:
+        study = load(directory)
+        ledger = Ledger(directory / LEDGER_FILE)
+        summary = summarize(ledger, study)
+        running = ledger.trials("running")
+        champion = _champion_line(ledger, study)
+        ledger.close()
+    except _user_errors() as err:
+        fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: the ledger is unreadable ({err})")
+    _print_summary(summary, directory, None, champion)
+    if running:
+        console.print("running: " + ", ".join(t.design_id for t in running))
+
+
+def _fmt(x, spec: str = ".3g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _interval(r: dict, name: str) -> str:
+    """`value [lo, hi]` or `> lo` of a summary row's flat interval (sim.observables.Interval's format)."""
+    from porelab.sim.observables import Interval
+
+    return str(Interval(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_censored"]))
+
+
+def _champion_line(ledger, study) -> str | None:
+    """Which model the `champion` alias means, and why (tracking/champion.py), from the ledger."""
+    from porelab.active_learning.campaign.targets import objective_name
+    from porelab.active_learning.tracking.champion import champion
+
+    c = champion(ledger, objective_name(study.goal))
+    return None if c is None else f"champion model (MLflow alias `champion`): {c.rule}"
+
+
+def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str | None = None) -> None:
+    t = Table(title=f"campaign {directory}")
+    for col in ("candidate", "running", "completed", "failed", "abandoned", "iterations"):
+        t.add_column(col, justify="right")
+    t.add_row(*(str(s[k]) for k in ("candidate", "running", "completed", "failed", "abandoned", "iterations")))
+    console.print(t)
+    if s["best"]:
+        name = s["objective"]
+        extra = [name] if name != "icr" else []
+        bound = "lower" if s.get("maximize", True) else "upper"
+        sources = {r["measured_by"] for r in s["best"]}
+        by = f", measured by {sources.pop()}" if len(sources) == 1 else ""
+        label = "ICR" if name == "icr" else name
+        b = Table(title=f"best designs (95 % intervals{by}; best first by the {bound} bound of {label})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        b.add_column("design id", no_wrap=True)
+        b.add_column("layers", min_width=9)
+        b.add_column("|E| V/nm", justify="right", min_width=6)
+        for col in ("ICR", "ON current nA", *extra):
+            b.add_column(col, justify="right", no_wrap=True)
+        if not by:
+            b.add_column("measured by")
+        symmetric = False
+        for r in s["best"]:
+            mark = " *" if r["symmetric"] and name == "icr" else ""
+            symmetric |= bool(mark)
+            b.add_row(r["design_id"], " ".join(r["layers"]) + mark, _fmt(r["field_V_per_nm"], ".3g"),
+                      _interval(r, "icr"), _interval(r, "on_current_nA"), *[_interval(r, "objective")] * len(extra),
+                      *([] if by else [r["measured_by"]]))
+        if symmetric:
+            b.caption = "* mirror-symmetric: its ICR is 1 by symmetry (docs/physics.md §3), so it ranks last"
+        print_table(b)
+    u = s.get("utilisation") or {}
+    n = s.get("heldout_n")
+    console.print(f"model (prospective, last iteration{f', {n} designs' if n else ''}): "
+                  f"held-out RMSE {_fmt(s['heldout_rmse'])}, R² {_fmt(s['heldout_r2'])}, "
+                  f"NLL {_fmt(s.get('heldout_nll'))}, 68 % interval coverage {_fmt(s['heldout_coverage_68'])}; "
+                  f"worker utilisation {_fmt(u.get('fraction'), '.0%')}; "
+                  f"stopped: {s['finished'] or 'not finished'}"
+                  + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)
+    if champion:
+        console.print(champion, highlight=False)
+    console.print(f"see it in MLflow: porelab ui {directory}", highlight=False)

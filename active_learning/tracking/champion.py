@@ -1,0 +1,77 @@
+"""Which of a campaign's models is its `champion`: the best by prospective validation, not the latest.
+
+Each iteration's model predicted the designs it picked before they were simulated (the pick-time prediction kept
+in the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (e.g.
+ln ICR) over those of its picks that completed with an uncensored value (surrogate.metrics.regression_metrics, the
+campaign's `heldout_nll` restricted to that model's picks): it rewards accurate means and honest uncertainties, what
+acquisition and inverse design rely on. The champion is the model with the lowest score among those with at least
+MIN_PROSPECTIVE such designs (ties: the later); while none has that many, the latest model. The last model of a
+campaign (trained on everything, picking nothing) has no prospective data, so it is champion only in that case.
+Reads the ledger only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from porelab.active_learning.campaign.ledger import Ledger
+
+MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: int  # the ledger's model version
+    step: int  # the iteration that trained it
+    nll: float | None  # its prospective mean NLL (None: too few designs, the latest model)
+    n: int  # designs behind nll
+    rule: str  # one line: why this model
+
+    def __str__(self) -> str:
+        return self.rule
+
+
+def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int]]:
+    """{model step: (mean NLL, n)} over each model's completed, uncensored picks (see the module docstring)."""
+    from porelab.surrogate.metrics import regression_metrics
+
+    measured = {r["design_id"]: r["targets"] or {} for r in ledger.measurements(ok_only=True)}
+    by_step: dict[int, list[tuple[float, float, float]]] = {}
+    for t in ledger.trials("completed"):
+        p, y = t.prediction or {}, measured.get(t.design_id, {})
+        if f"{objective}_mean" not in p or objective not in y or _censored(y, objective):
+            continue
+        by_step.setdefault(t.round, []).append((y[objective], p[f"{objective}_mean"], p[f"{objective}_std"]))
+    out = {}
+    for step, rows in by_step.items():
+        y, mu, sd = zip(*rows, strict=True)
+        out[step] = (regression_metrics(list(y), list(mu), list(sd))["nll"], len(rows))
+    return out
+
+
+def _censored(t: dict, objective: str) -> bool:
+    if f"{objective}_hi" in t:
+        return t[f"{objective}_hi"] is None
+    return objective == "log_icr" and bool(t.get("icr_censored"))
+
+
+def champion(ledger: Ledger, objective: str, min_n: int | None = None) -> Champion | None:
+    """The campaign's champion model (None before the first model); min_n defaults to MIN_PROSPECTIVE."""
+    min_n = MIN_PROSPECTIVE if min_n is None else min_n
+    models = ledger.models()
+    if not models:
+        return None
+    scores = prospective_scores(ledger, objective)
+    ok = [(scores[m["step"]][0], m) for m in models
+          if m["step"] in scores and scores[m["step"]][1] >= min_n and math.isfinite(scores[m["step"]][0])]
+    if not ok:
+        m = models[-1]
+        return Champion(m["version"], m["step"], None, scores.get(m["step"], (None, 0))[1],
+                        f"model {m['version']} (iteration {m['step']}), the latest: no model has predicted "
+                        f"{min_n} designs before they ran yet")
+    nll, m = min(ok, key=lambda x: (x[0], -x[1]["version"]))
+    n = scores[m["step"]][1]
+    return Champion(m["version"], m["step"], nll, n,
+                    f"model {m['version']} (iteration {m['step']}): prospective NLL of {objective} {nll:.3g} over "
+                    f"{n} designs it predicted before they ran, the lowest of {len(ok)} models with >= {min_n}")

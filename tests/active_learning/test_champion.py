@@ -1,0 +1,72 @@
+"""The `champion` is the model that predicted best prospectively (the designs it picked, before they ran), not the
+latest; the latest while no model has enough such designs; and the MLflow alias follows that rule."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.tracking.champion import MIN_PROSPECTIVE, champion, prospective_scores
+
+
+def pick(did: str, step: int, mean: float, std: float) -> dict:
+    return {"design_id": did, "design": {"layers": [did]}, "conditions": {}, "round": step, "source": "ucb",
+            "prediction": {"log_icr_mean": mean, "log_icr_std": std}, "score": 0.0}
+
+
+def campaign_ledger(path, picks_per_model: int, errors: dict[int, float], censored_step: int | None = None) -> Ledger:
+    """Models at steps 1..3 (step 3 the final one, no picks); step s's picks measured at truth, predicted at
+    truth + errors[s] with std 0.3 (ln ICR). `censored_step`: that model's picks are censored measurements."""
+    led = Ledger(path)
+    rng = np.random.default_rng(0)
+    for step in (1, 2, 3):
+        truth = rng.normal(1.0, 0.5, picks_per_model)
+        picks = [] if step == 3 else [pick(f"s{step}d{k}", step, float(truth[k] + errors[step]), 0.3)
+                                      for k in range(picks_per_model)]
+        led.record_iteration(step, step, 0.0, 4 * step, {}, {"kind": "rf", "path": f"models/step_{step:03d}",
+                                                              "sha256": "x"}, picks)
+        for p, y in zip(picks, truth, strict=False):
+            led.start(p["design_id"])
+            t = {"log_icr": float(y), "log_icr_lo": float(y) - 0.1,
+                 "log_icr_hi": None if step == censored_step else float(y) + 0.1, "log_on_current": 0.0}
+            led.finish(p["design_id"], "completed", json.dumps({}), "md", t)
+    return led
+
+
+def test_the_model_that_predicted_best_prospectively_is_champion_not_the_latest(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.0, 2: 1.5})
+    scores = prospective_scores(led, "log_icr")
+    assert set(scores) == {1, 2} and scores[1][1] == scores[2][1] == MIN_PROSPECTIVE  # the final model: none
+    assert scores[1][0] < scores[2][0]
+    c = champion(led, "log_icr")
+    assert (c.step, c.n) == (1, MIN_PROSPECTIVE) and c.nll == pytest.approx(scores[1][0])
+    assert "prospective NLL" in c.rule and c.version == led.models()[0]["version"]
+    led.close()
+    led = campaign_ledger(tmp_path / "m.sqlite", MIN_PROSPECTIVE, {1: 1.5, 2: 0.0})
+    assert champion(led, "log_icr").step == 2
+    led.close()
+
+
+def test_the_latest_model_while_too_few_designs_were_predicted_before_they_ran(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE - 1, {1: 0.0, 2: 1.5})
+    c = champion(led, "log_icr")
+    assert c.step == 3 and c.nll is None and "the latest" in c.rule
+    assert champion(led, "log_icr", min_n=MIN_PROSPECTIVE - 1).step == 1
+    led.close()
+    assert champion(Ledger(tmp_path / "empty.sqlite"), "log_icr") is None
+
+
+def test_censored_measurements_are_not_scored(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.0, 2: 1.5}, censored_step=1)
+    assert 1 not in prospective_scores(led, "log_icr")
+    assert champion(led, "log_icr").step == 2  # the only model with uncensored prospective data
+    led.close()
+
+
+def test_nll_is_the_mean_gaussian_negative_log_likelihood(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.3, 2: 0.0})
+    nll, n = prospective_scores(led, "log_icr")[1]
+    assert nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)  # every error exactly 1 sd
+    led.close()
