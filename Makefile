@@ -54,7 +54,7 @@ install: $(BIN)/porelab
 
 # the main job: a small active-learning campaign of real tiny-preset MD on the CPU (resumes if interrupted)
 demo: install
-	$(BIN)/porelab campaign run experiments/quickstart.yaml --dir runs/quickstart --resume
+	$(BIN)/porelab campaign run experiments/quickstart.yaml --out runs/quickstart --resume
 
 # PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
 test: install browser

@@ -59,7 +59,7 @@ def campaign_runs(campaign: Path):
     """(experiment id, registered model name, runs) of the campaign recorded in the workspace's mlflow.db."""
     from mlflow.tracking import MlflowClient
 
-    from porelab.active_learning.tracking.view import workspace_uri
+    from porelab.surrogate.mlflow_store import workspace_uri
 
     client = MlflowClient(workspace_uri(campaign.parent))
     exps = [e for e in client.search_experiments() if e.tags.get("porelab.campaign_dir") == str(campaign)]

@@ -4,10 +4,13 @@
 
 DATA is a directory tree of measurement.json files. DIR receives model/ (the model directory of
 surrogate.store: model.json, the training measurements, the GNN's weights), metrics.json, parity and
-calibration PNGs, processed/ (the featurised-data cache) and, unless MLFLOW_TRACKING_URI is set, mlflow.db: the
-run (params, metrics, plots, model) is logged there and the model registered under `registered_model_name`.
-`porelab design --surrogate DIR/model` and campaigns load the model directory as it is. A config (every key
-optional; defaults shown):
+calibration PNGs and processed/ (the featurised-data cache). The run (params, metrics, plots, model) is logged to
+the workspace's MLflow store (surrogate.mlflow_store: `<workspace>/mlflow.db`, the one campaigns use, unless
+MLFLOW_TRACKING_URI is set) and the model registered under `registered_model_name` with aliases
+(surrogate.aliases): `latest` always, and `champion` when the registered model has no champion yet or when the new
+version's held-out ln ICR NLL (metrics.json `log_icr_nll`) is lower than the current champion's; the printed line
+says which aliases the version got and why. `porelab design --surrogate DIR/model` (or `NAME@champion`) and
+campaigns load the model. A config (every key optional; defaults shown):
 
     model: {kind: gnn, n_members: 5, hidden: 16, n_conv: 2, max_epochs: 150, patience: 20, symmetry: exact}
            # kind gnn: DeepEnsemble keywords; rf: RFBaseline's (n_estimators, ...); gp: GPBaseline's
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -77,11 +79,6 @@ def load_config(path: Path | None) -> TrainConfig:
         return TrainConfig.model_validate(doc or {})
     except ValidationError as err:
         _fail(f"--config {path}: {_one_line(err)}")
-
-
-def tracking_uri(out: Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the output directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out.resolve() / 'mlflow.db'}"
 
 
 def build_model(cfg: TrainConfig):
@@ -140,10 +137,11 @@ def train(
     train_set, test_set = samples, samples
     if cfg.test_fraction > 0 and samples.n_designs >= 2:
         train_set, test_set = samples.split_designs(cfg.test_fraction, cfg.seed)
+    held_out = test_set is not train_set
     kind = model_kind(model)
     console.print(f"{len(samples)} samples from {samples.n_designs} designs: training a {kind} model on "
                   f"{train_set.n_designs}, reporting on {test_set.n_designs} "
-                  f"{'held-out ' if test_set is not train_set else ''}designs")
+                  f"{'held-out ' if held_out else ''}designs")
     t0 = time.perf_counter()
     model.fit(train_set)
     train_s = time.perf_counter() - t0
@@ -164,27 +162,41 @@ def train(
     li = icr_arrays(test_set, pred)
     parity_plot(*li, out / "parity_log_icr.png", "ln ICR", "ICR, held-out designs")
     calibration_plot({"flux": (y, mu, sd), "ln ICR": li}, out / "calibration.png", "held-out designs")
+    from porelab.sim.workspace import workspace
     from porelab.surrogate.mlflow_quiet import quiet_mlflow
+    from porelab.surrogate.mlflow_store import tracking_uri
 
+    ws = workspace()
+    uri = tracking_uri(ws)
     with quiet_mlflow():  # no MLflow INFO lines, registry prints or progress bars in the command's output
-        run_id = _log_mlflow(cfg, model, kind, metrics, out)
+        run_id, registered = _log_mlflow(cfg, model, kind, metrics, out, (ws, uri), held_out)
     console.print(f"trained in {train_s:.1f} s; flux R² {metrics['flux_r2']:.3f}, "
                   f"ln ICR R² {metrics['log_icr_r2']:.3f}, 95 % coverage {metrics['flux_coverage_95']:.2f}; "
-                  f"model in {out / 'model'}, MLflow run {run_id} at {tracking_uri(out)}")
+                  f"model in {out / 'model'}, MLflow run {run_id} at {uri}", highlight=False, soft_wrap=True)
+    console.print(f"registered {registered}" if registered else "not registered (registered_model_name: null)",
+                  highlight=False, soft_wrap=True)
 
 
-def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path) -> str:
+def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path, store: tuple[Path, str],
+                held_out: bool) -> tuple[str, str | None]:
+    """Log the run to the store (workspace, tracking URI), register the model and set its aliases; (run id, the
+    aliases line, None when not registered)."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
+    from porelab.surrogate.aliases import heldout_nll, set_aliases
+    from porelab.surrogate.mlflow_store import artifact_location, fluent_uri
     from porelab.surrogate.serving import log_model
     from porelab.surrogate.store import featuriser
 
-    prev = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri(out))  # it also sets MLFLOW_TRACKING_URI: do not leave it behind
-    if prev is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=cfg.run_name) as run:
+    ws, uri = store
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.experiment)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        _fail(f"experiment {cfg.experiment!r} is deleted in {uri}: restore it or set another `experiment`")
+    eid = exp.experiment_id if exp else client.create_experiment(
+        cfg.experiment, artifact_location=artifact_location(uri, ws, cfg.experiment))
+    with fluent_uri(uri), mlflow.start_run(experiment_id=eid, run_name=cfg.run_name) as run:
         params = {"model.kind": kind} | {f"model.{k}": v for k, v in model.get_params().items()} | {
             "flux_scale_per_ns": cfg.flux_scale_per_ns, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
             "featuriser": featuriser(model)}
@@ -193,5 +205,8 @@ def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path) ->
                             math.isfinite(v)})
         for name in ("metrics.json", "parity_flux.png", "parity_log_icr.png", "calibration.png"):
             mlflow.log_artifact(str(out / name))
-        log_model(out / "model", "model", cfg.registered_model_name)
-        return run.info.run_id
+        info = log_model(out / "model", "model", cfg.registered_model_name)
+    if cfg.registered_model_name is None:
+        return run.info.run_id, None
+    return run.info.run_id, set_aliases(client, cfg.registered_model_name, info.registered_model_version,
+                                        heldout_nll(metrics, held_out))

@@ -8,10 +8,11 @@ Views (e.g. MLflow, porelab.active_learning.tracking.view) are passed in by the 
 the ledger (`view.sync(ledger)`) after ledger commits, never in between them; this package never imports them.
 
 Rounds and iterations: round 0 is the initial space-filling design (the first `budget.initial` designs of the
-pool); iteration k >= 1 trains on every finished trial of rounds <= k - 1 - lag and picks round k. refill `batch`
-(lag 0) waits for the whole previous round; refill `async` (lag 1) picks round k while round k-1 still runs, so a
-free worker gets the next pick at once. Either way the training set of an iteration is fixed by the rounds, not by
-the order results arrive, so the same seed and study give the same picks.
+pool; measurements told before the first run, campaign.interop, are round 0 too and take their places, and like
+every trial count in the budget); iteration k >= 1 trains on every finished trial of rounds <= k - 1 - lag and
+picks round k. refill `batch` (lag 0) waits for the whole previous round; refill `async` (lag 1) picks round k
+while round k-1 still runs, so a free worker gets the next pick at once. Either way the training set of an
+iteration is fixed by the rounds, not by the order results arrive, so the same seed and study give the same picks.
 
 The pool: the study's seeded Sobol sample (or its grid). When the goal's objective is ICR, mirror-symmetric designs
 (`Design.is_symmetric()`) are dropped from it, as their ICR is 1 by symmetry (docs/physics.md §3): no simulation
@@ -48,7 +49,7 @@ from porelab.active_learning.campaign.iteration import (
 )
 from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
-from porelab.active_learning.campaign.oracles import identity_of, make_oracle
+from porelab.active_learning.campaign.oracles import study_identity
 from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
@@ -131,8 +132,7 @@ class Campaign:
         self.wall_clock_s = 60 * (ov.get("wall_clock_min") or self.study.budget.wall_clock_min or math.inf)
         o = self.study.oracle
         self.oracle_spec = {"kind": o.kind, "settings": o.settings, "path": o.path}
-        oracle = make_oracle(o.kind, o.settings, o.path)  # fail early (bad user path/class/settings) in the driver
-        self.identity = identity_of(oracle, o.kind, o.settings, o.path)
+        self.identity = study_identity(o)  # built here: a bad user path/class/settings fails early, in the driver
         self.pool, dropped = candidate_pool(self.study)
         if dropped:
             self.log(f"pool: {dropped} mirror-symmetric designs left out (ICR = 1 by symmetry), {len(self.pool)} "
@@ -186,7 +186,7 @@ class Campaign:
                 return summarize(self.ledger, self.study)
             recovered = recover(self.ledger, self.dir / "runs", self.identity)
             self._sync()
-            if not self.ledger.iterations() and not self.ledger.trials():
+            if not self.ledger.iterations():  # a new campaign (perhaps holding told trials, campaign.interop)
                 self._initial_design()
             ex = self.study.executor
             executor = make_executor(ex.kind, ex.workers, ex.address, ex.cluster, ex.cluster_options, ex.gpu)
@@ -241,11 +241,15 @@ class Campaign:
             self._close()
 
     def _initial_design(self) -> None:
-        n = min(self.study.budget.initial, self.budget, len(self.pool))
-        rows = [pick_row(c, 0, "initial") for c in self.pool[:n]]
+        """Round 0: the pool's first designs, up to budget.initial designs with those told before (see the module
+        docstring)."""
+        known = self.ledger.known_ids()  # told trials (campaign.interop), round 0 already
+        n = max(0, min(self.study.budget.initial, self.budget) - len(known))
+        rows = [pick_row(c, 0, "initial") for c in self.pool if c.design_id not in known][:n]
         self.ledger.record_iteration(0, 0, time.time(), 0, {"picks": len(rows)}, None, rows)
         where = "grid" if self.study.acquisition.kind == "grid" else "quasi-random pool"
-        self.log(f"initial design: {len(rows)} designs from the {where}")
+        told = f" beside {len(known)} told" if known else ""
+        self.log(f"initial design: {len(rows)} designs from the {where}{told}")
         self._sync()
 
     def _dispatch(self, executor) -> None:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
 from porelab.active_learning.campaign.ledger import Ledger
@@ -28,6 +29,8 @@ from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import objective_name, target_names
 from porelab.sim.measurement import Measurement
+
+P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
 
 
 @dataclass(frozen=True)
@@ -182,14 +185,32 @@ def _scores(snap: Snapshot, study: Study, model, pred, avail, step: int, train_r
         kw.setdefault("target", objective_name(goal))
         kw.setdefault("maximize", goal.maximize)
     acq = resolve_acquisition(kind, model, **kw)
-    scores = acq.score(pred) if pred is not None else acq(avail)
-    return acq, np.asarray(scores, float)
+    scores = np.asarray(acq.score(pred) if pred is not None else acq(avail), float)
+    if goal.on_current_min_nA is not None and pred is not None and kind not in ("grid", "random", "constrained_ei"):
+        scores = respect_constraint(scores, pred, math.log(goal.on_current_min_nA))
+    return acq, scores
+
+
+def respect_constraint(scores: np.ndarray, pred, log_threshold: float, p_min: float = P_FEASIBLE_MIN) -> np.ndarray:
+    """The goal's ON-current constraint in every model-based acquisition (ucb, ei, max_uncertainty; random and
+    grid stay baselines):
+    candidates whose predicted probability of ln ON current >= log_threshold is below p_min rank after every
+    plausible one (among themselves by that probability), so that no pick is spent where the model is
+    confident the constraint fails. constrained_ei weighs by the probability itself. scores, result: (n,)."""
+    cm = np.asarray(pred.mean["log_on_current"], float)
+    cs = np.maximum(np.asarray(pred.std["log_on_current"], float), 1e-9)
+    p = norm.sf((log_threshold - cm) / cs)
+    ok = p >= p_min
+    if ok.all() or not ok.any():
+        return scores if ok.all() else p
+    floor = scores[ok].min() - 1.0
+    return np.where(ok, scores, floor - (1.0 - p))
 
 
 def _best_feasible(snap: Snapshot, study: Study, kind: str, max_round: int | None) -> float | None:
     thr, objective = study.goal.on_current_min_nA, objective_name(study.goal)
     vals = [m["targets"][objective] for m in snap.rows(max_round)
-            if kind != "constrained_ei" or thr is None or m["targets"]["log_on_current"] >= math.log(thr)]
+            if thr is None or m["targets"]["log_on_current"] >= math.log(thr)]
     if not vals:
         return None if kind == "constrained_ei" else -np.inf
     return max(vals) if study.goal.maximize else min(vals)

@@ -235,6 +235,20 @@ class Ledger:
                                                     fidelity, measurement_json,
                                                     json.dumps(targets) if targets else None, time.time()))
 
+    def add_completed(self, rows: list[dict]) -> None:
+        """Trials measured elsewhere (campaign.interop.tell), all in one transaction: each row {design_id, design,
+        conditions, round, source, measurement_json, fidelity, targets} added, run once and completed with its
+        measurement. LedgerError (and no change) when a design is already known."""
+        with self.transaction() as db:
+            for r in rows:
+                if not self._add(db, r["design_id"], r["design"], r["conditions"], r["round"], r["source"]):
+                    raise LedgerError(f"design {r['design_id']} is already in the ledger {self.path}")
+                self._transition(db, r["design_id"], "running", None, attempts=1, worker=r["source"])
+                self._transition(db, r["design_id"], "completed", None)
+                db.execute("INSERT INTO measurements (design_id, status, fidelity, json, targets, created_at) "
+                           "VALUES (?,?,?,?,?,?)", (r["design_id"], "ok", r["fidelity"], r["measurement_json"],
+                                                    json.dumps(r["targets"]), time.time()))
+
     def trial(self, design_id: str) -> Trial | None:
         rows = self._trials("WHERE t.design_id=?", (design_id,))
         return rows[0] if rows else None

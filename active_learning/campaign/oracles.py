@@ -139,6 +139,12 @@ def identity_of(oracle, kind: str, settings: dict | None = None, path: str | Non
     return oracle_identity(kind, settings, path)
 
 
+def study_identity(spec) -> dict:
+    """The identity of a study's oracle (campaign.study.OracleSpec: kind, settings, path), built to ask it; raises
+    OracleError when it cannot be built. The campaign's measurements carry it; told ones must (campaign.interop)."""
+    return identity_of(make_oracle(spec.kind, spec.settings, spec.path), spec.kind, spec.settings, spec.path)
+
+
 def stamp(m: Measurement, identity: dict) -> Measurement:
     """`m` carrying the identity of the oracle that was asked; one that named another (e.g. a user oracle returning
     a continuum result) keeps that in provenance["oracle_reported"]."""

@@ -1,6 +1,7 @@
-"""`porelab campaign run | resume | status`: drive a campaign and show its summary (every measured value with its
-95 % interval, the best ranked by the objective's pessimistic bound, the champion model and why). MLflow is wired
-in here as the campaign's view; the driver's progress lines are its log records (cli/logs.py prints them)."""
+"""`porelab campaign run | resume | status | export | tell`: drive a campaign and show its summary (every measured
+value with its 95 % interval, the best ranked by the objective's pessimistic bound, the champion model and why);
+export its trials as a CSV or Parquet table; tell it measurements made before it (campaign/interop.py). MLflow is
+wired in here as the campaign's view; the driver's progress lines are its log records (cli/logs.py prints them)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/a
 AcquisitionKind = Literal["ucb", "ei", "constrained_ei", "max_uncertainty", "random", "grid"]  # acquisition.py's
 
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                           help="Active-learning campaigns: run, resume, status.")
+                           help="Active-learning campaigns: run, resume, status, export, tell.")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -147,6 +148,55 @@ def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign dir
     _print_summary(summary, directory, None, champion)
     if running:
         console.print("running: " + ", ".join(t.design_id for t in running))
+
+
+@campaign_app.command("export")
+def campaign_export(
+    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    out: Annotated[Path, typer.Option(help="table to write: .csv or .parquet (the format follows the suffix)")],
+):
+    """Write the campaign's trials as a table: one row per trial with its design, status, round, oracle, cost and
+    every measured value with its 95 % interval and censored flag (reads the ledger only)."""
+    from porelab.active_learning.campaign.interop import export_trials
+
+    path = out_path(out, "--out")
+    try:
+        n = export_trials(directory, path)
+    except (*_user_errors(), ValueError) as err:
+        fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: the ledger is unreadable ({err})")
+    except OSError as err:
+        fail(f"--out {out}: {err.strerror or err}")
+    console.print(f"{n} trials of {directory} written to {out}", highlight=False, soft_wrap=True)
+
+
+@campaign_app.command("tell")
+def campaign_tell(
+    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    measurements: Annotated[list[Path], typer.Argument(help="measurement.json files made by the study's oracle")],
+    study: Annotated[Path | None, typer.Option(help="study YAML: make DIRECTORY a campaign of it if it is none "
+                                                    "yet")] = None,
+):
+    """Seed a campaign with measurements made before it: each becomes a completed trial of round 0 (source told)
+    that counts in the budget and is never simulated again. All or none: one refused file writes nothing."""
+    from porelab.active_learning.campaign.interop import tell
+    from porelab.active_learning.campaign.study import load_study
+
+    try:
+        spec = load_study(study) if study is not None else None
+        directory = _campaign_dir(directory, "DIRECTORY")
+        lines = tell(directory, measurements, spec)
+    except _user_errors() as err:
+        fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: the ledger is unreadable ({err})")
+    except OSError as err:
+        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
+    for line in lines:
+        console.print(line, highlight=False)
+    console.print(f"{len(lines)} measurements told to {directory}; continue with: porelab campaign resume "
+                  f"{directory}", highlight=False, soft_wrap=True)
 
 
 def _fmt(x, spec: str = ".3g") -> str:

@@ -45,7 +45,7 @@ def _ui_workspace(directory: Path) -> Path:
 
 def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str], str]:
     """(argv, environment, URL) of the MLflow server for the workspace holding `directory` (loopback by default)."""
-    from porelab.active_learning.tracking.view import workspace_uri
+    from porelab.surrogate.mlflow_store import workspace_uri
 
     workspace = _ui_workspace(directory)
     if not (workspace / "mlflow.db").exists():

@@ -186,15 +186,15 @@ def _log_run(out: Path, workspace: Path, study: DesignStudy, summary: dict, surr
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from porelab.active_learning.tracking.view import UI_KIND, flatten, mlflow_key, tracking_uri
+    from porelab.active_learning.tracking.view import UI_KIND, flatten, mlflow_key
+    from porelab.surrogate.mlflow_store import artifact_location, tracking_uri
 
     uri = tracking_uri(workspace)
     client = MlflowClient(uri)
     name = f"design-{study.name}"
     exp = client.get_experiment_by_name(name)
     eid = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=(workspace / "mlartifacts" / name).as_uri() if uri.startswith("sqlite") else None,
-        tags=UI_KIND)
+        name, artifact_location=artifact_location(uri, workspace, name), tags=UI_KIND)
     reg = surrogate.registered
     tags = {"porelab.kind": "design", "porelab.study": study.name, "porelab.surrogate": surrogate.source,
             "porelab.output_dir": str(out)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
-from porelab.active_learning.tracking.view import fluent_uri, tracking_uri
+from porelab.surrogate.mlflow_store import fluent_uri, tracking_uri
 from porelab.surrogate.store import MODEL_FILE
 
 

@@ -8,13 +8,13 @@ found by their tags at the view's first sync in a process: a finished run is kep
 logged again, a registered model version reused, so each thing is in MLflow once.
 
 Tracking URI: MLFLOW_TRACKING_URI when set, else an embedded SQLite file `mlflow.db` in the workspace (the campaign
-directory's parent), artifacts under `<workspace>/mlartifacts/`. One experiment per campaign, one parent run
-(study as params), a nested run per iteration (metrics by step, also on the parent; plots; the model, registered
-as `porelab-<experiment>`) and a nested run per finished simulation (its design as params; its measurement as
-metrics, each measured value `<name>` with its 95 % interval `<name>_lo`, `<name>_hi` beside it (no `_hi` when
-censored); its pick-time prediction). The alias `champion` points at the model that predicts best prospectively
-(tracking/champion.py), moved as the evidence comes in; the rule behind it is the tag `porelab.champion` on the
-parent run and on that model version.
+directory's parent), artifacts under `<workspace>/mlartifacts/` (surrogate.mlflow_store, shared with `porelab
+train`). One experiment per campaign, one parent run (study as params), a nested run per iteration (metrics by
+step, also on the parent; plots; the model, registered as `porelab-<experiment>`) and a nested run per finished
+simulation (its design as params; its measurement as metrics, each measured value `<name>` with its 95 % interval
+`<name>_lo`, `<name>_hi` beside it (no `_hi` when censored); its pick-time prediction). The alias `champion`
+points at the model that predicts best prospectively (tracking/champion.py), moved as the evidence comes in; the
+rule behind it is the tag `porelab.champion` on the parent run and on that model version.
 """
 
 from __future__ import annotations
@@ -37,30 +37,10 @@ from porelab.active_learning.tracking.champion import champion
 from porelab.sim.faults import fault_point
 from porelab.sim.measurement import Measurement
 from porelab.surrogate.mlflow_quiet import quiet_mlflow as quiet  # MLflow's chatter silenced while logging
+from porelab.surrogate.mlflow_store import artifact_location, fluent_uri, tracking_uri
 
 ALIAS = "champion"
 UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view
-
-
-def workspace_uri(workspace: str | Path) -> str:
-    return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
-
-
-def tracking_uri(workspace: str | Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or workspace_uri(workspace)
-
-
-@contextlib.contextmanager
-def fluent_uri(uri: str):
-    """mlflow's global tracking URI (and MLFLOW_TRACKING_URI, which it sets) = `uri` while inside, then as before."""
-    import mlflow
-
-    prev = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(prev)
 
 
 @contextlib.contextmanager
@@ -133,7 +113,7 @@ class MlflowView:
             name = f"{name}-{hashlib.sha256(str(self.dir).encode()).hexdigest()[:6]}"
             exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            art = (self.dir.parent / "mlartifacts" / name).as_uri() if self.uri.startswith("sqlite:///") else None
+            art = artifact_location(self.uri, self.dir.parent, name)
             eid = self.client.create_experiment(name, artifact_location=art,
                                                 tags={"porelab.campaign_dir": str(self.dir),
                                                       "porelab.study": self.study.name, **UI_KIND})

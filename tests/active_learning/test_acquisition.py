@@ -107,3 +107,28 @@ def test_batch_keeps_best_is_diverse_and_deterministic():
     assert {int(i) // 20 for i in select_batch(scores, 3, emb, seed=4)} == {0, 1}  # only the top 30 compete
     assert np.array_equal(picks, select_batch(scores, 3, emb, seed=4, top_factor=20))
     assert len(set(select_batch(scores, 10, emb, seed=4))) == 10
+
+
+def _pred(icr_mu, icr_sd, on_mu, on_sd):
+    from porelab.surrogate.target_prediction import TargetPrediction
+
+    a = lambda v: np.asarray(v, float)  # noqa: E731
+    return TargetPrediction({"log_icr": a(icr_mu), "log_on_current": a(on_mu)},
+                            {"log_icr": a(icr_sd), "log_on_current": a(on_sd)},
+                            {"log_icr": a(icr_sd), "log_on_current": a(on_sd)}, np.zeros((len(icr_mu), 1)))
+
+
+@pytest.mark.parametrize("kind", ["ucb", "max_uncertainty", "ei"])
+def test_every_acquisition_ranks_confidently_infeasible_designs_last(kind):
+    from porelab.active_learning.campaign.iteration import respect_constraint
+
+    # design 0: the best objective and the widest uncertainty, but its ON current is surely below 1 nA
+    pred = _pred([5.0, 1.0, 0.5], [3.0, 0.5, 0.5], [math.log(0.01), math.log(3.0), math.log(2.0)], [0.3, 0.3, 0.3])
+    raw = resolve_acquisition(kind, None, best_f=0.0).score(pred) if kind == "ei" else \
+        resolve_acquisition(kind, None).score(pred)
+    assert np.argmax(raw) == 0  # unconstrained, the infeasible design would be picked first
+    s = respect_constraint(raw, pred, math.log(1.0))
+    assert np.argmin(s) == 0 and list(np.argsort(-s)[:2]) == list(np.argsort(-raw[1:])[:2] + 1)
+    # nothing plausible: ranked by the probability of meeting the constraint
+    none = respect_constraint(raw, pred, math.log(1e3))
+    assert np.argmax(none) == 1

@@ -5,18 +5,21 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from porelab.surrogate.cli import app, tracking_uri
+from porelab.surrogate.cli import app
 from porelab.surrogate.dataset import Samples
 from porelab.surrogate.metrics import evaluate
+from porelab.surrogate.mlflow_store import artifact_location, tracking_uri
 from porelab.surrogate.serving import predict_frame
 from porelab.surrogate.store import load_model
 
 
-def test_default_tracking_uri_is_a_sqlite_file_in_the_output(tmp_path, monkeypatch):
+def test_default_tracking_uri_is_the_workspace_sqlite_file(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert artifact_location(tracking_uri(tmp_path), tmp_path, "e") == (tmp_path.resolve() / "mlartifacts" / "e").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert tracking_uri(tmp_path) == "sqlite:///elsewhere.db"
+    assert artifact_location("http://127.0.0.1:5000", tmp_path, "e") is None  # the server's own default
 
 
 def test_train_writes_model_plots_metrics_and_an_mlflow_run(measurement_dir, measurements, tmp_path, monkeypatch):
@@ -24,6 +27,7 @@ def test_train_writes_model_plots_metrics_and_an_mlflow_run(measurement_dir, mea
 
     uri = f"sqlite:///{tmp_path / 'tracking.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(tmp_path))
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"n_members": 5, "hidden": 8, "msg_dim": 4, "n_conv": 1, "max_epochs": 3, "progress": False},
@@ -51,7 +55,7 @@ def test_train_writes_model_plots_metrics_and_an_mlflow_run(measurement_dir, mea
     assert {"parity_flux.png", "calibration.png", "metrics.json"} <= artifacts
     versions = mlflow.MlflowClient().search_model_versions("name='pore-surrogate-test'")
     assert len(versions) == 1
-    assert not (out / "mlflow.db").exists()  # MLFLOW_TRACKING_URI wins
+    assert not (tmp_path / "mlflow.db").exists()  # MLFLOW_TRACKING_URI wins over the workspace's store
     # the registered model loads as a pyfunc and predicts fluxes of a new design
     import pandas as pd
 
