@@ -106,6 +106,7 @@ def export_trials(directory: str | Path, out: str | Path) -> int:
                          f"{out.suffix or 'no suffix'!r}")
     frame = trial_table(directory)
     data = frame.to_csv(index=False).encode() if out.suffix.lower() == ".csv" else frame.to_parquet(index=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, data)
     return len(frame)
 

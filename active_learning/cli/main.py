@@ -1,6 +1,7 @@
 """The `porelab` command: the commands of every floor under one Typer app (imports go down the floors).
 
-Floor 3 adds `campaign run STUDY.yaml`, `campaign resume DIR`, `campaign status DIR` (cli/campaign.py),
+Floor 3 adds `campaign run STUDY.yaml`, `campaign resume DIR`, `campaign status DIR`, `campaign export DIR
+--out FILE` and `campaign tell DIR MEASUREMENT.json...` (cli/campaign.py),
 `design STUDY.yaml` (cli/design.py) and `ui [DIR]` (cli/ui.py).
 User errors end with a one-line `error: ...` and exit code 2, never a traceback; an option with a fixed set of
 values lists them in --help and names them when refused. Every command that writes takes its output directory as

@@ -75,8 +75,8 @@ def test_served_champion_answers_like_predict_frame(measurements, tmp_path):
     saved = load_model(tmp_path / "model")
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
     with quiet_mlflow():
+        client = MlflowClient(uri)
         exp = client.create_experiment("served", artifact_location=(tmp_path / "mlartifacts").as_uri())
         mlflow.set_tracking_uri(uri)
         try:

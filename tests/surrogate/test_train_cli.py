@@ -16,7 +16,8 @@ from porelab.surrogate.store import load_model
 def test_default_tracking_uri_is_the_workspace_sqlite_file(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert artifact_location(tracking_uri(tmp_path), tmp_path, "e") == (tmp_path.resolve() / "mlartifacts" / "e").as_uri()
+    art = artifact_location(tracking_uri(tmp_path), tmp_path, "e")
+    assert art == (tmp_path.resolve() / "mlartifacts" / "e").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert tracking_uri(tmp_path) == "sqlite:///elsewhere.db"
     assert artifact_location("http://127.0.0.1:5000", tmp_path, "e") is None  # the server's own default
