@@ -56,9 +56,9 @@ install: $(BIN)/porelab
 demo: install
 	$(BIN)/porelab campaign run experiments/quickstart.yaml --out runs/quickstart --resume
 
-# PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
+# pytest-xdist: one process per core (2 here); PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
 test: install browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # the browser test (tests/active_learning/test_ui_browser.py) drives the system Chromium with Playwright: install the
 # Debian package when absent (root, or sudo when there is one); without apt or rights only a note, and it is skipped

@@ -55,7 +55,7 @@ def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
         finally:
             ledger.close()
     except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: porelab campaign resume {directory}")
+        console.print(f"interrupted; continue with: porelab campaign resume {directory}", soft_wrap=True)
         raise typer.Exit(130) from None
     except _user_errors() as err:
         fail(str(err))
@@ -261,4 +261,4 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
                   + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)
     if champion:
         console.print(champion, highlight=False)
-    console.print(f"see it in MLflow: porelab ui {directory}", highlight=False)
+    console.print(f"see it in MLflow: porelab ui {directory}", highlight=False, soft_wrap=True)  # copyable

@@ -113,7 +113,7 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
     if tracking:
         rid = design_report.log_mlflow(out, workspace, study, summary, sur, files)
         console.print(f"MLflow run {rid} (experiment design-{study.name}); see it with: porelab ui {workspace}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     console.print(f"results in {out}: ranked.csv, pareto.csv, pareto.png, designs/"
                   + (", verified.csv" if verified else ""), highlight=False)
 
