@@ -179,7 +179,8 @@ def simulate(
 @contextlib.contextmanager
 def _c_output_silenced():
     """Drop what C code writes to the process's stdout and stderr while inside (mdtraj's DCD plugin prints two
-    banner lines per file it opens); Python's own output is untouched."""
+    banner lines per file it opens). Python's streams are flushed before and after, so only what is written
+    inside is dropped."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved, null = (os.dup(1), os.dup(2)), os.open(os.devnull, os.O_WRONLY)
@@ -188,6 +189,8 @@ def _c_output_silenced():
         os.dup2(null, 2)
         yield
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, null):

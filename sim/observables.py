@@ -58,6 +58,11 @@ def ratio_interval(a: float, ci_a: tuple[float, float], b: float, ci_b: tuple[fl
     return t1 / t2, (math.exp(low), math.exp(high)), False
 
 
+def point_icr(i_pos: float, i_neg: float) -> float:
+    """|I(+E)| / |I(-E)| of two point currents (nA), their intervals aside; nan when I(-E) = 0."""
+    return abs(i_pos) / abs(i_neg) if i_neg != 0 else math.nan
+
+
 def icr_interval(i_pos: float, ci_pos: tuple[float, float], i_neg: float, ci_neg: tuple[float, float],
                  bound: bool = False) -> tuple[float, tuple[float, float | None], bool]:
     """ICR = |I(+E)| / |I(-E)| and its interval (see `ratio_interval`)."""

@@ -20,15 +20,12 @@ from dataclasses import dataclass
 from porelab.sim.measurement import FieldResult, ICRResult, Measurement
 from porelab.sim.observables import icr_results
 
-ESTIMATORS = ("crossings", "displacement", "oracle")
-
-
 def _width(ci: tuple[float, float]) -> float:
     return abs(ci[1] - ci[0])
 
 
 def field_estimator(f: FieldResult) -> str:
-    """The estimator (one of ESTIMATORS) whose numbers stand for the result at field f (see the module rule)."""
+    """The estimator ("crossings", "displacement" or "oracle") whose numbers stand for the result at field f (see the module rule)."""
     counted = any(r.crossings_up is not None for r in f.species.values())
     disp = (f.current_displacement_ci_nA is not None and f.current_displacement_reliable is True
             and all(r.flux_displacement_ci_per_ns is not None and r.flux_displacement_per_ns is not None

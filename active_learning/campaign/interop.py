@@ -24,7 +24,6 @@ measurement (or whose design_id is not its design's), a failed measurement, one 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +31,7 @@ from pydantic import ValidationError
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, STUDY_FILE, CampaignError, create, load, run_dir
 from porelab.active_learning.campaign.ledger import CampaignLock, Ledger
-from porelab.active_learning.campaign.measured import measured
+from porelab.active_learning.campaign.measured import interval, measured
 from porelab.active_learning.campaign.oracles import study_identity
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
@@ -199,5 +198,5 @@ def tell(directory: str | Path, files: list[str | Path], study: Study | None = N
                                   for m, tg in told])
         finally:
             ledger.close()
-    return [f"told    {m.design_id}: ICR {math.exp(tg['log_icr']):.3g}, ON {math.exp(tg['log_on_current']):.3g} nA"
+    return [f"told    {m.design_id}: ICR {interval(tg, 'log_icr')}, ON {interval(tg, 'log_on_current')} nA"
             for m, tg in told]

@@ -61,12 +61,13 @@ def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], 
 
 
 def _log_intervals(rows: list) -> np.ndarray:
-    """(n, 2) ln (low, high) of each Measured's objective; high NaN when censored, both NaN when unknown."""
+    """(n, 2) ln (low, high) of each Measured's objective; high NaN when censored, low NaN when it is not positive
+    (no lower bar), both NaN when unknown."""
     out = np.full((len(rows), 2), np.nan)
     for k, m in enumerate(rows):
         if m is not None:
-            out[k] = np.log(max(m.objective.low, 1e-300)), np.log(m.objective.high) if not m.objective.censored \
-                else np.nan
+            o = m.objective
+            out[k] = (np.log(o.low) if o.low > 0 else np.nan), (np.log(o.high) if not o.censored else np.nan)
     return out
 
 
@@ -87,11 +88,12 @@ def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, 
     as a right-pointing triangle at its lower bound."""
     fig, ax = _figure((4.2, 4))
     z = norm.ppf(0.975)
-    cens = np.zeros(len(measured), bool) if measured_ci is None else np.isnan(measured_ci[:, 1])
+    cens = np.zeros(len(measured), bool) if measured_ci is None else \
+        np.isnan(measured_ci[:, 1]) & ~np.isnan(measured_ci[:, 0])
     ok = ~cens
     xerr = None
-    if measured_ci is not None:
-        xerr = np.abs(np.vstack([measured[ok] - measured_ci[ok, 0], measured_ci[ok, 1] - measured[ok]]))
+    if measured_ci is not None:  # an unknown end draws no bar on that side
+        xerr = np.nan_to_num(np.abs(np.vstack([measured[ok] - measured_ci[ok, 0], measured_ci[ok, 1] - measured[ok]])))
     ax.errorbar(measured[ok], mean[ok], xerr=xerr, yerr=z * std[ok], fmt="o", ms=4, alpha=0.8, elinewidth=0.8)
     if cens.any():
         ax.errorbar(measured_ci[cens, 0], mean[cens], yerr=z * std[cens], fmt=">", ms=5, alpha=0.8, c="C3",

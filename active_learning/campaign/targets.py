@@ -6,7 +6,11 @@ reliable and narrower, crossing counts otherwise, the oracle's own numbers for t
 the same numbers the surrogate's labels are made of, so the measured ICR a campaign ranks by is the one it learns.
   log_icr          ln ICR at the goal's |E| (default the largest |E| measured). Censored (`icr_censored` = 1) when
                    the OFF current's interval contains zero: the value is then the ratio of the point currents (the
-                   interval's lower bound when the OFF point current is 0), and only the lower end is known
+                   interval's lower bound when the OFF point current is 0), and only the lower end is known. When
+                   the chosen currents give no positive ICR or ON current (no net crossing in a short MD run), the
+                   ratio of the displacement point currents, censored with no known bound; with no nonzero
+                   displacement pair either there is no ICR (the trial is abandoned with the currents in its
+                   reason)
   log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E|
   log_selectivity  ln S, S = sum_a |J_a|/c_a / sum_b |J_b|/c_b over the goal's species, in the ON direction
                    (when the denominator's flux interval contains zero: the lower bound of S)
@@ -22,7 +26,7 @@ import math
 
 from porelab.active_learning.campaign.study import Goal
 from porelab.sim.measurement import Measurement
-from porelab.sim.observables import Interval, on_current, selectivity
+from porelab.sim.observables import Interval, on_current, point_icr, selectivity
 from porelab.surrogate.labels import labelled
 
 BASE_TARGETS = ("log_icr", "log_on_current")
@@ -74,15 +78,24 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
         r = near[0]
     e = r.field_abs_V_per_nm
     (plus, est_p), (minus, est_m) = lab.field(e), lab.field(-e)
+    estimator = est_p if est_p == est_m else f"{est_p}|{est_m}"
     icr = r.icr
     if r.icr_censored and minus.current_nA != 0:  # the point estimate; its interval says only "at least"
-        icr = abs(plus.current_nA) / abs(minus.current_nA)
-    where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
+        icr = point_icr(plus.current_nA, minus.current_nA)
     icr_iv = Interval(icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored)
     on = on_current(plus, minus)
+    where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
+    if not (icr > 0 and on.value > 0):  # no net crossing (short MD): the displacement point currents, censored
+        raw_p, raw_m = m.field(e), m.field(-e)
+        dp, dm = raw_p.current_displacement_nA, raw_m.current_displacement_nA
+        if dp and dm:
+            icr = point_icr(dp, dm)
+            icr_iv, on = Interval(icr, 0.0, None, True), on_current(raw_p, raw_m, "displacement")
+            estimator = "displacement (point, unresolved)"
+            where += f"; displacement currents {dp:+.3g} and {dm:+.3g} nA"
     out = {**_with_interval("log_icr", icr, where, icr_iv),
            **_with_interval("log_on_current", on.value, "ON current (nA)", on),
-           "icr_censored": float(r.icr_censored), "estimator": est_p if est_p == est_m else f"{est_p}|{est_m}"}
+           "icr_censored": float(icr_iv.censored), "estimator": estimator}
     if goal.objective == "selectivity":
         sel = goal.selectivity
         side = max((plus, minus), key=lambda f: abs(f.current_nA))  # the ON field (sim.observables.on_current's)

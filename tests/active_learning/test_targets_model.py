@@ -37,6 +37,24 @@ def test_censored_icr_falls_back_to_the_current_ratio_and_zero_current_is_refuse
         targets(m.model_copy(update={"icr": [r], "fields": zero}), Goal())
 
 
+def test_no_net_crossing_falls_back_to_the_displacement_point_currents_censored():
+    """Short MD: zero crossings at both signs, displacement intervals unreliable (so not the label) but nonzero
+    point currents: the trial keeps a censored ICR with no known bound instead of being abandoned."""
+    m = run_continuum(JANUS, KCL)
+    short = [f.model_copy(update={"current_nA": 0.0, "current_ci_nA": (-3.0, 3.0),
+                                  "current_displacement_nA": 2.0 if f.field_V_per_nm > 0 else -0.5,
+                                  "current_displacement_ci_nA": (-9.0, 9.0), "current_displacement_reliable": False})
+             for f in m.fields]
+    r = m.icr[0].model_copy(update={"icr": 0.0, "icr_censored": True, "icr_ci": (0.0, None)})
+    t = targets(m.model_copy(update={"icr": [r], "fields": short}), Goal())
+    assert t["icr_censored"] == 1.0 and t["log_icr"] == pytest.approx(math.log(4.0))
+    assert t["log_icr_lo"] is None and t["log_icr_hi"] is None
+    assert t["log_on_current"] == pytest.approx(math.log(2.0)) and t["estimator"].startswith("displacement")
+    none = [f.model_copy(update={"current_displacement_nA": 0.0}) for f in short]
+    with pytest.raises(InvalidMeasurement, match="displacement currents|ICR at"):
+        targets(m.model_copy(update={"icr": [r], "fields": none}), Goal())
+
+
 def test_selectivity_of_k_over_mg():
     mix = make_conditions({"electrolyte": {"K+": 0.1, "Mg2+": 0.05, "Cl-": 0.2}, "fields_V_per_nm": [0.1, -0.1]})
     m = run_continuum(JANUS, mix)

@@ -146,3 +146,17 @@ def test_janus_layers_is_the_seed_studys_stack():
     assert make_design({"janus_layers": 4}, "seed").stack_thickness_nm() == pytest.approx(2.38)
     with pytest.raises(DesignError, match="box_z_nm=5.0 is too short"):
         make_design({"janus_layers": 8}, "tiny")
+
+
+def test_eight_janus_layers_build_sixteen_sheets_inside_the_seed_box():
+    from porelab.sim.builder import build
+
+    d = make_design({"janus_layers": 8}, "seed")
+    s = build(d)
+    one = build(make_design({"janus_layers": 1}, "seed"))
+    z = s.positions[:, 2]
+    assert len(set(s.layer.tolist())) == 16 and s.box[2] == d.box_z_nm == 10.0
+    # 16 sheets: 8 times the atoms of 2, all inside the box with >= 2 nm of water above and below the stack
+    assert s.n_atoms == 8 * one.n_atoms
+    assert z.min() >= 2.0 and z.max() <= d.box_z_nm - 2.0
+    assert z.max() - z.min() == pytest.approx(15 * 0.34, abs=0.5)
