@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from porelab.sim.measurement import FieldResult, ICRResult, Measurement
 from porelab.sim.observables import icr_results
 
+
 def _width(ci: tuple[float, float]) -> float:
     return abs(ci[1] - ci[0])
 
