@@ -26,7 +26,8 @@ def _width(ci: tuple[float, float]) -> float:
 
 
 def field_estimator(f: FieldResult) -> str:
-    """The estimator ("crossings", "displacement" or "oracle") whose numbers stand for the result at field f (see the module rule)."""
+    """The estimator ("crossings", "displacement" or "oracle") whose numbers stand for the result at field f (see
+    the module rule)."""
     counted = any(r.crossings_up is not None for r in f.species.values())
     disp = (f.current_displacement_ci_nA is not None and f.current_displacement_reliable is True
             and all(r.flux_displacement_ci_per_ns is not None and r.flux_displacement_per_ns is not None
