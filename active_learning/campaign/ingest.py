@@ -9,12 +9,12 @@ the trial goes back to candidate and the campaign stops with CampaignError.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from porelab.active_learning.campaign.directory import CampaignError
 from porelab.active_learning.campaign.executors import TaskResult
 from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.measured import interval
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.sim.design import Conditions, Design
@@ -55,8 +55,8 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelity: str, max_attempt
                       worker=r.worker)
         return f"abandon {t.design_id}: {err}"
     ledger.finish(t.design_id, "completed", r.measurement, m.fidelity, targets=tg, busy_s=r.busy_s, worker=r.worker)
-    return (f"done    {t.design_id} round {t.round}: ICR {math.exp(tg['log_icr']):.3g}, "
-            f"ON {math.exp(tg['log_on_current']):.3g} nA")
+    return (f"done    {t.design_id} round {t.round}: ICR {interval(tg, 'log_icr')}, "
+            f"ON {interval(tg, 'log_on_current')} nA")
 
 
 def recover(ledger: Ledger, run_root: Path, identity: dict) -> list[TaskResult]:
