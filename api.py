@@ -37,12 +37,11 @@ def simulate(design: Design, conditions: Conditions, fidelity: str = "continuum"
         from porelab.sim.continuum import run_continuum
 
         return run_continuum(design, conditions, **settings)
-    if fidelity == "md":
-        from porelab.sim.protocol import MDSettings, run_md
+    from porelab.sim.protocol import MDSettings, run_md
 
-        if out is None:
-            raise ValueError("simulate(fidelity='md') needs out=<run directory>")
-        return run_md(design, conditions, out, MDSettings(**settings))
+    if out is None:
+        raise ValueError("simulate(fidelity='md') needs out=<run directory>")
+    return run_md(design, conditions, out, MDSettings(**settings))
 
 
 class Surrogate:
