@@ -22,6 +22,11 @@ from porelab.sim.workspace import WorkspaceError, output_path
 Fidelity = Literal["md", "continuum"]
 Preset = Literal[tuple(PRESETS)]  # tiny | seed
 Platform = Literal["CPU", "CUDA", "OpenCL", "HIP", "Reference"]  # OpenMM's; what is installed: sim.engine
+# options shared by the commands that build or simulate (build, simulate, free-energy)
+PresetOption = Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")]
+SeedOption = Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")]
+PlatformOption = Annotated[Platform | None, typer.Option(help="OpenMM platform (default: CUDA if present, else CPU)")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated and learned.")
@@ -75,7 +80,7 @@ def _parse_fields(text: str, both_signs: bool) -> list[float]:
 @app.command()
 def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
           out: Annotated[Path | None, typer.Option(help="PDB path (default: <design>.pdb)")] = None,
-          preset: Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")] = None,
+          preset: PresetOption = None,
           png: Annotated[bool, typer.Option(help="also draw the membrane (a cut through the pore axis and the view "
                                                  "down it) to the PDB path with .png")] = False):
     """Build the membrane atom by atom and write a PDB (membrane only), with --png a picture of it."""
@@ -123,11 +128,10 @@ def simulate(
                                                    "this")] = 0.2,
     equil_ps: Annotated[float, typer.Option(help="equilibration (field off), ps")] = 20.0,
     timestep_fs: Annotated[float, typer.Option(help="2, or 4 (rigid water, frozen membrane)")] = 2.0,
-    preset: Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")] = 0,
-    platform: Annotated[Platform | None, typer.Option(help="OpenMM platform (default: CUDA if present, else "
-                                                           "CPU)")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
+    preset: PresetOption = None,
+    seed: SeedOption = 0,
+    platform: PlatformOption = None,
+    threads: ThreadsOption = None,
 ):
     """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
     from porelab.sim.measurement import Measurement

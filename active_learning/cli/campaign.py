@@ -5,6 +5,7 @@ wired in here as the campaign's view; the driver's progress lines are its log re
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -35,6 +36,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (CampaignError, ExecutorError, LedgerError, ModelError, OracleError, StudyError, DesignError)
 
 
+@contextlib.contextmanager
+def _one_line_errors(directory: Path, database: str = "the ledger"):
+    """A user error, an unreadable database (`database` names which) or a file-system error while inside ends the
+    command with one `error:` line."""
+    try:
+        yield
+    except _user_errors() as err:
+        fail(str(err))
+    except sqlite3.DatabaseError as err:
+        fail(f"{directory}: {database} is unreadable ({err})")
+    except OSError as err:
+        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
+
+
 def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
     from porelab.active_learning.campaign.directory import LEDGER_FILE
     from porelab.active_learning.campaign.driver import Campaign
@@ -42,27 +57,22 @@ def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
 
     t0 = time.monotonic()
     try:
-        views = []
-        if tracking:
-            from porelab.active_learning.tracking.view import MlflowView
+        with _one_line_errors(directory, "a database of the campaign"):
+            views = []
+            if tracking:
+                from porelab.active_learning.tracking.view import MlflowView
 
-            views.append(MlflowView(directory))
-        campaign = Campaign(directory, log=(lambda m: None) if quiet else None, views=views, **overrides)
-        summary = campaign.run()
-        ledger = Ledger(directory / LEDGER_FILE)
-        try:
-            champion = _champion_line(ledger, campaign.study)
-        finally:
-            ledger.close()
+                views.append(MlflowView(directory))
+            campaign = Campaign(directory, log=(lambda m: None) if quiet else None, views=views, **overrides)
+            summary = campaign.run()
+            ledger = Ledger(directory / LEDGER_FILE)
+            try:
+                champion = _champion_line(ledger, campaign.study)
+            finally:
+                ledger.close()
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: porelab campaign resume {directory}", soft_wrap=True)
         raise typer.Exit(130) from None
-    except _user_errors() as err:
-        fail(str(err))
-    except sqlite3.DatabaseError as err:
-        fail(f"{directory}: a database of the campaign is unreadable ({err})")
-    except OSError as err:
-        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
     _print_summary(summary, directory, time.monotonic() - t0, champion)
 
 
@@ -134,17 +144,13 @@ def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign dir
     from porelab.active_learning.campaign.ledger import Ledger
     from porelab.active_learning.campaign.summary import summarize
 
-    try:
+    with _one_line_errors(directory):
         study = load(directory)
         ledger = Ledger(directory / LEDGER_FILE)
         summary = summarize(ledger, study)
         running = ledger.trials("running")
         champion = _champion_line(ledger, study)
         ledger.close()
-    except _user_errors() as err:
-        fail(str(err))
-    except sqlite3.DatabaseError as err:
-        fail(f"{directory}: the ledger is unreadable ({err})")
     _print_summary(summary, directory, None, champion)
     if running:
         console.print("running: " + ", ".join(t.design_id for t in running))
@@ -183,16 +189,10 @@ def campaign_tell(
     from porelab.active_learning.campaign.interop import tell
     from porelab.active_learning.campaign.study import load_study
 
-    try:
+    with _one_line_errors(directory):
         spec = load_study(study) if study is not None else None
         directory = _campaign_dir(directory, "DIRECTORY")
         lines = tell(directory, measurements, spec)
-    except _user_errors() as err:
-        fail(str(err))
-    except sqlite3.DatabaseError as err:
-        fail(f"{directory}: the ledger is unreadable ({err})")
-    except OSError as err:
-        fail(f"{directory}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
     for line in lines:
         console.print(line, highlight=False)
     console.print(f"{len(lines)} measurements told to {directory}; continue with: porelab campaign resume "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from porelab.sim.cli import Platform, Preset, console, fail, out_path
+from porelab.sim.cli import PlatformOption, PresetOption, SeedOption, ThreadsOption, console, fail, out_path
 from porelab.sim.design import DesignError, load_design_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
@@ -43,11 +43,10 @@ def free_energy(
     radius_nm: Annotated[float | None, typer.Option(help="flat-bottom cylinder radius around the pore axis, nm "
                                                     "(default: the pore's larger semi-axis)")] = None,
     timestep_fs: Annotated[float, typer.Option(help="4 (rigid water, frozen membrane) or 2")] = 4.0,
-    preset: Annotated[Preset | None, typer.Option(help="size preset (overrides the file's)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed (solvent placement, velocities, thermostat)")] = 0,
-    platform: Annotated[Platform | None, typer.Option(help="OpenMM platform (default: CUDA if present, else "
-                                                           "CPU)")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU platform threads (default: all cores)")] = None,
+    preset: PresetOption = None,
+    seed: SeedOption = 0,
+    platform: PlatformOption = None,
+    threads: ThreadsOption = None,
 ):
     """Free energy of an ion along the pore axis and over (z, r), split into enthalpy and entropy; JSON + PNGs."""
     from porelab.sim.engine import SimulationBlowUp
