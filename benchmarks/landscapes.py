@@ -15,6 +15,7 @@ give exactly the landscape's ICR; `log_icr(design, |E|)` gives the truth for the
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -43,8 +44,9 @@ class NarrowJanus:
     fidelity = "landscape"
 
     def __init__(self, peak: float = math.log(60.0), s0: float = 0.32, w_s: float = 0.06, e0: float = 0.12,
-                 w_e: float = 0.35, conductance: float = 4.0):
-        self.settings = {"peak": peak, "s0": s0, "w_s": w_s, "e0": e0, "w_e": w_e, "conductance": conductance}
+                 w_e: float = 0.35, conductance: float = 4.0, cost_s: float = 0.0):
+        self.settings = {"peak": peak, "s0": s0, "w_s": w_s, "e0": e0, "w_e": w_e, "conductance": conductance,
+                         "cost_s": cost_s}
 
     def log_icr(self, design: Design, field_abs: float) -> float:
         p = self.settings
@@ -55,6 +57,7 @@ class NarrowJanus:
         return p["peak"] * dipole(design) * g * h + 0.1 * (q[0] - q[-1]) / 8
 
     def __call__(self, design: Design, conditions: Conditions, run_dir) -> Measurement:
+        time.sleep(self.settings["cost_s"])  # what one evaluation costs, to test cost-aware acquisition
         fields = []
         for e in conditions.fields_V_per_nm:
             on = self.settings["conductance"] * abs(e) * (1 + 0.1 * design.groups_per_rim)
@@ -81,3 +84,16 @@ class NarrowJanusShifted(NarrowJanus):
 
     def __init__(self, **kw):
         super().__init__(**{"s0": 0.55, "w_s": 0.05, "e0": 0.6, "w_e": 0.3, "peak": math.log(30.0), **kw})
+
+
+class NarrowJanusTwin(NarrowJanus):
+    """A cheap, biased twin of NarrowJanus (fidelity "twin"), as the continuum is of MD: the right direction, not
+    the right size, ln ICR_twin = 0.6 · ln ICR + 0.05, and a wider peak. The low rung of a fidelity ladder."""
+
+    fidelity = "twin"
+
+    def __init__(self, **kw):
+        super().__init__(**{"w_s": 0.09, "w_e": 0.5, **kw})
+
+    def log_icr(self, design: Design, field_abs: float) -> float:
+        return 0.6 * super().log_icr(design, field_abs) + 0.05

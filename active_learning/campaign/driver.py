@@ -24,9 +24,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from porelab.active_learning.campaign.directory import (
     LEDGER_FILE,
@@ -39,6 +42,7 @@ from porelab.active_learning.campaign.directory import (
 from porelab.active_learning.campaign.executors import Task, TaskResult, make_executor
 from porelab.active_learning.campaign.ingest import ingest, recover
 from porelab.active_learning.campaign.iteration import (
+    SPACE_FILLING,
     Plan,
     Snapshot,
     best_observed,
@@ -49,7 +53,7 @@ from porelab.active_learning.campaign.iteration import (
 )
 from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
-from porelab.active_learning.campaign.oracles import study_identity
+from porelab.active_learning.campaign.oracles import ladder
 from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
@@ -58,6 +62,10 @@ from porelab.active_learning.campaign.targets import objective_name
 from porelab.sim.faults import fault_point
 
 logger = logging.getLogger(__name__)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 class View(Protocol):
@@ -130,9 +138,8 @@ class Campaign:
             self.ledger.set("final_step", None)
         self.budget = int(ov.get("budget") or self.study.budget.simulations)
         self.wall_clock_s = 60 * (ov.get("wall_clock_min") or self.study.budget.wall_clock_min or math.inf)
-        o = self.study.oracle
-        self.oracle_spec = {"kind": o.kind, "settings": o.settings, "path": o.path}
-        self.identity = study_identity(o)  # built here: a bad user path/class/settings fails early, in the driver
+        self.rungs = ladder(self.study)  # built here: a bad user path/class/settings fails early, in the driver
+        self.rung = {None: self.rungs[-1], **{r.name: r for r in self.rungs[:-1]}}  # by the trials' column
         self.pool, dropped = candidate_pool(self.study)
         if dropped:
             self.log(f"pool: {dropped} mirror-symmetric designs left out (ICR = 1 by symmetry), {len(self.pool)} "
@@ -184,7 +191,7 @@ class Campaign:
                 for v in self.views:
                     v.close(self.ledger)
                 return summarize(self.ledger, self.study)
-            recovered = recover(self.ledger, self.dir / "runs", self.identity)
+            recovered = recover(self.ledger, self.dir / "runs", {k: r.identity for k, r in self.rung.items()})
             self._sync()
             if not self.ledger.iterations():  # a new campaign (perhaps holding told trials, campaign.interop)
                 self._initial_design()
@@ -223,7 +230,7 @@ class Campaign:
             wall = time.monotonic() - t_loop
             self.ledger.set("utilisation", {"busy_s": busy, "wall_s": wall, "workers": ex.workers,
                                             "fraction": busy / (ex.workers * wall) if wall > 0 else None})
-            reason = self._stop_reason() or ("budget" if self.ledger.n_trials() >= self.budget else "pool")
+            reason = self._stop_reason() or ("budget" if self.ledger.n_trials(True) >= self.budget else "pool")
             if reason == "target":
                 for t in self.ledger.trials("candidate"):
                     self.ledger.transition(t.design_id, "abandoned", "campaign stopped: target reached")
@@ -244,12 +251,18 @@ class Campaign:
         """Round 0: the pool's first designs, up to budget.initial designs with those told before (see the module
         docstring)."""
         known = self.ledger.known_ids()  # told trials (campaign.interop), round 0 already
+        fresh = iter([c for c in self.pool if c.design_id not in known])
         n = max(0, min(self.study.budget.initial, self.budget) - len(known))
-        rows = [pick_row(c, 0, "initial") for c in self.pool if c.design_id not in known][:n]
+        rows = [pick_row(c, 0, "initial") for c, _ in zip(fresh, range(n), strict=False)]
+        for r in self.rungs[:-1]:  # each cheaper rung's share, further along the pool's space-filling order, and
+            k = min(r.initial, r.simulations)  # dispatched first: cheap results while the target's run
+            rows = [pick_row(c, 0, "initial", fidelity=r.name) for c, _ in zip(fresh, range(k), strict=False)] + rows
         self.ledger.record_iteration(0, 0, time.time(), 0, {"picks": len(rows)}, None, rows)
         where = "grid" if self.study.acquisition.kind == "grid" else "quasi-random pool"
         told = f" beside {len(known)} told" if known else ""
-        self.log(f"initial design: {len(rows)} designs from the {where}{told}")
+        at = Counter(self.rung[r["fidelity"]].name for r in rows)
+        at = f" ({', '.join(f'{n} at {k}' for k, n in at.items())})" if len(self.rungs) > 1 else ""
+        self.log(f"initial design: {len(rows)} designs from the {where}{told}{at}")
         self._sync()
 
     def _dispatch(self, executor) -> None:
@@ -262,15 +275,34 @@ class Campaign:
             fault_point("campaign.dispatch")
             attempt = self.ledger.start(t.design_id)
             fault_point("campaign.submit")  # running in the ledger, not yet submitted
-            executor.submit(Task(t.design_id, t.design, t.conditions, self.oracle_spec,
+            executor.submit(Task(t.design_id, t.design, t.conditions, self.rung[t.fidelity].spec,
                                  str(run_dir(self.dir, t.design_id)), attempt))
 
     def _ingest(self, r: TaskResult) -> None:
-        line = ingest(self.ledger, r, self.study.goal, self.study.oracle.kind, self.study.executor.max_attempts,
-                      run_dir(self.dir, r.design_id))
+        line = ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
+                      self.study.executor.max_attempts, run_dir(self.dir, r.design_id))
         if line is not None:
-            n = sum(self.ledger.counts()[s] for s in FINAL)
-            self.log(f"{line}  [{n}/{self.budget}]")
+            self.log(f"{line}  {self._progress()}")
+
+    def _progress(self) -> str:
+        """`[######----] 12/18 (md 3/4, continuum 9/14) · 4 min 10 s · ETA ~3 min`: finished trials against the
+        caps, the driver's time, and the rest estimated from the median worker seconds of each rung's completed
+        trials over the workers (an upper estimate: cheaper rungs may end below their caps; none until every rung
+        with work left has completed one)."""
+        stats = self.ledger.rung_stats()
+        caps = {None: self.budget, **{r.name: r.simulations for r in self.rungs[:-1]}}
+        done = {k: min(stats.get(k, {}).get("finished", 0), cap) for k, cap in caps.items()}
+        n, total = sum(done.values()), sum(caps.values())
+        bar = "#" * round(10 * n / total) + "-" * (10 - round(10 * n / total))
+        per = f" ({', '.join(f'{self.rung[k].name} {done[k]}/{c}' for k, c in caps.items())})" if len(caps) > 1 else ""
+        busy = {k: stats.get(k, {}).get("busy_s") for k, cap in caps.items() if done[k] < cap}
+        eta = ""
+        if busy and all(busy.values()):
+            left = sum((caps[k] - done[k]) * float(np.median(b)) for k, b in busy.items())
+            eta = f" · ETA ~{_minutes(left / self.study.executor.workers)}"
+        elif busy:
+            eta = f" · ETA after the first {self.rung[next(k for k, b in busy.items() if not b)].name} run"
+        return f"[{bar}] {n}/{total}{per} · {_minutes(self._elapsed())}{eta}"
 
     # --- iterations -------------------------------------------------------------------------------
     def _next_step(self) -> int:
@@ -280,7 +312,7 @@ class Campaign:
     def _iteration_due(self) -> bool:
         if self.ledger.get("final_step") is not None:
             return False
-        if self.ledger.n_trials() >= self.budget or self.ledger.trials("candidate"):
+        if self.ledger.n_trials(True) >= self.budget or self.ledger.trials("candidate"):
             return False
         step = self._next_step()
         if step == 0:
@@ -297,11 +329,15 @@ class Campaign:
         snap = Snapshot.read(self.ledger)
         train_round = max(0, step - 1 - self.lag)
         p = plan(snap, self.study, self.pool, step, train_round, self.budget,
-                 self.cache.load(snap, train_digest(snap, train_round)))
+                 self.cache.load(snap, train_digest(snap, train_round)), rungs=self.rungs)
         self._record(p, snap, started)
         self._dispatch(executor)  # the new picks start before the views are brought up to date
         rmse = p.metrics.get("heldout_rmse")
-        self.log(f"iteration {step}: trained on {p.n_train}, picked {len(p.picks)} ({self.study.acquisition.kind})"
+        at = Counter(self.rung[r["fidelity"]].name for r in p.picks)
+        at = ": " + ", ".join(f"{n} at {k}" for k, n in at.items()) if len(self.rungs) > 1 and at else ""
+        fill = sum(r["source"] == SPACE_FILLING for r in p.picks)
+        how = self.study.acquisition.kind + (f", {fill} space-filling" if fill else "")
+        self.log(f"iteration {step}: trained on {p.n_train}, picked {len(p.picks)} ({how}){at}"
                  + (f", held-out RMSE {rmse:.3g}" if rmse is not None else ""))
         self._sync()
 
@@ -312,7 +348,7 @@ class Campaign:
         snap = Snapshot.read(self.ledger)
         step = self._next_step()
         p = plan(snap, self.study, self.pool, step, None, self.budget,
-                 self.cache.load(snap, train_digest(snap, None)), final=True)
+                 self.cache.load(snap, train_digest(snap, None)), final=True, rungs=self.rungs)
         self._record(p, snap, time.time(), {"final_step": step})
 
     def _record(self, p: Plan, snap: Snapshot, started: float, meta: dict | None = None) -> None:

@@ -22,9 +22,12 @@ from porelab.sim.measurement import Measurement, same_oracle
 from porelab.sim.observables import oriented
 
 
-def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelity: str, max_attempts: int, run_dir: Path) -> str | None:
+def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | None, str], max_attempts: int,
+           run_dir: Path) -> str | None:
     """Record one result in the ledger; returns a progress line (None for a stale duplicate, whose trial the
-    ledger already finished). The measurement is also saved in `run_dir` when the worker did not (a remote worker
+    ledger already finished). `fidelities`: the fidelity name of each rung of the study's ladder, by the trials'
+    rung column (None: the study's own oracle), recorded for a trial that failed without a measurement.
+    The measurement is also saved in `run_dir` when the worker did not (a remote worker
     without the shared directory). Raises CampaignError for a storage error."""
     t = ledger.trial(r.design_id)
     if t is None or t.status != "running":
@@ -37,7 +40,8 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelity: str, max_attempt
             ledger.transition(t.design_id, "candidate", f"attempt {t.attempts}: {r.error}")
             return f"retry   {t.design_id}: attempt {t.attempts} failed: {r.error}"
         err = f"{r.error} (after {t.attempts} attempts)"
-        ledger.finish(t.design_id, "failed", None, fidelity, error=err, busy_s=r.busy_s, worker=r.worker)
+        ledger.finish(t.design_id, "failed", None, fidelities[t.fidelity], error=err, busy_s=r.busy_s,
+                      worker=r.worker)
         return f"failed  {t.design_id}: {err}"
     m = Measurement.model_validate_json(r.measurement)
     saved = run_dir / "measurement.json"
@@ -55,13 +59,14 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelity: str, max_attempt
                       worker=r.worker)
         return f"abandon {t.design_id}: {err}"
     ledger.finish(t.design_id, "completed", r.measurement, m.fidelity, targets=tg, busy_s=r.busy_s, worker=r.worker)
-    return (f"done    {t.design_id} round {t.round}: ICR {interval(tg, 'log_icr')}, "
+    return (f"done    {t.design_id} round {t.round}, {m.fidelity}: ICR {interval(tg, 'log_icr')}, "
             f"ON {interval(tg, 'log_on_current')} nA")
 
 
-def recover(ledger: Ledger, run_root: Path, identity: dict) -> list[TaskResult]:
-    """Trials left running by a dead driver: a measurement.json saved in the run directory by the campaign's oracle
-    (`identity`) for that design is taken as the result, turned to the trial's orientation; the others go back to
+def recover(ledger: Ledger, run_root: Path, identities: dict[str | None, dict]) -> list[TaskResult]:
+    """Trials left running by a dead driver: a measurement.json saved in the run directory by the trial's oracle
+    (`identities` by the trial's rung, None: the study's own oracle) for that design is taken as the result, turned
+    to the trial's orientation; the others go back to
     candidate (MD resumes from its run directory's checkpoints; a measurement by another oracle is refused when the
     trial runs again, see executors.run_task)."""
     found = []
@@ -73,7 +78,7 @@ def recover(ledger: Ledger, run_root: Path, identity: dict) -> list[TaskResult]:
                 m = Measurement.load(saved)
             except (ValueError, OSError):
                 m = None
-        if m is not None and m.design_id == t.design_id and same_oracle(m, identity):
+        if m is not None and m.design_id == t.design_id and same_oracle(m, identities[t.fidelity]):
             m = oriented(m, Design.model_validate(t.design), Conditions.model_validate(t.conditions))
             found.append(TaskResult(t.design_id, t.attempts, m.to_json(), None, 0.0, "recovered", True))
         else:

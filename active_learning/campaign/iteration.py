@@ -25,11 +25,13 @@ from scipy.stats import norm
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
+from porelab.active_learning.campaign.oracles import Rung
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import objective_name, target_names
 from porelab.sim.measurement import Measurement
 
+SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's Sobol order
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
 
 
@@ -45,19 +47,31 @@ class Snapshot:
     known_ids: frozenset[str]
     iterations: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
+    rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and busy seconds by rung
 
     @classmethod
     def read(cls, ledger: Ledger) -> Snapshot:
         return cls(ledger.measurements(ok_only=True),
                    {t.design_id: (t.round, t.prediction) for t in ledger.trials("completed") if t.prediction},
-                   ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models())
+                   ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
+                   ledger.rung_stats())
 
     @property
     def n_trials(self) -> int:
-        return sum(self.counts.values())
+        """Trials at the study's own oracle (what budget.simulations counts; a cheaper rung has its own cap)."""
+        return self.rungs.get(None, {}).get("trials", 0) if self.rungs else sum(self.counts.values())
 
-    def rows(self, max_round: int | None) -> list[dict]:
-        return [r for r in self.measured if max_round is None or r["round"] <= max_round]
+    def rows(self, max_round: int | None, target_only: bool = False) -> list[dict]:
+        """The ok measurements of rounds <= max_round (None: all); target_only: those of the study's own oracle
+        (not a cheaper rung of its ladder)."""
+        return [r for r in self.measured if (max_round is None or r["round"] <= max_round)
+                and not (target_only and r.get("rung") is not None)]
+
+    def cost_s(self, rung: str | None) -> float | None:
+        """Median worker seconds of a completed trial at `rung` (None: the target), from the ledger; None before
+        one completed."""
+        busy = self.rungs.get(rung, {}).get("busy_s", [])
+        return float(np.median(busy)) if busy else None
 
 
 @dataclass
@@ -84,47 +98,57 @@ def train_digest(snap: Snapshot, max_round: int | None) -> str:
 
 
 def best_observed(rows: list[dict], study: Study) -> tuple[float | None, dict | None]:
-    """Best measured objective (natural units, in the goal's direction) and that design's targets + id."""
+    """Best objective measured by the study's own oracle (natural units, in the goal's direction; a cheaper rung
+    of its ladder answers another question) and that design's targets + id."""
     objective, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
     best, who = None, None
     for m in rows:
+        if m.get("rung") is not None:
+            continue
         v = m["targets"][objective]
         if best is None or sign * v > sign * best:
             best, who = v, {**m["targets"], "design_id": m["design_id"]}
     return (math.exp(best) if best is not None else None), who
 
 
-def prospective(snap: Snapshot, objective: str, max_round: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prospective(snap: Snapshot, objective: str, max_round: int | None,
+                only_round: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(measured, predicted mean, predicted std) of the objective, each (n,), for the finished designs of rounds
-    <= max_round that were predicted before they ran."""
+    <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) that
+    were predicted before they ran."""
     rows = [(r["targets"][objective], snap.predicted[r["design_id"]][1][f"{objective}_mean"],
              snap.predicted[r["design_id"]][1][f"{objective}_std"])
-            for r in snap.rows(max_round) if r["design_id"] in snap.predicted]
+            for r in snap.rows(max_round, target_only=True)
+            if r["design_id"] in snap.predicted and only_round in (None, r["round"])]
     a = np.array(rows, float).reshape(-1, 3)
     return a[:, 0], a[:, 1], a[:, 2]
 
 
 def pick_row(c: Candidate, round: int, source: str, prediction: dict | None = None,
-             score: float | None = None) -> dict:
-    """A candidate as a ledger trial row (Ledger.add_trials / record_iteration)."""
+             score: float | None = None, fidelity: str | None = None) -> dict:
+    """A candidate as a ledger trial row (Ledger.add_trials / record_iteration); fidelity: the ladder's rung that
+    measures it (None: the study's own oracle)."""
     return {"design_id": c.design_id, "design": c.design.model_dump(mode="json"),
             "conditions": c.conditions.model_dump(mode="json"), "round": round, "source": source,
-            "prediction": prediction, "score": score}
+            "prediction": prediction, "score": score, "fidelity": fidelity}
 
 
 def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_round: int | None, budget: int,
-         cached: CampaignModel | None = None, final: bool = False) -> Plan:
+         cached: CampaignModel | None = None, final: bool = False, rungs: list[Rung] | None = None) -> Plan:
     """Iteration `step`: a model trained on rounds <= train_round (None: every round), then (unless `final`) up to
     `budget.batch` picks among the pool's unknown designs, at most `budget` trials in all. `cached`: a model
-    already trained on that very training set (see `train_digest`), used instead of training again."""
+    already trained on that very training set (see `train_digest`), used instead of training again. `rungs`: the
+    study's fidelity ladder (oracles.ladder, target last); with more than one, the model learns every fidelity and
+    predicts at the target, and each pick's fidelity is chosen by `choose_fidelities`."""
     ms = [Measurement.model_validate_json(r["json"]) for r in snap.rows(train_round)]
     digest, notes = train_digest(snap, train_round), []
+    target = rungs[-1].name if rungs and len(rungs) > 1 else None
     t0 = time.perf_counter()
     model = cached
     if model is None and len(ms) >= 3:
         spec = study.model
         try:
-            model = CampaignModel(spec.kind, study.goal, study.seed, **spec.params).fit(ms)
+            model = CampaignModel(spec.kind, study.goal, study.seed, target_fidelity=target, **spec.params).fit(ms)
         except ModelError as err:
             notes.append(f"model   step {step}: {err}; picking without a model")
     t_train = time.perf_counter() - t0
@@ -136,20 +160,75 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     q = min(study.budget.batch, budget - snap.n_trials, len(avail))
     pred = model.predict(avail) if model is not None and avail else None
     acq, scores = _scores(snap, study, model, pred, avail, step, train_round)
-    diverse = study.acquisition.diverse and acq.uses_model and pred is not None
-    idx = select_batch(scores, q, pred.embedding if pred is not None else None,
-                       seed=study.seed * 7919 + step, diverse=diverse)
-    picks = []
-    for i in idx:
-        p = None
-        if pred is not None:
-            names = target_names(study.goal)
-            p = {**{f"{t}_mean": float(pred.mean[t][i]) for t in names},
-                 **{f"{t}_std": float(pred.std[t][i]) for t in names}}
-        picks.append(pick_row(avail[i], step, study.acquisition.kind, p, float(scores[i])))
+    guided = acq.uses_model and pred is not None
+    n_fill = space_filling_count(q, study.acquisition.explore_fraction) if guided else 0
+    idx = select_batch(scores, q - n_fill, pred.embedding if pred is not None else None,
+                       seed=study.seed * 7919 + step, diverse=study.acquisition.diverse and guided)
+    taken = set(idx.tolist())
+    fill = [i for i in range(len(avail)) if i not in taken][:n_fill]  # the next designs in the pool's Sobol order
+    idx = np.asarray([*idx.tolist(), *fill], int)
+    sources = [study.acquisition.kind] * (len(idx) - len(fill)) + [SPACE_FILLING] * len(fill)
+    fids, at = [None] * len(idx), [(pred, int(i)) for i in idx]
+    if target is not None and model is not None and pred is not None and len(idx):
+        fids, at = choose_fidelities(model, [avail[i] for i in idx], pred, idx, rungs, snap, objective_name(study.goal))
+    names = target_names(study.goal)
+    picks = [pick_row(avail[i], step, src, _prediction_row(p, j, names) if p is not None else None,
+                      float(scores[i]), fid) for i, src, fid, (p, j) in zip(idx, sources, fids, at, strict=True)]
     metrics = {**_metrics(snap, study, pred, len(ms), train_round), "picks": len(picks), "train_seconds": t_train,
                "train_digest": digest}
-    return Plan(step, len(ms), digest, model, picks, metrics, study.acquisition.kind, scores, np.asarray(idx), notes)
+    if target is not None:
+        for r in rungs:
+            key = None if r is rungs[-1] else r.name
+            metrics[f"picks_at_{r.name}"] = sum(f == key for f in fids)
+            metrics[f"cost_s_{r.name}"] = snap.cost_s(key)
+    return Plan(step, len(ms), digest, model, picks, metrics, study.acquisition.kind, scores, idx, notes)
+
+
+def _prediction_row(pred, i: int, names: list[str]) -> dict:
+    """The pick-time prediction of row i (ledger trial's `prediction`): {<target>_mean, <target>_std}."""
+    return {**{f"{t}_mean": float(pred.mean[t][i]) for t in names},
+            **{f"{t}_std": float(pred.std[t][i]) for t in names}}
+
+
+def choose_fidelities(model: CampaignModel, picks: list[Candidate], pred, idx: np.ndarray, rungs: list[Rung],
+                      snap: Snapshot, objective: str) -> tuple[list[str | None], list[tuple]]:
+    """The fidelity of each pick (chosen at the target fidelity by the acquisition), by value per cost:
+
+        value(target) = var_T(x),   value(m) = min(var_m(x), var_T(x))   for a cheaper rung m,
+
+    var = the model's epistemic variance of the objective at that fidelity (what a measurement there can remove
+    at most), cost = the median worker seconds of that rung's completed trials in the ledger (a rung with none yet
+    is assumed as costly as the target; 1 s when neither is known). A cheaper rung is eligible only while its std
+    at x exceeds its threshold (BoFire's multi-fidelity rule: ask the cheap oracle only where it can still tell
+    something) and its `simulations` cap leaves room. Returns each pick's rung name (None: the target) and
+    (prediction, row) of the pick at that fidelity (its pick-time prediction)."""
+    var_t = np.asarray(pred.epistemic[objective], float)[idx] ** 2
+    c_t = snap.cost_s(None) or 1.0
+    lower, room = [], {}
+    for r in rungs[:-1]:
+        p = model.predict(picks, fidelity=r.name)
+        lower.append((r, p, np.asarray(p.epistemic[objective], float), snap.cost_s(r.name) or c_t))
+        used = snap.rungs.get(r.name, {}).get("trials", 0)
+        room[r.name] = math.inf if r.simulations is None else r.simulations - used
+    fids, at = [], []
+    for j, i in enumerate(idx):
+        best, fid, here = var_t[j] / c_t, None, (pred, int(i))
+        for r, p, sd, cost in lower:
+            value = min(sd[j] ** 2, var_t[j]) / cost
+            if room[r.name] > 0 and sd[j] > r.threshold and value > best:
+                best, fid, here = value, r.name, (p, j)
+        if fid is not None:
+            room[fid] -= 1
+        fids.append(fid)
+        at.append(here)
+    return fids, at
+
+
+def space_filling_count(q: int, fraction: float) -> int:
+    """How many of a model-guided batch of q come from the pool's space-filling order: round(fraction * q), and at
+    least one while fraction > 0 and q >= 2 (the rest follow the acquisition)."""
+    n = int(math.floor(fraction * q + 0.5))
+    return min(q, max(n, 1 if fraction > 0 and q >= 2 else 0))
 
 
 def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | None) -> dict:

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS trials (
     round INTEGER NOT NULL, source TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('candidate','running','completed','failed','abandoned')),
     attempts INTEGER NOT NULL DEFAULT 0, error TEXT, prediction TEXT, score REAL,
-    busy_s REAL, worker TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    busy_s REAL, worker TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, fidelity TEXT);
 CREATE TABLE IF NOT EXISTS measurements (
     design_id TEXT PRIMARY KEY REFERENCES designs(design_id), status TEXT NOT NULL, fidelity TEXT NOT NULL,
     json TEXT NOT NULL, targets TEXT, created_at REAL NOT NULL);
@@ -88,6 +88,7 @@ class Trial:
     worker: str | None
     design: dict
     conditions: dict
+    fidelity: str | None = None  # the rung of the study's fidelity ladder that measures it (None: the target)
 
 
 class CampaignLock:
@@ -137,6 +138,8 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            if "fidelity" not in {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}:
+                self.db.execute("ALTER TABLE trials ADD COLUMN fidelity TEXT")  # a ledger from before the ladders
         except sqlite3.OperationalError as err:  # unreadable, read-only, disk full
             raise LedgerError(f"cannot open the ledger {self.path}: {err}") from None
 
@@ -177,24 +180,26 @@ class Ledger:
 
     # --- trials ----------------------------------------------------------------------------------
     def add_trial(self, design_id: str, design: dict, conditions: dict, round: int, source: str,
-                  prediction: dict | None = None, score: float | None = None) -> bool:
-        """Register a design as a candidate trial; False (and no change) when the design is already known."""
+                  prediction: dict | None = None, score: float | None = None, fidelity: str | None = None) -> bool:
+        """Register a design as a candidate trial (to be measured at `fidelity`, None: the study's oracle); False
+        (and no change) when the design is already known."""
         with self.transaction() as db:
-            return self._add(db, design_id, design, conditions, round, source, prediction, score)
+            return self._add(db, design_id, design, conditions, round, source, prediction, score, fidelity)
 
     def add_trials(self, rows: list[dict]) -> int:
         """add_trial for many rows in one transaction; returns how many were new."""
         with self.transaction() as db:
             return sum(self._add(db, **r) for r in rows)
 
-    def _add(self, db, design_id, design, conditions, round, source, prediction=None, score=None) -> bool:
+    def _add(self, db, design_id, design, conditions, round, source, prediction=None, score=None,
+             fidelity=None) -> bool:
         now = time.time()
         db.execute("INSERT OR IGNORE INTO designs VALUES (?,?,?,?)",
                    (design_id, json.dumps(design, sort_keys=True), json.dumps(conditions, sort_keys=True), now))
         cur = db.execute(
             "INSERT OR IGNORE INTO trials (design_id, round, source, status, prediction, score, created_at, "
-            "updated_at) VALUES (?,?,?,'candidate',?,?,?,?)",
-            (design_id, round, source, json.dumps(prediction) if prediction else None, score, now, now))
+            "updated_at, fidelity) VALUES (?,?,?,'candidate',?,?,?,?,?)",
+            (design_id, round, source, json.dumps(prediction) if prediction else None, score, now, now, fidelity))
         if cur.rowcount:
             self._event(db, design_id, "candidate", source)
         return bool(cur.rowcount)
@@ -271,7 +276,8 @@ class Ledger:
         return [Trial(seq=r["seq"], design_id=r["design_id"], round=r["round"], source=r["source"],
                       status=r["status"], attempts=r["attempts"], error=r["error"],
                       prediction=json.loads(r["prediction"]) if r["prediction"] else None, score=r["score"],
-                      busy_s=r["busy_s"], worker=r["worker"], design=json.loads(r["d"]), conditions=json.loads(r["c"]))
+                      busy_s=r["busy_s"], worker=r["worker"], design=json.loads(r["d"]), conditions=json.loads(r["c"]),
+                      fidelity=r["fidelity"])
                 for r in self.db.execute(q, args)]
 
     def counts(self) -> dict[str, int]:
@@ -288,8 +294,10 @@ class Ledger:
 
     # --- measurements ---------------------------------------------------------------------------
     def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[dict]:
-        """[{design_id, json, targets, status, round, seq}] in dispatch order."""
-        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq FROM measurements m "
+        """[{design_id, json, targets, status, round, seq, fidelity, rung}] in dispatch order (fidelity: the
+        measurement's; rung: the trial's rung of the study's ladder, None for its own oracle, the target)."""
+        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq, m.fidelity, t.fidelity "
+             "FROM measurements m "
              "JOIN trials t USING (design_id) WHERE 1=1")
         args: list = []
         if ok_only:
@@ -298,7 +306,7 @@ class Ledger:
             q += " AND t.round <= ?"
             args.append(max_round)
         return [{"design_id": r[0], "json": r[1], "targets": json.loads(r[2]) if r[2] else None,
-                 "status": r[3], "round": r[4], "seq": r[5]}
+                 "status": r[3], "round": r[4], "seq": r[5], "fidelity": r[6], "rung": r[7]}
                 for r in self.db.execute(q + " ORDER BY t.seq", args)]
 
     def measurement(self, design_id: str) -> dict | None:
@@ -306,8 +314,23 @@ class Ledger:
         r = self.db.execute("SELECT json, targets, status FROM measurements WHERE design_id=?", (design_id,)).fetchone()
         return {"json": r[0], "targets": json.loads(r[1]) if r[1] else None, "status": r[2]} if r else None
 
-    def n_trials(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    def n_trials(self, target_only: bool = False) -> int:
+        """Trials in the ledger; target_only: those of the study's own oracle (not of a cheaper rung)."""
+        where = " WHERE fidelity IS NULL" if target_only else ""
+        return self.db.execute("SELECT COUNT(*) FROM trials" + where).fetchone()[0]
+
+    def rung_stats(self) -> dict[str | None, dict]:
+        """Per rung of the ladder (None: the target): {"trials": how many, "finished": how many are final,
+        "busy_s": worker seconds of each completed one, in dispatch order} — what the acquisition's costs are
+        measured from."""
+        out: dict[str | None, dict] = {}
+        for fid, status, busy in self.db.execute("SELECT fidelity, status, busy_s FROM trials ORDER BY seq"):
+            st = out.setdefault(fid, {"trials": 0, "finished": 0, "busy_s": []})
+            st["trials"] += 1
+            st["finished"] += status in FINAL
+            if status == "completed" and busy is not None:
+                st["busy_s"].append(busy)
+        return out
 
     # --- iterations and models ------------------------------------------------------------------
     def iterations(self) -> list[dict]:

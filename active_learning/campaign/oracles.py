@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -143,6 +144,34 @@ def study_identity(spec) -> dict:
     """The identity of a study's oracle (campaign.study.OracleSpec: kind, settings, path), built to ask it; raises
     OracleError when it cannot be built. The campaign's measurements carry it; told ones must (campaign.interop)."""
     return identity_of(make_oracle(spec.kind, spec.settings, spec.path), spec.kind, spec.settings, spec.path)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One fidelity of a study: its name (the oracle's `fidelity`), the task spec {kind, settings, path}, the
+    oracle's identity, and (lower rungs) round-0 share, cap and threshold (campaign.study.Rung)."""
+
+    name: str
+    spec: dict
+    identity: dict
+    initial: int = 0
+    simulations: int | None = None
+    threshold: float = 0.0
+
+
+def ladder(study) -> list[Rung]:
+    """The study's fidelities, cheapest first, its own oracle (the target) last; raises OracleError when one cannot
+    be built or two share a fidelity name (a longer MD run is the same fidelity, see surrogate.fidelity)."""
+    rungs = []
+    for s in [*getattr(study, "fidelities", []), study.oracle]:
+        oracle = make_oracle(s.kind, s.settings, s.path)
+        name = str(getattr(oracle, "fidelity", s.kind))
+        if any(r.name == name for r in rungs):
+            raise OracleError(f"fidelities: two oracles of fidelity {name!r}; each rung needs its own fidelity")
+        rungs.append(Rung(name, {"kind": s.kind, "settings": s.settings, "path": s.path},
+                          identity_of(oracle, s.kind, s.settings, s.path), getattr(s, "initial", 0),
+                          getattr(s, "simulations", None), getattr(s, "threshold", 0.0)))
+    return rungs
 
 
 def stamp(m: Measurement, identity: dict) -> Measurement:

@@ -59,6 +59,18 @@ class OracleSpec(_Strict):
         return self
 
 
+class Rung(OracleSpec):
+    """A cheaper oracle below the study's own (the target fidelity) in a fidelity ladder: its round-0 share, its
+    cap, and BoFire's fidelity threshold (a pick is measured here only while the model's epistemic std of the
+    objective at this fidelity exceeds it, i.e. while this oracle can still tell something)."""
+
+    initial: int = Field(0, ge=0, description="round-0 designs measured at this fidelity (beside budget.initial "
+                                              "at the target)")
+    simulations: int = Field(ge=0, description="at most this many trials at this fidelity")
+    threshold: float = Field(0.1, ge=0, description="epistemic std of the objective (ln units) above which a pick "
+                                                    "may be measured here")
+
+
 class Selectivity(_Strict):
     """Selectivity = (sum of |flux|/c over numerator species) / (same over denominator), at the ON field."""
 
@@ -92,7 +104,8 @@ class Goal(_Strict):
 
 
 class Budget(_Strict):
-    simulations: int = Field(ge=1, le=1_000_000, description="total simulations the campaign may start")
+    simulations: int = Field(ge=1, le=1_000_000, description="simulations the campaign may start at its oracle "
+                             "(each rung of a fidelity ladder has its own cap, `fidelities[i].simulations`)")
     initial: int = Field(4, ge=1, description="space-filling simulations before the first model")
     batch: int = Field(4, ge=1, description="picks per acquisition round")
     wall_clock_min: float | None = Field(None, gt=0, description="driver time limit, minutes")
@@ -140,6 +153,10 @@ class AcquisitionSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     pool_size: int = Field(1024, ge=1, le=1_000_000)
     diverse: bool = Field(True, description="spread each batch with k-means++ on the model's embeddings")
+    explore_fraction: float = Field(0.0, ge=0, le=1, description="share of each model-guided batch taken from "
+                                    "the pool's space-filling (Sobol) order instead (a guard against exploration "
+                                    "collapsing on a model that learned only a flat region; off by default: it "
+                                    "did not improve the worst seed on benchmarks/al_landscape.py)")
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSpec:
@@ -199,6 +216,8 @@ class Study(Problem):
     """A campaign: the problem plus its budget, executor, model and acquisition."""
 
     budget: Budget
+    fidelities: list[Rung] = Field(default_factory=list, description="cheaper oracles below `oracle`, cheapest "
+                                   "first: a fidelity ladder (iteration.choose_fidelities)")
     executor: ExecutorSpec = ExecutorSpec()
     model: ModelSpec = ModelSpec()
     acquisition: AcquisitionSpec = AcquisitionSpec()
@@ -207,6 +226,8 @@ class Study(Problem):
     def _check_campaign(self) -> Study:
         if self.acquisition.kind == "constrained_ei" and self.goal.on_current_min_nA is None:
             raise ValueError("acquisition constrained_ei needs goal.on_current_min_nA (the ON current threshold, nA)")
+        if self.fidelities and self.acquisition.kind == "grid":
+            raise ValueError("fidelities: a grid study measures every point at its oracle; drop the ladder or the grid")
         return self
 
     def canonical(self) -> str:
@@ -235,11 +256,12 @@ def parse_study(doc: Any, where: str = "study", kind: type[Problem] = Study) -> 
 
 
 def resolve_oracle_path(problem: Problem, path: str | Path) -> Problem:
-    """Make a user oracle's relative file path absolute (relative to the YAML at `path`)."""
-    if problem.oracle.kind == "user":
-        target, _, cls = problem.oracle.path.rpartition(":")
-        if target.endswith(".py") and not Path(target).is_absolute():
-            problem.oracle.path = f"{(Path(path).parent / target).resolve()}:{cls}"
+    """Make the user oracles' relative file paths absolute (relative to the YAML at `path`)."""
+    for spec in [problem.oracle, *getattr(problem, "fidelities", [])]:
+        if spec.kind == "user":
+            target, _, cls = spec.path.rpartition(":")
+            if target.endswith(".py") and not Path(target).is_absolute():
+                spec.path = f"{(Path(path).parent / target).resolve()}:{cls}"
     return problem
 
 

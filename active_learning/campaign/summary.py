@@ -1,14 +1,17 @@
 """A campaign's summary, read from its ledger only: trials by status, the best designs (each value with its 95 %
-interval, ranked by the objective's pessimistic bound: campaign.measured), the last model's prospective quality,
-worker utilisation and why it stopped."""
+interval, ranked by the objective's pessimistic bound: campaign.measured; those of the study's own oracle first,
+then those of the cheaper rungs of its fidelity ladder, each with the fidelity that measured it), the last model's
+prospective quality, worker utilisation and why it stopped."""
 
 from __future__ import annotations
 
 import json
 
+from porelab.active_learning.campaign.iteration import Snapshot, prospective
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import ranked
 from porelab.active_learning.campaign.study import Study
+from porelab.active_learning.campaign.targets import objective_name
 
 
 def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
@@ -17,8 +20,11 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
     objective with its interval, the last iteration's prospective metrics, utilisation, the stop reason and the
     driver's time (s)."""
     rows = {r["design_id"]: r for r in ledger.measurements(ok_only=True)}
+    by_rung = {True: [], False: []}  # at the target first: a cheaper rung's numbers answer another question
+    for r in rows.values():
+        by_rung[r["rung"] is None].append(r)
     best = []
-    for m in ranked(list(rows.values()), study.goal)[:top]:
+    for m in (ranked(by_rung[True], study.goal) + ranked(by_rung[False], study.goal))[:top]:
         doc = json.loads(rows[m.design_id]["json"])
         best.append({**m.as_dict(), "layers": doc["design"]["layers"], "design": doc["design"],
                      "conditions": doc["conditions"]})
@@ -32,4 +38,19 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             **{f"heldout_{k}": last.get(f"heldout_{k}") for k in ("rmse", "r2", "nll", "coverage_68", "n")},
             "utilisation": ledger.get("utilisation"), "finished": ledger.get("finished"),
             "driver_seconds": ledger.get("driver_seconds"), "objective": study.goal.objective,
-            "maximize": study.goal.maximize}
+            "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study)}
+
+
+def prospective_by_round(ledger: Ledger, study: Study) -> list[dict]:
+    """The surrogate's prospective error per round of picks: for the designs picked in round r >= 1 and measured
+    by the study's own oracle, the objective (ln scale) against what the model predicted when it picked them
+    (iteration.prospective, surrogate.metrics.regression_metrics): [{round, n, rmse, coverage_95}]."""
+    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
+
+    snap, objective, out = Snapshot.read(ledger), objective_name(study.goal), []
+    for rnd in sorted({rnd for rnd, _ in snap.predicted.values() if rnd >= 1}):
+        y, mu, sd = prospective(snap, objective, None, only_round=rnd)
+        if len(y):
+            m = regression_metrics(y, mu, sd)
+            out.append({"round": rnd, "n": m["n"], "rmse": m["rmse"], "coverage_95": m["coverage_95"]})
+    return out

@@ -251,6 +251,15 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
         if symmetric:
             b.caption = "* mirror-symmetric: its ICR is 1 by symmetry (docs/physics.md §3), so it ranks last"
         print_table(b)
+    if s.get("rounds"):
+        label = "ln ICR" if s["objective"] == "icr" else f"ln {s['objective']}"
+        r = Table(title=f"surrogate's prospective error per round ({label} of each round's picks, predicted before "
+                        "they ran)", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("round", "designs", "RMSE", "95 % coverage"):
+            r.add_column(col, justify="right")
+        for x in s["rounds"]:
+            r.add_row(str(x["round"]), str(x["n"]), _fmt(x["rmse"]), _fmt(x["coverage_95"], ".0%"))
+        print_table(r)
     u = s.get("utilisation") or {}
     n = s.get("heldout_n")
     console.print(f"model (prospective, last iteration{f', {n} designs' if n else ''}): "

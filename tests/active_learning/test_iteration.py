@@ -74,3 +74,55 @@ def test_prospective_metrics_are_regression_metrics_with_known_answers(snapshot)
     for k, v in expected.items():
         assert m[f"heldout_{k}"] == (None if isinstance(v, float) and math.isnan(v) else v), k
     assert m["completed"] == 6 and m["best_objective"] == pytest.approx(math.exp(max(y)))
+
+
+@pytest.mark.parametrize("fraction, q, n_fill", [(0.25, 4, 1), (0.25, 12, 3), (0.5, 4, 2), (0.1, 4, 1),
+                                                  (0.25, 1, 0), (0.0, 8, 0), (1.0, 4, 4)])
+def test_space_filling_share_of_a_batch(fraction, q, n_fill):
+    from porelab.active_learning.campaign.iteration import space_filling_count
+
+    assert space_filling_count(q, fraction) == n_fill
+
+
+def test_part_of_each_guided_batch_continues_the_pools_sobol_order(snapshot):
+    """However the model scores, explore_fraction of the batch are the next unknown designs of the pool in its
+    space-filling order (source space_filling), so exploration cannot collapse on a model that saw only a flat
+    region; the rest follow the acquisition; explore_fraction 0 gives the acquisition alone."""
+    from porelab.active_learning.campaign.iteration import SPACE_FILLING
+
+    study, pool, snap = snapshot
+    study.budget.batch, study.acquisition.explore_fraction = 4, 0.25
+    p = plan(snap, study, pool, 1, 0, 12)
+    fill = [r["design_id"] for r in p.picks if r["source"] == SPACE_FILLING]
+    unknown = [c.design_id for c in pool if c.design_id not in snap.known_ids]
+    guided = [r["design_id"] for r in p.picks if r["source"] == study.acquisition.kind]
+    assert len(fill) == 1 and len(guided) == 3 and len(set(fill + guided)) == 4
+    assert fill == [i for i in unknown if i not in guided][:1]
+    assert all(r["prediction"] is not None for r in p.picks)  # every pick is also a prospective test of the model
+    study.acquisition.explore_fraction = 0.0
+    assert {r["source"] for r in plan(snap, study, pool, 1, 0, 12).picks} == {study.acquisition.kind}
+
+
+def test_prospective_error_per_round_has_known_answers(tmp_path):
+    """Round 1's picks were predicted ln ICR = measured + 1 with std 0.6 (inside 1.96 std), round 2's measured + 1
+    with std 0.2 (outside): RMSE 1 in both, coverage 100 % then 0 %; round 0 (no prediction) is not a row."""
+    from porelab.active_learning.campaign.summary import prospective_by_round
+
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    d = create(study, tmp_path / "c")
+    pool, _ = candidate_pool(study)
+    led = Ledger(d / "ledger.sqlite")
+    for k, c in enumerate(pool[:6]):
+        m = run_continuum(c.design, c.conditions)
+        tg = targets(m, study.goal)
+        rnd = k // 2
+        pred = None if rnd == 0 else {"log_icr_mean": tg["log_icr"] + 1.0, "log_icr_std": 0.6 if rnd == 1 else 0.2}
+        led.add_trial(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"), rnd,
+                      "ucb", prediction=pred)
+        led.start(c.design_id)
+        led.finish(c.design_id, "completed", m.to_json(), "continuum", targets=tg)
+    rows = prospective_by_round(led, study)
+    led.close()
+    assert [(r["round"], r["n"]) for r in rows] == [(1, 2), (2, 2)]
+    assert [r["rmse"] for r in rows] == pytest.approx([1.0, 1.0])
+    assert [r["coverage_95"] for r in rows] == [1.0, 0.0]

@@ -43,7 +43,12 @@ def wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout_s: float 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (mlflow and the uvicorn it execs), then SIGKILL."""
+    """SIGTERM to the server's process group (mlflow and the uvicorn it execs), then SIGKILL; returns once every
+    process of the group has exited (a signal is delivered asynchronously: a worker may outlive the leader's wait)."""
+    try:
+        group = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        group = []
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -55,6 +60,8 @@ def stop(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(group, timeout=20)
+    assert not alive, f"server processes still alive after SIGKILL: {alive}"
 
 
 def listening_addresses(port: int) -> set[str]:

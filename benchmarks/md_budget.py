@@ -1,0 +1,129 @@
+"""Tiny MD on this CPU with the same compute budget per strategy: the multi-fidelity campaign of `make demo`
+(continuum twin + MD run until its ICR interval is decisive, experiments/quickstart.yaml) against random
+fixed-length MD (the same space and MD settings, `until: fixed` at `--fixed-ps`, acquisition random, no ladder).
+
+Each strategy gets `--minutes` of driver wall time on 2 workers (2 CPU threads: 2 x minutes CPU-minutes; a run
+still going at the limit is not counted). Reported per strategy: the MD runs and continuum evaluations made, the
+best design by the lower bound of its MD ICR (ICR and ON current with 95 % intervals), and the surrogate's quality
+on held-out MD: a model trained on one strategy's data (the ladder's model learns both fidelities and predicts at
+MD) predicts ln ICR of the other strategy's MD designs it never saw — RMSE, R² and 95 % coverage (uncensored
+labels only).
+
+Run: .venv/bin/python benchmarks/md_budget.py [--minutes 15] [--fixed-ps 8]
+Writes benchmarks/results/md_budget.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from porelab.active_learning.campaign.directory import LEDGER_FILE
+from porelab.active_learning.campaign.driver import Campaign
+from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.measured import ranked
+from porelab.active_learning.campaign.model import CampaignModel
+from porelab.active_learning.campaign.study import load_study
+from porelab.sim.measurement import Measurement
+from porelab.surrogate.metrics import regression_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+
+
+def studies(args) -> dict[str, dict]:
+    mf = yaml.safe_load(QUICKSTART.read_text())
+    mf["budget"] = {**mf["budget"], "simulations": 1000, "wall_clock_min": args.minutes}
+    mf["fidelities"][0]["simulations"] = 200
+    rnd = json.loads(json.dumps(mf))
+    rnd.pop("fidelities")
+    rnd["oracle"]["settings"] = {**{k: v for k, v in rnd["oracle"]["settings"].items()
+                                    if k not in ("until", "chunk_ps", "max_production_ps")},
+                                 "production_ps": args.fixed_ps}
+    rnd["acquisition"] = {"kind": "random", "pool_size": mf["acquisition"]["pool_size"]}
+    rnd["budget"]["initial"] = 2
+    return {"multi-fidelity": {**mf, "name": "mf"}, "random fixed-length MD": {**rnd, "name": "random"}}
+
+
+def read(d: Path) -> tuple[list[dict], float]:
+    """The campaign's ok measurements and the worker seconds of its completed trials."""
+    led = Ledger(d / LEDGER_FILE)
+    try:
+        return led.measurements(ok_only=True), float(sum(t.busy_s or 0 for t in led.trials("completed")))
+    finally:
+        led.close()
+
+
+def heldout(rows_train: list[dict], rows_test: list[dict], study) -> dict:
+    """A fresh model of the study's kind on rows_train (every fidelity; at MD when there are several) asked for
+    ln ICR of the MD designs of rows_test that it did not see, uncensored labels only."""
+    ms = [Measurement.model_validate_json(r["json"]) for r in rows_train]
+    seen = {r["design_id"] for r in rows_train}
+    test = [r for r in rows_test if r["fidelity"] == "md" and r["design_id"] not in seen
+            and not r["targets"].get("icr_censored")]
+    fids = {m.fidelity for m in ms}
+    if len(test) < 2 or not any(m.fidelity == "md" for m in ms):
+        return {"n": len(test)}
+    model = CampaignModel(study.model.kind, study.goal, study.seed, target_fidelity="md" if len(fids) > 1 else None,
+                          **study.model.params).fit(ms)
+    tm = [Measurement.model_validate_json(r["json"]) for r in test]
+    p = model.predict([(m.design, m.conditions) for m in tm])
+    m = regression_metrics(np.array([r["targets"]["log_icr"] for r in test]), p.mean["log_icr"], p.std["log_icr"])
+    return {k: m[k] for k in ("n", "rmse", "r2", "coverage_95")}
+
+
+def _iv(row: dict, k: str) -> str:
+    """`value [lo, hi]` or `> lo` (censored) of a flat summary row."""
+    if k not in row:
+        return "-"
+    if row.get(f"{k}_censored"):
+        return f"> {row[f'{k}_lo']:.3g}"
+    return f"{row[k]:.3g} [{row[f'{k}_lo']:.3g}, {row[f'{k}_hi']:.3g}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=15.0, help="driver wall time per strategy (2 workers)")
+    ap.add_argument("--fixed-ps", type=float, default=8.0, help="production per field of the random strategy")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "md_budget.json")
+    args = ap.parse_args()
+    t0, res, rows, docs = time.time(), {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, doc in studies(args).items():
+            f = Path(tmp) / f"{doc['name']}.yaml"
+            f.write_text(yaml.safe_dump(doc))
+            d = Path(tmp) / doc["name"]
+            print(f"--- {name}: {args.minutes:g} min on 2 workers", flush=True)
+            Campaign.from_study(f, d, log=lambda m: print("   ", m[:140], flush=True)).run()
+            (rows[name], busy), docs[name] = read(d), load_study(f)
+            md = [r for r in rows[name] if r["fidelity"] == "md"]
+            best = ranked(md, docs[name].goal)[:1]
+            res[name] = {"md_runs": len(md), "continuum_evaluations": len(rows[name]) - len(md),
+                         "worker_s": busy,
+                         "best": best[0].as_dict() if best else None}
+        a, b = list(rows)
+        res[a]["heldout_md"] = heldout(rows[a], rows[b], docs[a])
+        res[b]["heldout_md"] = heldout(rows[b], rows[a], docs[b])
+    print(f"\n{'strategy':24s} {'MD runs':>7s} {'continuum':>9s} {'best ICR (lower bound first)':>32s} "
+          f"{'ON nA':>20s} {'held-out MD: n, RMSE, R², 95 % cov':>36s}")
+    for name, r in res.items():
+        b, h = r["best"] or {}, r["heldout_md"]
+        hs = f"{h['n']}, {h['rmse']:.2f}, {h['r2']:.2f}, {h['coverage_95']:.0%}" if "rmse" in h else f"{h['n']}, -"
+        print(f"{name:24s} {r['md_runs']:7d} {r['continuum_evaluations']:9d} {_iv(b, 'icr'):>32s} "
+              f"{_iv(b, 'on_current_nA'):>20s} {hs:>36s}")
+    doc = {"command": f".venv/bin/python benchmarks/md_budget.py --minutes {args.minutes:g} --fixed-ps "
+                      f"{args.fixed_ps:g}", "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor(),
+           "results": res, "seconds": time.time() - t0, "icr_log_scale_note": "held-out metrics on ln ICR"}
+    args.out.write_text(json.dumps(doc, indent=1, default=float))
+    print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
