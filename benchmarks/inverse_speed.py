@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -47,7 +48,9 @@ def main() -> None:
     space, goal = load_study(STUDY).design_space(), Goal()
     with ProcessPoolExecutor(2) as ex:
         ms = [m for m in ex.map(_evaluate, space.sample(args.train, 7), chunksize=8) if m.status == "ok"]
-    res = {"n": args.n, "train": len(ms), "chunk": args.chunk, "torch_threads": args.threads,
+    malloc = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("MALLOC_"))
+    res = {"command": f"{malloc} .venv/bin/python benchmarks/inverse_speed.py --n {args.n}".strip(),
+           "date": time.strftime("%Y-%m-%d"), "n": args.n, "train": len(ms), "chunk": args.chunk, "torch_threads": args.threads,
            "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
     t0 = time.perf_counter()
     cands = space.sample(args.n, 11)
@@ -68,7 +71,9 @@ def main() -> None:
         res[f"{kind}_score_s"] = s.seconds
         total = res["generate_s"] + s.seconds
         res[f"{kind}_candidates_per_s"] = len(cands) / total
-        print(f"{kind}: trained in {res[f'{kind}_train_s']:.0f} s; scored {len(cands):,} in {s.seconds:.1f} s; "
+        res[f"{kind}_scored_per_s"] = len(cands) / s.seconds
+        print(f"{kind}: trained in {res[f'{kind}_train_s']:.0f} s; scored {len(cands):,} in {s.seconds:.1f} s "
+              f"({len(cands) / s.seconds:,.0f}/s); "
               f"generation + scoring {total:.1f} s = {len(cands) / total:,.0f} candidates/s", flush=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(f"-> {args.out}")

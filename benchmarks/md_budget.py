@@ -1,6 +1,8 @@
 """Tiny MD on this CPU with the same compute budget per strategy: the multi-fidelity campaign of `make demo`
 (continuum twin + MD run until its ICR interval is decisive, experiments/quickstart.yaml) against random
 fixed-length MD (the same space and MD settings, `until: fixed` at `--fixed-ps`, acquisition random, no ladder).
+The multi-fidelity MD runs in `--chunk-ps` chunks until its ICR interval is decisive or `--max-ps` per field (the
+demo's 12 ps cap leaves every tiny-MD ICR censored).
 
 Each strategy gets `--minutes` of driver wall time on 2 workers (2 CPU threads: 2 x minutes CPU-minutes; a run
 still going at the limit is not counted). Reported per strategy: the MD runs and continuum evaluations made, the
@@ -9,7 +11,7 @@ on held-out MD: a model trained on one strategy's data (the ladder's model learn
 MD) predicts ln ICR of the other strategy's MD designs it never saw — RMSE, R² and 95 % coverage (uncensored
 labels only).
 
-Run: .venv/bin/python benchmarks/md_budget.py [--minutes 15] [--fixed-ps 8]
+Run: .venv/bin/python benchmarks/md_budget.py [--minutes 25] [--fixed-ps 24] [--chunk-ps 12] [--max-ps 48]
 Writes benchmarks/results/md_budget.json.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +45,7 @@ def studies(args) -> dict[str, dict]:
     mf = yaml.safe_load(QUICKSTART.read_text())
     mf["budget"] = {**mf["budget"], "simulations": 1000, "wall_clock_min": args.minutes}
     mf["fidelities"][0]["simulations"] = 200
+    mf["oracle"]["settings"] |= {"chunk_ps": args.chunk_ps, "max_production_ps": args.max_ps}
     rnd = json.loads(json.dumps(mf))
     rnd.pop("fidelities")
     rnd["oracle"]["settings"] = {**{k: v for k, v in rnd["oracle"]["settings"].items()
@@ -52,11 +56,18 @@ def studies(args) -> dict[str, dict]:
     return {"multi-fidelity": {**mf, "name": "mf"}, "random fixed-length MD": {**rnd, "name": "random"}}
 
 
-def read(d: Path) -> tuple[list[dict], float]:
-    """The campaign's ok measurements and the worker seconds of its completed trials."""
+def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
+    """The campaign's ok measurements made within limit_s of its first trial (the driver lets the runs going at
+    the limit finish: they are not counted) and the worker seconds of its completed trials among them."""
     led = Ledger(d / LEDGER_FILE)
     try:
-        return led.measurements(ok_only=True), float(sum(t.busy_s or 0 for t in led.trials("completed")))
+        db = sqlite3.connect(d / LEDGER_FILE)
+        t0 = db.execute("SELECT MIN(created_at) FROM trials").fetchone()[0]
+        late = {i for (i,) in db.execute("SELECT design_id FROM measurements WHERE created_at > ?", (t0 + limit_s,))}
+        db.close()
+        rows = [r for r in led.measurements(ok_only=True) if r["design_id"] not in late]
+        busy = sum(t.busy_s or 0 for t in led.trials("completed") if t.design_id not in late)
+        return rows, float(busy)
     finally:
         led.close()
 
@@ -90,19 +101,23 @@ def _iv(row: dict, k: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=15.0, help="driver wall time per strategy (2 workers)")
-    ap.add_argument("--fixed-ps", type=float, default=8.0, help="production per field of the random strategy")
+    ap.add_argument("--minutes", type=float, default=25.0, help="driver wall time per strategy (2 workers)")
+    ap.add_argument("--fixed-ps", type=float, default=24.0, help="production per field of the random strategy")
+    ap.add_argument("--chunk-ps", type=float, default=12.0, help="multi-fidelity MD: production added per chunk")
+    ap.add_argument("--max-ps", type=float, default=48.0, help="multi-fidelity MD: cap on the production per field")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "md_budget.json")
+    ap.add_argument("--analyse", type=Path, help="only analyse the campaigns already run in this directory")
     args = ap.parse_args()
     t0, res, rows, docs = time.time(), {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.analyse or Path(tmp)
         for name, doc in studies(args).items():
-            f = Path(tmp) / f"{doc['name']}.yaml"
-            f.write_text(yaml.safe_dump(doc))
-            d = Path(tmp) / doc["name"]
-            print(f"--- {name}: {args.minutes:g} min on 2 workers", flush=True)
-            Campaign.from_study(f, d, log=lambda m: print("   ", m[:140], flush=True)).run()
-            (rows[name], busy), docs[name] = read(d), load_study(f)
+            f, d = work / f"{doc['name']}.yaml", work / doc["name"]
+            if not args.analyse:
+                f.write_text(yaml.safe_dump(doc))
+                print(f"--- {name}: {args.minutes:g} min on 2 workers", flush=True)
+                Campaign.from_study(f, d, log=lambda m: print("   ", m[:140], flush=True)).run()
+            (rows[name], busy), docs[name] = read(d, 60 * args.minutes), load_study(f)
             md = [r for r in rows[name] if r["fidelity"] == "md"]
             best = ranked(md, docs[name].goal)[:1]
             res[name] = {"md_runs": len(md), "continuum_evaluations": len(rows[name]) - len(md),
@@ -119,8 +134,11 @@ def main() -> None:
         print(f"{name:24s} {r['md_runs']:7d} {r['continuum_evaluations']:9d} {_iv(b, 'icr'):>32s} "
               f"{_iv(b, 'on_current_nA'):>20s} {hs:>36s}")
     doc = {"command": f".venv/bin/python benchmarks/md_budget.py --minutes {args.minutes:g} --fixed-ps "
-                      f"{args.fixed_ps:g}", "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor(),
-           "results": res, "seconds": time.time() - t0, "icr_log_scale_note": "held-out metrics on ln ICR"}
+                      f"{args.fixed_ps:g} --chunk-ps {args.chunk_ps:g} --max-ps {args.max_ps:g}",
+           "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor(), "results": res,
+           "seconds": time.time() - t0, "icr_log_scale_note": "held-out metrics on ln ICR"}
+    if args.analyse:
+        doc["analysed"] = f"campaigns of that command re-read with --analyse {args.analyse}"
     args.out.write_text(json.dumps(doc, indent=1, default=float))
     print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
 

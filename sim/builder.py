@@ -211,11 +211,30 @@ class _SameCut:
 
 
 def _layer_block(material: str, sheet_nm: float, pore: Pore, dx: float, dy: float, group: str,
-                 groups_per_rim: int, bn_charge_e: float) -> _Block:
+                 groups_per_rim: int, bn_charge_e: float, pore_region_nm: float | None = None) -> _Block:
     """The atoms of one layer in its own plane (z = 0); the caller checked that the rim has room for the groups.
-    Cached by the atoms the cut leaves (`_block`)."""
-    return _block(_SameCut(material, sheet_nm, _cut(material, sheet_nm, pore, dx, dy)), group, groups_per_rim,
-                  bn_charge_e)
+    Cached by the atoms the cut leaves (`_block`); pore_region_nm: only its pore region (`_pore_region`)."""
+    cut = _SameCut(material, sheet_nm, _cut(material, sheet_nm, pore, dx, dy))
+    if pore_region_nm is None:
+        return _block(cut, group, groups_per_rim, bn_charge_e)
+    return _pore_region(cut, group, groups_per_rim, bn_charge_e, pore_region_nm)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pore_region(cut: _SameCut, group: str, groups_per_rim: int, bn_charge_e: float, shell_nm: float) -> _Block:
+    """_block's rim atoms, rim groups and the sheet atoms closer (radially, minimum image) to the pore centre than
+    its outermost rim atom plus shell_nm; atoms keep their order."""
+    b = _block(cut, group, groups_per_rim, bn_charge_e)
+    box = _lattice(cut.material, cut.sheet_nm)[3]
+    rel = b.positions[:, :2] - b.centre
+    rel -= box * np.round(rel / box)
+    r = np.hypot(rel[:, 0], rel[:, 1])
+    rim = b.roles == "rim"
+    keep = (b.roles != "sheet") | (r < (r[rim].max() if rim.any() else 0.0) + shell_nm)
+    arrays = [a[keep] for a in (b.positions, b.elements, b.atom_types, b.charges, b.roles, b.residue)]
+    for a in arrays:
+        a.flags.writeable = False
+    return _Block(*arrays, b.resnames, b.centre)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -260,10 +279,12 @@ def _block(cut: _SameCut, group: str, groups_per_rim: int, bn_charge_e: float) -
     return _Block(*arrays, tuple(resnames), centre)
 
 
-def build(design: Design) -> Structure:
+def build(design: Design, pore_region_nm: float | None = None) -> Structure:
     """Atomistic membrane of `design` (no solvent). Raises DesignError if the design cannot be built.
 
     Layers are cached by their geometry and group (`_layer_block`), so stacks of known layers build in ~0.1 ms.
+    pore_region_nm: keep only each layer's rim, rim groups and the sheet atoms within this distance (radially)
+    beyond its outermost rim atom — the pore region the surrogate's graph is made of, not a membrane to simulate.
     """
     _, _, _, box_xy = _lattice(design.material, design.sheet_nm)
     zs = design.layer_z_nm()
@@ -277,7 +298,7 @@ def build(design: Design) -> Structure:
                     f"use at most {n_rim} groups or a larger pore"
                 )
         blocks.append(_layer_block(design.material, design.sheet_nm, design.pore, dx, dy, group,
-                                   design.groups_per_rim, design.bn_charge_e))
+                                   design.groups_per_rim, design.bn_charge_e, pore_region_nm))
     positions = np.concatenate([b.positions for b in blocks])
     positions[:, 2] += np.repeat(zs, [len(b.positions) for b in blocks])
     positions[:, :2] %= box_xy

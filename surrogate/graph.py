@@ -106,6 +106,7 @@ def featurise_design(design: Design, settings: GraphSettings = GraphSettings()) 
     return featurise_designs([design], settings)[0]
 
 
+REGION_MARGIN_NM = 0.01
 CACHE_SIZE = 8192  # graphs kept (least recently used dropped)
 _CACHE: OrderedDict = OrderedDict()
 
@@ -141,7 +142,8 @@ def _featurise_many(designs: list[Design], settings: GraphSettings) -> list[Desi
     """Graphs of designs, built in one vectorised pass over all their atoms (see the module docstring)."""
     import torch  # here, not at import: the descriptor models (RF, GP) use this module without torch
 
-    structs = [build(d) for d in designs]
+    # the builder's pore region with a margin (its minimum image differs from ours by rounding); filtered below
+    structs = [build(d, pore_region_nm=settings.shell_nm + REGION_MARGIN_NM) for d in designs]
     n_atoms = np.array([s.n_atoms for s in structs])
     n_layers = np.array([len(d.layers) for d in designs])
     dsg = np.repeat(np.arange(len(designs)), n_atoms)  # design of each atom

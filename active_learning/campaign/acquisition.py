@@ -77,6 +77,19 @@ class UpperConfidenceBound(AcquisitionFunction):
         return mu + math.sqrt(self.beta) * sd
 
 
+class ThompsonSampling(AcquisitionFunction):
+    """One draw from the model's posterior, independent per candidate: mean + std * z, z ~ N(0, 1) (seeded).
+    Where the model is flat its std decides and the picks spread like random ones; where it is sure, its mean."""
+
+    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, seed: int = 0):
+        super().__init__(model, target, maximize)
+        self.seed = seed
+
+    def score(self, pred: TargetPrediction) -> np.ndarray:
+        mu, sd = self._mu_sigma(pred)
+        return mu + sd * np.random.default_rng(self.seed).standard_normal(len(mu))
+
+
 def _ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     z = (mu - best) / sd
     return sd * (z * norm.cdf(z) + norm.pdf(z))
@@ -135,6 +148,7 @@ ACQUISITIONS: dict[str, type[AcquisitionFunction]] = {
     "random": Random,
     "max_uncertainty": MaxUncertainty,
     "ucb": UpperConfidenceBound,
+    "thompson": ThompsonSampling,
     "ei": ExpectedImprovement,
     "constrained_ei": ConstrainedExpectedImprovement,
     "grid": Grid,

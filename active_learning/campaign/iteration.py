@@ -256,6 +256,8 @@ def _scores(snap: Snapshot, study: Study, model, pred, avail, step: int, train_r
         kind = "random"  # no model yet (or training failed): explore at random, seeded
     if kind == "random":
         kw = {"seed": study.seed * 7919 + step}
+    if kind == "thompson":
+        kw.setdefault("seed", study.seed * 7919 + step)
     if kind in ("ei", "constrained_ei"):  # incumbent from the training rounds only (deterministic picks)
         kw.setdefault("best_f", _best_feasible(snap, study, kind, train_round))
     if kind == "constrained_ei":

@@ -10,6 +10,7 @@ from porelab.active_learning.campaign.acquisition import (
     Grid,
     MaxUncertainty,
     Random,
+    ThompsonSampling,
     UpperConfidenceBound,
     resolve_acquisition,
     select_batch,
@@ -55,6 +56,19 @@ def test_max_uncertainty_uses_epistemic_std():
     assert np.argmax(MaxUncertainty(m)(X)) == 1
 
 
+def test_thompson_draws_from_the_posterior_seeded():
+    m = MockModel([0.0, 1.0, 2.0, 0.5], [1.0, 0.5, 0.0, 2.0])
+    s = ThompsonSampling(m, seed=3)(X)
+    assert s == pytest.approx(ThompsonSampling(m, seed=3)(X)) and s[2] == pytest.approx(2.0)  # sd 0: the mean
+    # flat mean, equal std: each candidate is the argmax equally often across seeds (the picks spread)
+    flat = MockModel(np.zeros(4), np.ones(4))
+    wins = np.bincount([np.argmax(ThompsonSampling(flat, seed=k)(X)) for k in range(4000)], minlength=4)
+    assert np.all(np.abs(wins / 4000 - 0.25) < 0.03)
+    # draws follow N(mean, std): z-scores of many seeds have mean 0 and std 1
+    z = np.array([(ThompsonSampling(m, seed=k)(X)[3] - 0.5) / 2.0 for k in range(4000)])
+    assert abs(z.mean()) < 0.06 and abs(z.std() - 1) < 0.05
+
+
 def test_expected_improvement_closed_form():
     m = MockModel([0.0, 1.0, 2.0, -1.0], [1.0, 1.0, 1e-12, 2.0])
     s = ExpectedImprovement(m, best_f=1.0)(X)
@@ -88,8 +102,10 @@ def test_random_is_seeded_and_grid_keeps_order():
 def test_resolver_lists_choices_and_keywords():
     assert isinstance(resolve_acquisition("UCB", None, beta=1.0), UpperConfidenceBound)
     assert isinstance(resolve_acquisition("max-uncertainty"), MaxUncertainty)
-    with pytest.raises(ValueError, match="choose one of random, max_uncertainty, ucb, ei, constrained_ei, grid"):
-        resolve_acquisition("thompson")
+    assert isinstance(resolve_acquisition("thompson", None, seed=1), ThompsonSampling)
+    with pytest.raises(ValueError, match="choose one of random, max_uncertainty, ucb, thompson, ei, constrained_ei, "
+                                         "grid"):
+        resolve_acquisition("thomson")
     with pytest.raises(ValueError, match="unknown parameter.*betta.*allowed: target, maximize, beta"):
         resolve_acquisition("ucb", None, betta=2)
 

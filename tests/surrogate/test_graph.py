@@ -137,3 +137,34 @@ def test_settings_hash_tracks_every_setting():
     assert GraphSettings().hash() == base
     assert len({base, GraphSettings(shell_nm=0.1).hash(), GraphSettings(edge_cutoff_nm=0.4).hash(),
                 GraphSettings(n_rbf=4).hash()}) == 4
+
+
+@pytest.mark.parametrize("shell", [0.0, 0.3])
+def test_pore_region_build_gives_the_graphs_of_the_full_build(monkeypatch, shell):
+    """The featuriser builds only each layer's pore region (sim.builder.build(pore_region_nm=...)); its graphs are
+    those of the full membrane, over pore shapes, materials, groups, stacks and offsets."""
+    import porelab.surrogate.graph as graph
+
+    rng = np.random.default_rng(4)
+    designs = []
+    for k in range(24):
+        n, shape = int(rng.integers(1, 5)), ["circle", "ellipse", "hexagon", "rectangle"][k % 4]
+        w = float(rng.uniform(1.0, 1.8))
+        h = w if shape in ("circle", "hexagon") else float(rng.uniform(1.0, 1.8))
+        designs.append(make_design({
+            "material": ["graphene_oxide", "hbn"][k % 2], "layers": list(rng.choice(["COO-", "NH3+", "OH", "none"], n)),
+            "pore": {"shape": shape, "width_nm": w, "height_nm": h},
+            "groups_per_rim": int(rng.integers(1, 5)), "spacing_nm": float(rng.uniform(0.3, 0.7)),
+            "offsets_nm": [(float(x), float(y)) for x, y in rng.uniform(-0.3, 0.3, (n, 2))]}, "seed"))
+    st = GraphSettings(shell_nm=shell)
+    graph.clear_cache()
+    region = graph.featurise_designs(designs, st)
+    graph.clear_cache()
+    monkeypatch.setattr(graph, "build", lambda d, pore_region_nm=None: build(d))
+    full = graph.featurise_designs(designs, st)
+    graph.clear_cache()
+    for a, b in zip(region, full, strict=True):
+        for f in ("x", "edge_index", "edge_attr", "layer", "layer_z"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+    assert sum(len(build(d, pore_region_nm=shell).positions) for d in designs) < \
+        sum(len(build(d).positions) for d in designs) / 2  # and it builds far fewer atoms
