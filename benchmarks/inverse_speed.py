@@ -50,7 +50,8 @@ def main() -> None:
         ms = [m for m in ex.map(_evaluate, space.sample(args.train, 7), chunksize=8) if m.status == "ok"]
     malloc = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("MALLOC_"))
     res = {"command": f"{malloc} .venv/bin/python benchmarks/inverse_speed.py --n {args.n}".strip(),
-           "date": time.strftime("%Y-%m-%d"), "n": args.n, "train": len(ms), "chunk": args.chunk, "torch_threads": args.threads,
+           "date": time.strftime("%Y-%m-%d"), "n": args.n, "train": len(ms), "chunk": args.chunk,
+           "torch_threads": args.threads,
            "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
     t0 = time.perf_counter()
     cands = space.sample(args.n, 11)
