@@ -18,7 +18,8 @@ from rich.table import Table
 from porelab.sim.cli import console, fail, out_path, print_table
 
 ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/active_learning/test_cli.py checks)
-AcquisitionKind = Literal["ucb", "ei", "constrained_ei", "max_uncertainty", "random", "grid"]  # acquisition.py's
+AcquisitionKind = Literal["ucb", "thompson", "ei", "constrained_ei", "max_uncertainty", "random",
+                          "grid"]  # acquisition.py's
 
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
                            help="Active-learning campaigns: run, resume, status, export, tell.")

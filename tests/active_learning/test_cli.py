@@ -123,7 +123,8 @@ def test_version():
     (["build"], "--preset", ["tiny", "seed"]),
     (["free-energy"], "--platform", ["CPU", "CUDA"]),
     (["campaign", "run"], "--model", ["gnn", "rf", "gp"]),
-    (["campaign", "run"], "--acquisition", ["ucb", "ei", "constrained_ei", "max_uncertainty", "random", "grid"]),
+    (["campaign", "run"], "--acquisition", ["ucb", "thompson", "ei", "constrained_ei", "max_uncertainty", "random",
+                                                "grid"]),
 ])
 def test_options_with_a_fixed_set_of_values_list_them_and_refuse_others_in_one_line(command, option, values):
     r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})

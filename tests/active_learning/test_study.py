@@ -25,7 +25,7 @@ def test_small_study_loads_and_pool_is_seeded(tmp_path):
     ({"budget": {"simulations": 0}}, "budget.simulations: Input should be greater than or equal to 1"),
     ({"space": {"spacing": {"low": 0.3, "high": 0.5}}}, "'spacing' is not a design or conditions field"),
     ({"space": {"spacing_nm": {"low": 0.5, "high": 0.3}}}, "space.spacing_nm"),
-    ({"acquisition": {"kind": "thompson"}}, "acquisition: acquisition 'thompson' is unknown; choose one of"),
+    ({"acquisition": {"kind": "thomson"}}, "acquisition: acquisition 'thomson' is unknown; choose one of"),
     ({"acquisition": {"kind": "constrained_ei"}}, "needs goal.on_current_min_nA"),
     ({"oracle": {"kind": "user"}}, "a user oracle needs path"),
     ({"oracle": {"kind": "md", "settings": {"timestep_fs": -1}}}, "timestep_fs=-1 must be a positive number"),
