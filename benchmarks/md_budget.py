@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -61,10 +60,9 @@ def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
     the limit finish: they are not counted) and the worker seconds of its completed trials among them."""
     led = Ledger(d / LEDGER_FILE)
     try:
-        db = sqlite3.connect(d / LEDGER_FILE)
-        t0 = db.execute("SELECT MIN(created_at) FROM trials").fetchone()[0]
-        late = {i for (i,) in db.execute("SELECT design_id FROM measurements WHERE created_at > ?", (t0 + limit_s,))}
-        db.close()
+        t0 = led.db.execute("SELECT MIN(created_at) FROM trials").fetchone()[0]
+        late = {i for (i,) in led.db.execute("SELECT design_id FROM measurements WHERE created_at > ?",
+                                             (t0 + limit_s,))}
         rows = [r for r in led.measurements(ok_only=True) if r["design_id"] not in late]
         busy = sum(t.busy_s or 0 for t in led.trials("completed") if t.design_id not in late)
         return rows, float(busy)

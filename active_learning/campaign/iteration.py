@@ -163,7 +163,7 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     guided = acq.uses_model and pred is not None
     n_fill = space_filling_count(q, study.acquisition.explore_fraction) if guided else 0
     idx = select_batch(scores, q - n_fill, pred.embedding if pred is not None else None,
-                       seed=study.seed * 7919 + step, diverse=study.acquisition.diverse and guided)
+                       seed=step_seed(study, step), diverse=study.acquisition.diverse and guided)
     taken = set(idx.tolist())
     fill = [i for i in range(len(avail)) if i not in taken][:n_fill]  # the next designs in the pool's Sobol order
     idx = np.asarray([*idx.tolist(), *fill], int)
@@ -248,6 +248,11 @@ def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | 
     return out
 
 
+def step_seed(study: Study, step: int) -> int:
+    """The seed of iteration `step`'s random choices (random and Thompson scores, the batch's k-means++)."""
+    return study.seed * 7919 + step
+
+
 def _scores(snap: Snapshot, study: Study, model, pred, avail, step: int, train_round: int | None):
     spec, goal = study.acquisition, study.goal
     kw = dict(spec.params)
@@ -255,9 +260,9 @@ def _scores(snap: Snapshot, study: Study, model, pred, avail, step: int, train_r
     if kind != "grid" and (model is None or pred is None):
         kind = "random"  # no model yet (or training failed): explore at random, seeded
     if kind == "random":
-        kw = {"seed": study.seed * 7919 + step}
+        kw = {"seed": step_seed(study, step)}
     if kind == "thompson":
-        kw.setdefault("seed", study.seed * 7919 + step)
+        kw.setdefault("seed", step_seed(study, step))
     if kind in ("ei", "constrained_ei"):  # incumbent from the training rounds only (deterministic picks)
         kw.setdefault("best_f", _best_feasible(snap, study, kind, train_round))
     if kind == "constrained_ei":
