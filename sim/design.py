@@ -257,11 +257,14 @@ PRESETS: dict[str, dict] = {
 
 
 def _round(x):
-    if isinstance(x, float):
+    """Floats rounded to FLOAT_DIGITS significant digits (-0.0 as 0.0), through dicts, lists and tuples (as lists)
+    of JSON-mode dumps (plain types: `type` checks, the hot path of every design id)."""
+    t = type(x)
+    if t is float:
         return float(f"{x:.{FLOAT_DIGITS}g}") + 0.0
-    if isinstance(x, dict):
+    if t is dict:
         return {k: _round(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
+    if t is list or t is tuple:
         return [_round(v) for v in x]
     return x
 
@@ -279,6 +282,13 @@ def _physical_design(design: Design) -> dict:
     return d
 
 
+def _physical_conditions(conditions: Conditions, sign: float = 1.0) -> dict:
+    """The conditions' part of `physical_state`, at sign * each field (sign -1: the mirror image's fields)."""
+    c = _round(conditions.model_dump(mode="json"))
+    c["fields_V_per_nm"] = sorted(_round(sign * e) for e in conditions.fields_V_per_nm)
+    return c
+
+
 def physical_state(design: Design, conditions: Conditions) -> dict:
     """The physical question as a JSON-able dict, in the orientation given.
 
@@ -287,32 +297,42 @@ def physical_state(design: Design, conditions: Conditions) -> dict:
     conditions: electrolyte (species -> M), temperature, and the set of signed fields (sorted). Floats are
     rounded to 6 significant digits. It leaves out fields that change no atom and the order fields were given in.
     """
-    c = _round(conditions.model_dump(mode="json"))
-    c["fields_V_per_nm"] = sorted(c["fields_V_per_nm"])
-    return {"design": _physical_design(design), "conditions": c}
+    return {"design": _physical_design(design), "conditions": _physical_conditions(conditions)}
+
+
+def _mirror_flip(design: Design, conditions: Conditions) -> tuple[bool, dict, dict]:
+    """Whether the mirror image at the opposite fields is the canonical orientation, and the physical design dicts
+    of the design and of its mirror (layers and offsets reversed: what `_physical_design(design.mirrored())` is).
+
+    The orientation whose physical design sorts first (as canonical JSON) wins; for a mirror-symmetric design, the
+    one with the more positive fields."""
+    a = _physical_design(design)
+    b = {**a, "layers": a["layers"][::-1]}
+    if b.get("offsets_nm") is not None:
+        b["offsets_nm"] = b["offsets_nm"][::-1]
+    # a and b differ only in layers, then offsets_nm (keys sorted: "layers" < "offsets_nm"), so their canonical
+    # JSON strings compare as the JSON of [layers, offsets_nm] does
+    ja, jb = (json.dumps([x["layers"], x.get("offsets_nm")], separators=(",", ":")) for x in (a, b))
+    if ja != jb:
+        return jb < ja, a, b
+    fields = sorted(conditions.fields_V_per_nm, reverse=True)
+    return sorted((-e for e in fields), reverse=True) > fields, a, b
 
 
 def canonical(design: Design, conditions: Conditions) -> tuple[Design, Conditions, bool]:
     """The canonical orientation of the question: (design, conditions) or its mirror image at the opposite
-    fields, which is the same simulation (z -> -z). Returns (design, conditions, mirrored).
-
-    The orientation whose physical design sorts first (as canonical JSON) wins; for a mirror-symmetric design, the
-    one with the more positive fields."""
-    m_design = design.mirrored()
-    m_conditions = conditions.with_fields([-e for e in conditions.fields_V_per_nm])
-    a, b = _physical_design(design), _physical_design(m_design)
-    ja, jb = (json.dumps(x, sort_keys=True, separators=(",", ":")) for x in (a, b))
-    if ja != jb:
-        flip = jb < ja
-    else:
-        flip = sorted(m_conditions.fields_V_per_nm, reverse=True) > sorted(conditions.fields_V_per_nm, reverse=True)
-    return (m_design, m_conditions, True) if flip else (design, conditions, False)
+    fields, which is the same simulation (z -> -z). Returns (design, conditions, mirrored); see `_mirror_flip`."""
+    if _mirror_flip(design, conditions)[0]:
+        return design.mirrored(), conditions.with_fields([-e for e in conditions.fields_V_per_nm]), True
+    return design, conditions, False
 
 
 def canonical_json(design: Design, conditions: Conditions) -> str:
-    """Canonical JSON of the physical question in its canonical orientation (`physical_state` of `canonical`)."""
-    d, c, _ = canonical(design, conditions)
-    return json.dumps(physical_state(d, c), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of the physical question in its canonical orientation (`physical_state` of `canonical`,
+    computed without building the mirror image's objects)."""
+    flip, a, b = _mirror_flip(design, conditions)
+    state = {"design": b if flip else a, "conditions": _physical_conditions(conditions, -1.0 if flip else 1.0)}
+    return json.dumps(state, sort_keys=True, separators=(",", ":"))
 
 
 def design_id(design: Design, conditions: Conditions) -> str:
@@ -337,7 +357,7 @@ def make_design(spec: dict | None = None, preset: str | None = None) -> Design:
     if preset is not None:
         if preset not in PRESETS:
             raise DesignError(f"preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
-        base = json.loads(json.dumps(PRESETS[preset]))
+        base = {k: dict(v) if isinstance(v, dict) else v for k, v in PRESETS[preset].items()}  # a fresh pore
     if isinstance(spec.get("pore"), dict) and isinstance(base.get("pore"), dict):
         spec["pore"] = {**base["pore"], **spec["pore"]}
     try:

@@ -135,6 +135,29 @@ def test_canonical_orientation_maps_the_mirror_to_one_question():
     assert flipped and cc.fields_V_per_nm == (2.0,)  # a symmetric design is asked at +E
 
 
+def test_canonical_json_is_the_physical_state_of_the_canonical_objects():
+    """canonical_json decides the orientation on dicts (no mirror objects built); it must say exactly what the
+    physical state of `canonical`'s objects says, for stacks, offsets, materials and field sets of either sign."""
+    import itertools
+    import json
+
+    from porelab.sim.design import physical_state
+
+    stacks = [["COO-", "NH3+"], ["NH3+", "COO-", "none"], ["COO-", "NH3+", "COO-"], ["none"], ["OH", "COO-"]]
+    offsets = [None, "shift"]
+    fields = [[2.0], [-2.0], [1.0, -1.0], [-0.5, 1.5]]
+    n = 0
+    for layers, off, fs, material in itertools.product(stacks, offsets, fields, ("graphene_oxide", "hbn")):
+        spec = {"layers": layers, "material": material}
+        if off:
+            spec["offsets_nm"] = [[0.04 * k, -0.02 * k] for k in range(len(layers))]
+        d, c = make_design(spec, "tiny"), make_conditions({"fields_V_per_nm": fs})
+        cd, cc, _ = canonical(d, c)
+        assert canonical_json(d, c) == json.dumps(physical_state(cd, cc), sort_keys=True, separators=(",", ":"))
+        n += 1
+    assert n == 80
+
+
 def test_janus_layers_is_the_seed_studys_stack():
     for n in (1, 3, 8):
         d = make_design({"janus_layers": n}, "seed")
