@@ -6,6 +6,7 @@ enough to judge by: `--random-seeds` draws of the same budget from the same pool
 the seeded Sobol pool, then uniform picks), evaluated on the landscape directly (no campaign needed).
 
 Run: .venv/bin/python benchmarks/al_landscape.py [--seeds 5] [--budget 60] [--model rf] [--explore-fraction 0.25]
+     [--gnn-members 5]
 Writes benchmarks/results/al_landscape.json.
 """
 
@@ -42,7 +43,7 @@ def study(landscape: str, strategy: str, seed: int, args) -> dict:
         "oracle": {"kind": "user", "path": f"{ROOT / 'benchmarks/landscapes.py'}:{landscape}", "settings": {}},
         "budget": {"simulations": args.budget, "initial": args.initial, "batch": args.batch},
         "executor": {"kind": "local", "workers": 2},
-        "model": {"kind": args.model, "params": {"n_members": 3} if args.model == "gnn" else {}},
+        "model": {"kind": args.model, "params": {"n_members": args.gnn_members} if args.model == "gnn" else {}},
         "acquisition": {"kind": strategy, "pool_size": args.pool, "explore_fraction": args.explore_fraction},
     }
 
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=2048)
     ap.add_argument("--model", default="rf", choices=("rf", "gp", "gnn"))
     ap.add_argument("--explore-fraction", type=float, default=0.0, help="acquisition.explore_fraction")
+    ap.add_argument("--gnn-members", type=int, default=5, help="the GNN ensemble's members (5: its default)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--random-seeds", type=int, default=500, help="seeds of the exact random reference")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/al_landscape.json")

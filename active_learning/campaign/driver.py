@@ -53,7 +53,7 @@ from porelab.active_learning.campaign.iteration import (
 )
 from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
-from porelab.active_learning.campaign.oracles import ladder
+from porelab.active_learning.campaign.oracles import extended, ladder, length_setting
 from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
@@ -140,6 +140,9 @@ class Campaign:
         self.wall_clock_s = 60 * (ov.get("wall_clock_min") or self.study.budget.wall_clock_min or math.inf)
         self.rungs = ladder(self.study)  # built here: a bad user path/class/settings fails early, in the driver
         self.rung = {None: self.rungs[-1], **{r.name: r for r in self.rungs[:-1]}}  # by the trials' column
+        if self.study.acquisition.extend_max_ps is not None and length_setting(self.rungs[-1].spec) is None:
+            raise CampaignError(f"acquisition.extend_max_ps: the oracle {self.study.oracle.path} cannot extend a "
+                                "run (its class names no length_setting)")
         self.pool, dropped = candidate_pool(self.study)
         if dropped:
             self.log(f"pool: {dropped} mirror-symmetric designs left out (ICR = 1 by symmetry), {len(self.pool)} "
@@ -275,8 +278,11 @@ class Campaign:
             fault_point("campaign.dispatch")
             attempt = self.ledger.start(t.design_id)
             fault_point("campaign.submit")  # running in the ledger, not yet submitted
-            executor.submit(Task(t.design_id, t.design, t.conditions, self.rung[t.fidelity].spec,
-                                 str(run_dir(self.dir, t.design_id)), attempt))
+            spec = self.rung[t.fidelity].spec
+            if t.extend_ps is not None:
+                spec = extended(spec, t.extend_ps)
+            executor.submit(Task(t.design_id, t.design, t.conditions, spec, str(run_dir(self.dir, t.design_id)),
+                                 attempt, t.extend_ps))
 
     def _ingest(self, r: TaskResult) -> None:
         line = ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
@@ -318,8 +324,8 @@ class Campaign:
         step = self._next_step()
         if step == 0:
             return False
-        train_round = max(0, step - 1 - self.lag)
-        if any(t.status not in FINAL for t in self.ledger.trials(max_round=train_round)):
+        train_round = max(0, step - 1 - self.lag)  # an extension in flight has its data in its round already
+        if any(t.status not in FINAL and not t.extensions for t in self.ledger.trials(max_round=train_round)):
             return False
         known = self.ledger.known_ids()
         return any(c.design_id not in known for c in self.pool)
@@ -337,7 +343,9 @@ class Campaign:
         at = Counter(self.rung[r["fidelity"]].name for r in p.picks)
         at = ": " + ", ".join(f"{n} at {k}" for k, n in at.items()) if len(self.rungs) > 1 and at else ""
         fill = sum(r["source"] == SPACE_FILLING for r in p.picks)
-        how = self.study.acquisition.kind + (f", {fill} space-filling" if fill else "")
+        ext = p.metrics.get("extensions", 0)
+        how = self.study.acquisition.kind + (f", {fill} space-filling" if fill else "") \
+            + (f", {ext} extension{'s' * (ext > 1)} of runs so far" if ext else "")
         self.log(f"iteration {step}: trained on {p.n_train}, picked {len(p.picks)} ({how}){at}"
                  + (f", held-out RMSE {rmse:.3g}" if rmse is not None else ""))
         self._sync()

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, stamp
+from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, reaches, stamp
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement, same_oracle
 from porelab.sim.observables import oriented
@@ -41,6 +41,7 @@ class Task:
     oracle: dict  # {"kind", "settings", "path"}
     run_dir: str
     attempt: int = 1
+    extend_ps: float | None = None  # an extension: the production per field to reach (the oracle spec says so too)
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ def run_task(task: Task) -> TaskResult:
                                   f"{task.design_id} by {json.dumps(identity, sort_keys=True)}: neither reused nor "
                                   "overwritten; move it away or use another directory",
                                   time.perf_counter() - t0, worker)
-            return TaskResult(task.design_id, task.attempt, oriented(m, design, conditions).to_json(), None,
-                              time.perf_counter() - t0, worker, reused=True)
+            if reaches(m, task.extend_ps):
+                return TaskResult(task.design_id, task.attempt, oriented(m, design, conditions).to_json(), None,
+                                  time.perf_counter() - t0, worker, reused=True)
         m = check_measurement(oracle(design, conditions, run_dir), design, conditions,
                               getattr(oracle, "fidelity", task.oracle["kind"]))
         m = oriented(stamp(m, identity), design, conditions)

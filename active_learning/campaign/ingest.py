@@ -15,6 +15,7 @@ from porelab.active_learning.campaign.directory import CampaignError
 from porelab.active_learning.campaign.executors import TaskResult
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import interval
+from porelab.active_learning.campaign.oracles import reaches
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.sim.design import Conditions, Design
@@ -59,14 +60,15 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | Non
                       worker=r.worker)
         return f"abandon {t.design_id}: {err}"
     ledger.finish(t.design_id, "completed", r.measurement, m.fidelity, targets=tg, busy_s=r.busy_s, worker=r.worker)
-    return (f"done    {t.design_id} round {t.round}, {m.fidelity}: ICR {interval(tg, 'log_icr')}, "
+    ext = f" extended to {t.extend_ps:g} ps" if t.extend_ps is not None else ""
+    return (f"done    {t.design_id} round {t.round}, {m.fidelity}{ext}: ICR {interval(tg, 'log_icr')}, "
             f"ON {interval(tg, 'log_on_current')} nA")
 
 
 def recover(ledger: Ledger, run_root: Path, identities: dict[str | None, dict]) -> list[TaskResult]:
     """Trials left running by a dead driver: a measurement.json saved in the run directory by the trial's oracle
-    (`identities` by the trial's rung, None: the study's own oracle) for that design is taken as the result, turned
-    to the trial's orientation; the others go back to
+    (`identities` by the trial's rung, None: the study's own oracle) for that design is taken as the result (for
+    an extension: one that reached its length), turned to the trial's orientation; the others go back to
     candidate (MD resumes from its run directory's checkpoints; a measurement by another oracle is refused when the
     trial runs again, see executors.run_task)."""
     found = []
@@ -78,7 +80,8 @@ def recover(ledger: Ledger, run_root: Path, identities: dict[str | None, dict]) 
                 m = Measurement.load(saved)
             except (ValueError, OSError):
                 m = None
-        if m is not None and m.design_id == t.design_id and same_oracle(m, identities[t.fidelity]):
+        if m is not None and m.design_id == t.design_id and same_oracle(m, identities[t.fidelity]) \
+                and reaches(m, t.extend_ps):
             m = oriented(m, Design.model_validate(t.design), Conditions.model_validate(t.conditions))
             found.append(TaskResult(t.design_id, t.attempts, m.to_json(), None, 0.0, "recovered", True))
         else:

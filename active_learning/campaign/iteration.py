@@ -48,13 +48,15 @@ class Snapshot:
     iterations: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
     rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and busy seconds by rung
+    busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
 
     @classmethod
     def read(cls, ledger: Ledger) -> Snapshot:
+        done = ledger.trials("completed")
         return cls(ledger.measurements(ok_only=True),
-                   {t.design_id: (t.round, t.prediction) for t in ledger.trials("completed") if t.prediction},
+                   {t.design_id: (t.round, t.prediction) for t in done if t.prediction},
                    ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
-                   ledger.rung_stats())
+                   ledger.rung_stats(), {t.design_id: t.busy_s for t in done if t.fidelity is None and t.busy_s})
 
     @property
     def n_trials(self) -> int:
@@ -92,8 +94,10 @@ class Plan:
 
 
 def train_digest(snap: Snapshot, max_round: int | None) -> str:
-    """Digest of a training set (its design ids): equal digests, same data, so the same model for the same seed."""
-    ids = sorted(r["design_id"] for r in snap.rows(max_round))
+    """Digest of a training set (its design ids, and the measurement's content for an extended trial's): equal
+    digests, same data, so the same model for the same seed."""
+    ids = sorted(r["design_id"] + (f"@{hashlib.sha256(r['json'].encode()).hexdigest()[:16]}" if r.get("extensions")
+                                   else "") for r in snap.rows(max_round))
     return hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
 
 
@@ -174,8 +178,15 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     names = target_names(study.goal)
     picks = [pick_row(avail[i], step, src, _prediction_row(p, j, names) if p is not None else None,
                       float(scores[i]), fid) for i, src, fid, (p, j) in zip(idx, sources, fids, at, strict=True)]
-    metrics = {**_metrics(snap, study, pred, len(ms), train_round), "picks": len(picks), "train_seconds": t_train,
-               "train_digest": digest}
+    extensions = []
+    if study.acquisition.extend_max_ps is not None and guided and len(idx):
+        value = np.asarray(pred.epistemic[objective_name(study.goal)], float)[idx] ** 2 / (snap.cost_s(None) or 1.0)
+        value[np.asarray([f is not None for f in fids], bool)] = np.inf  # a cheaper rung's pick is not replaced
+        keep, extensions = choose_extensions(snap, study, value, step)
+        picks, idx = [picks[k] for k in keep], idx[keep]
+    metrics = {**_metrics(snap, study, pred, len(ms), train_round), "picks": len(picks) + len(extensions),
+               "extensions": len(extensions), "train_seconds": t_train, "train_digest": digest}
+    picks += extensions
     if target is not None:
         for r in rungs:
             key = None if r is rungs[-1] else r.name
@@ -222,6 +233,68 @@ def choose_fidelities(model: CampaignModel, picks: list[Candidate], pred, idx: n
         fids.append(fid)
         at.append(here)
     return fids, at
+
+
+def extension_options(snap: Snapshot, study: Study) -> list[dict]:
+    """The completed runs of the study's own (MD) oracle worth extending, each {design_id, extend_ps, value, cost_s}:
+    runs that stopped at their length (stopped `cap` or `fixed`, not decided by the run-length rule) below
+    `acquisition.extend_max_ps`, whose objective interval still reaches past the best lower bound measured (the
+    best upper bound when minimising): resolving them can change which design ranks first.
+
+        extend_ps = min(2 L, extend_max_ps),   value = s^2 (1 - L / extend_ps),   cost_s = busy_s (extend_ps - L) / L
+
+    L = production per field so far; s = the objective's label std from its 95 % interval ((hi - lo) / 3.92), or,
+    where an end is unknown (censored), the spread (std) of the objective over the measured designs: the variance an
+    extension removes, as a label's variance falls as 1/length; busy_s = the worker seconds the ledger measured for
+    the run so far (setup included: an upper estimate)."""
+    objective, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
+    rows = snap.rows(None, target_only=True)
+    if len(rows) < 2:
+        return []
+    ys = np.array([r["targets"][objective] for r in rows], float)
+    spread = float(np.std(ys)) or 1.0
+    lo_key, hi_key = (f"{objective}_lo", f"{objective}_hi") if sign > 0 else (f"{objective}_hi", f"{objective}_lo")
+    bounds = [sign * r["targets"][lo_key] for r in rows if r["targets"].get(lo_key) is not None]
+    best_low = max(bounds) if bounds else -math.inf
+    out = []
+    for r in rows:
+        t = r["targets"]
+        busy = snap.busy_s.get(r["design_id"])
+        if busy is None:
+            continue
+        run = Measurement.model_validate_json(r["json"]).run
+        if run is None or run.stopped not in ("cap", "fixed") or run.production_ps <= 0:
+            continue
+        length = run.production_ps
+        to = min(2.0 * length, study.acquisition.extend_max_ps)
+        high = t.get(hi_key)
+        if to <= length * (1 + 1e-6) or (high is not None and sign * high <= best_low):
+            continue
+        s = (t[f"{objective}_hi"] - t[f"{objective}_lo"]) / (2 * 1.96) \
+            if t.get(f"{objective}_hi") is not None and t.get(f"{objective}_lo") is not None else spread
+        out.append({"design_id": r["design_id"], "extend_ps": to, "value": s ** 2 * (1.0 - length / to),
+                    "cost_s": max(busy, 1e-9) * (to - length) / length})
+    return out
+
+
+def choose_extensions(snap: Snapshot, study: Study, pick_value: np.ndarray, step: int) -> tuple[list[int], list[dict]]:
+    """Replace the batch's picks by extensions of existing runs (`extension_options`) while an extension's value
+    per cost exceeds the lowest of the picks': pick_value (q,) = each pick's value per cost (the model's epistemic
+    variance of the objective at the target fidelity over that fidelity's median cost; inf: not replaceable).
+    Both values are variances of the objective a simulation can remove, so they compare. Returns the indices of
+    the picks kept and the extensions' ledger rows (Ledger.record_iteration)."""
+    keep = list(range(len(pick_value)))
+    chosen = []
+    for e in sorted(extension_options(snap, study), key=lambda e: -e["value"] / e["cost_s"]):
+        if not keep:
+            break
+        worst = min(keep, key=lambda k: pick_value[k])
+        if e["value"] / e["cost_s"] <= pick_value[worst]:
+            break
+        keep.remove(worst)
+        chosen.append({"design_id": e["design_id"], "round": step, "extend_ps": e["extend_ps"],
+                       "score": e["value"] / e["cost_s"], "fidelity": None, "source": "extend"})
+    return keep, chosen
 
 
 def space_filling_count(q: int, fraction: float) -> int:

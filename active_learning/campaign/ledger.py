@@ -1,15 +1,18 @@
 """The campaign's single source of truth: a SQLite file (WAL, one transaction per change) in the campaign dir.
 
 Tables: designs (by design_id), trials (one per design, with an explicit status machine, attempts and error
-text), measurements, iterations, models, meta (key/value), events (append-only audit trail).
+text), measurements (each design's latest), measurement_versions (every measurement ever stored, append-only),
+iterations, models, meta (key/value), events (append-only audit trail).
 Trial status machine (Ax-style):
 
     candidate -> running -> completed | failed | abandoned
     running -> candidate      (requeued: its worker was lost, or the driver restarted)
     candidate -> abandoned    (dropped: target reached, budget cut)
+    completed -> candidate    (only by `extend`: the run continues to `extend_ps` per field; its measurement so far
+                               stays, and is kept as a version when the extension's replaces it)
 
-completed, failed and abandoned are final. `CampaignLock` keeps a second driver off the directory. The ledger
-knows nothing of its views (MLflow): they read it and keep their own bookkeeping.
+failed and abandoned are final; completed is final but for an extension. `CampaignLock` keeps a second driver off
+the directory. The ledger knows nothing of its views (MLflow): they read it and keep their own bookkeeping.
 """
 
 from __future__ import annotations
@@ -46,10 +49,15 @@ CREATE TABLE IF NOT EXISTS trials (
     round INTEGER NOT NULL, source TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('candidate','running','completed','failed','abandoned')),
     attempts INTEGER NOT NULL DEFAULT 0, error TEXT, prediction TEXT, score REAL,
-    busy_s REAL, worker TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, fidelity TEXT);
+    busy_s REAL, worker TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, fidelity TEXT,
+    extend_ps REAL, extensions INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS measurements (
     design_id TEXT PRIMARY KEY REFERENCES designs(design_id), status TEXT NOT NULL, fidelity TEXT NOT NULL,
     json TEXT NOT NULL, targets TEXT, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS measurement_versions (
+    design_id TEXT NOT NULL REFERENCES designs(design_id), version INTEGER NOT NULL, status TEXT NOT NULL,
+    fidelity TEXT NOT NULL, json TEXT NOT NULL, targets TEXT, created_at REAL NOT NULL,
+    PRIMARY KEY (design_id, version));
 CREATE TABLE IF NOT EXISTS iterations (
     step INTEGER PRIMARY KEY, round INTEGER NOT NULL, started_at REAL NOT NULL, finished_at REAL,
     n_train INTEGER NOT NULL DEFAULT 0, metrics TEXT, model_version INTEGER);
@@ -59,6 +67,10 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, design_id TEXT, kind TEXT NOT NULL, detail TEXT);
 """
+
+
+MIGRATIONS = (("fidelity", "fidelity TEXT"), ("extend_ps", "extend_ps REAL"),
+              ("extensions", "extensions INTEGER NOT NULL DEFAULT 0"))
 
 
 class LedgerError(RuntimeError):
@@ -89,6 +101,8 @@ class Trial:
     design: dict
     conditions: dict
     fidelity: str | None = None  # the rung of the study's fidelity ladder that measures it (None: the target)
+    extend_ps: float | None = None  # an extension's production per field to reach (None: the first run)
+    extensions: int = 0  # extensions asked for so far
 
 
 class CampaignLock:
@@ -138,8 +152,10 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
-            if "fidelity" not in {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}:
-                self.db.execute("ALTER TABLE trials ADD COLUMN fidelity TEXT")  # a ledger from before the ladders
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+            for col, sql in MIGRATIONS:  # a ledger from before the ladders or the extensions
+                if col not in cols:
+                    self.db.execute(f"ALTER TABLE trials ADD COLUMN {sql}")
         except sqlite3.OperationalError as err:  # unreadable, read-only, disk full
             raise LedgerError(f"cannot open the ledger {self.path}: {err}") from None
 
@@ -231,14 +247,51 @@ class Ledger:
     def finish(self, design_id: str, status: str, measurement_json: str | None, fidelity: str,
                targets: dict | None = None, error: str | None = None, busy_s: float | None = None,
                worker: str | None = None) -> None:
-        """running -> completed | failed | abandoned, storing the measurement (if any) in the same transaction."""
+        """running -> completed | failed | abandoned, storing the measurement (if any) in the same transaction.
+        An extension's busy seconds add to the trial's; one that did not complete leaves the trial completed with
+        the measurement it extended (the error says why), its own kept as a version only."""
         with self.transaction() as db:
+            before = db.execute("SELECT busy_s, extend_ps FROM trials WHERE design_id=?", (design_id,)).fetchone()
+            extension = before is not None and before[1] is not None
+            if extension and busy_s is not None:
+                busy_s += before[0] or 0.0
+            stored = "ok" if status == "completed" else "failed"
+            if extension and status != "completed":
+                status, error = "completed", f"extension to {before[1]:g} ps per field {status}: {error}"
             self._transition(db, design_id, status, error, busy_s=busy_s, worker=worker)
             if measurement_json is not None:
-                db.execute("INSERT INTO measurements (design_id, status, fidelity, json, targets, created_at) "
-                           "VALUES (?,?,?,?,?,?)", (design_id, "ok" if status == "completed" else "failed",
-                                                    fidelity, measurement_json,
-                                                    json.dumps(targets) if targets else None, time.time()))
+                self._store(db, design_id, stored, fidelity, measurement_json, targets, stored == "ok" or not extension)
+
+    def _store(self, db, design_id: str, status: str, fidelity: str, measurement_json: str, targets: dict | None,
+               latest: bool = True) -> None:
+        """Append a measurement version; `latest`: it is also the design's measurement (replacing the one before)."""
+        now, tg = time.time(), json.dumps(targets) if targets else None
+        version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM measurement_versions WHERE design_id=?",
+                             (design_id,)).fetchone()[0]
+        db.execute("INSERT INTO measurement_versions VALUES (?,?,?,?,?,?,?)",
+                   (design_id, version, status, fidelity, measurement_json, tg, now))
+        if latest:
+            db.execute("INSERT OR REPLACE INTO measurements (design_id, status, fidelity, json, targets, created_at) "
+                       "VALUES (?,?,?,?,?,?)", (design_id, status, fidelity, measurement_json, tg, now))
+
+    def extend(self, design_id: str, to_ps: float, round: int, score: float | None = None) -> None:
+        """completed -> candidate: run the design's measurement on to `to_ps` of production per field (its run
+        directory resumes), asked in iteration `round` (the trial keeps the round it was picked in: its measurement
+        so far stays the design's, in that round's training data, until the extension completes). Only a completed
+        trial at the study's own oracle can be extended; IllegalTransition otherwise."""
+        with self.transaction() as db:
+            self._extend(db, design_id, to_ps, round, score)
+
+    def _extend(self, db, design_id: str, to_ps: float, round: int, score: float | None = None) -> None:
+        row = db.execute("SELECT status, fidelity FROM trials WHERE design_id=?", (design_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no trial {design_id}")
+        if row[0] != "completed" or row[1] is not None:
+            raise IllegalTransition(f"trial {design_id}: only a completed trial at the study's own oracle can be "
+                                    f"extended (it is {row[0]}{f' at {row[1]}' if row[1] else ''})")
+        db.execute("UPDATE trials SET status='candidate', error=NULL, updated_at=?, extend_ps=?, "
+                   "extensions = extensions + 1 WHERE design_id=?", (time.time(), to_ps, design_id))
+        self._event(db, design_id, "extend", f"to {to_ps:g} ps per field, round {round}")
 
     def add_completed(self, rows: list[dict]) -> None:
         """Trials measured elsewhere (campaign.interop.tell), all in one transaction: each row {design_id, design,
@@ -250,9 +303,7 @@ class Ledger:
                     raise LedgerError(f"design {r['design_id']} is already in the ledger {self.path}")
                 self._transition(db, r["design_id"], "running", None, attempts=1, worker=r["source"])
                 self._transition(db, r["design_id"], "completed", None)
-                db.execute("INSERT INTO measurements (design_id, status, fidelity, json, targets, created_at) "
-                           "VALUES (?,?,?,?,?,?)", (r["design_id"], "ok", r["fidelity"], r["measurement_json"],
-                                                    json.dumps(r["targets"]), time.time()))
+                self._store(db, r["design_id"], "ok", r["fidelity"], r["measurement_json"], r["targets"])
 
     def trial(self, design_id: str) -> Trial | None:
         rows = self._trials("WHERE t.design_id=?", (design_id,))
@@ -277,7 +328,7 @@ class Ledger:
                       status=r["status"], attempts=r["attempts"], error=r["error"],
                       prediction=json.loads(r["prediction"]) if r["prediction"] else None, score=r["score"],
                       busy_s=r["busy_s"], worker=r["worker"], design=json.loads(r["d"]), conditions=json.loads(r["c"]),
-                      fidelity=r["fidelity"])
+                      fidelity=r["fidelity"], extend_ps=r["extend_ps"], extensions=r["extensions"])
                 for r in self.db.execute(q, args)]
 
     def counts(self) -> dict[str, int]:
@@ -294,9 +345,10 @@ class Ledger:
 
     # --- measurements ---------------------------------------------------------------------------
     def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[dict]:
-        """[{design_id, json, targets, status, round, seq, fidelity, rung}] in dispatch order (fidelity: the
-        measurement's; rung: the trial's rung of the study's ladder, None for its own oracle, the target)."""
-        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq, m.fidelity, t.fidelity "
+        """[{design_id, json, targets, status, round, seq, fidelity, rung, extensions}] in dispatch order (fidelity:
+        the measurement's; rung: the trial's rung of the study's ladder, None for its own oracle, the target;
+        extensions: how many the trial was asked for)."""
+        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq, m.fidelity, t.fidelity, t.extensions "
              "FROM measurements m "
              "JOIN trials t USING (design_id) WHERE 1=1")
         args: list = []
@@ -306,7 +358,7 @@ class Ledger:
             q += " AND t.round <= ?"
             args.append(max_round)
         return [{"design_id": r[0], "json": r[1], "targets": json.loads(r[2]) if r[2] else None,
-                 "status": r[3], "round": r[4], "seq": r[5], "fidelity": r[6], "rung": r[7]}
+                 "status": r[3], "round": r[4], "seq": r[5], "fidelity": r[6], "rung": r[7], "extensions": r[8]}
                 for r in self.db.execute(q + " ORDER BY t.seq", args)]
 
     def measurement(self, design_id: str) -> dict | None:
@@ -314,22 +366,31 @@ class Ledger:
         r = self.db.execute("SELECT json, targets, status FROM measurements WHERE design_id=?", (design_id,)).fetchone()
         return {"json": r[0], "targets": json.loads(r[1]) if r[1] else None, "status": r[2]} if r else None
 
+    def versions(self, design_id: str) -> list[dict]:
+        """Every measurement stored for a design, oldest first: [{version, status, fidelity, json, targets}]."""
+        return [{"version": r[0], "status": r[1], "fidelity": r[2], "json": r[3],
+                 "targets": json.loads(r[4]) if r[4] else None}
+                for r in self.db.execute("SELECT version, status, fidelity, json, targets FROM measurement_versions "
+                                         "WHERE design_id=? ORDER BY version", (design_id,))]
+
     def n_trials(self, target_only: bool = False) -> int:
-        """Trials in the ledger; target_only: those of the study's own oracle (not of a cheaper rung)."""
+        """Simulations asked of the ledger's trials (each extension is one more); target_only: those of the
+        study's own oracle (not of a cheaper rung)."""
         where = " WHERE fidelity IS NULL" if target_only else ""
-        return self.db.execute("SELECT COUNT(*) FROM trials" + where).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) + COALESCE(SUM(extensions), 0) FROM trials" + where).fetchone()[0]
 
     def rung_stats(self) -> dict[str | None, dict]:
-        """Per rung of the ladder (None: the target): {"trials": how many, "finished": how many are final,
-        "busy_s": worker seconds of each completed one, in dispatch order} — what the acquisition's costs are
-        measured from."""
+        """Per rung of the ladder (None: the target): {"trials": simulations asked (an extension is one more),
+        "finished": how many of them ended, "busy_s": worker seconds per simulation of each completed trial (an
+        extended one's over its runs), in dispatch order} — what the acquisition's costs are measured from."""
         out: dict[str | None, dict] = {}
-        for fid, status, busy in self.db.execute("SELECT fidelity, status, busy_s FROM trials ORDER BY seq"):
+        for fid, status, busy, n_ext in self.db.execute(
+                "SELECT fidelity, status, busy_s, extensions FROM trials ORDER BY seq"):
             st = out.setdefault(fid, {"trials": 0, "finished": 0, "busy_s": []})
-            st["trials"] += 1
-            st["finished"] += status in FINAL
+            st["trials"] += 1 + n_ext
+            st["finished"] += n_ext + (status in FINAL)
             if status == "completed" and busy is not None:
-                st["busy_s"].append(busy)
+                st["busy_s"].append(busy / (1 + n_ext))
         return out
 
     # --- iterations and models ------------------------------------------------------------------
@@ -352,7 +413,13 @@ class Ledger:
             db.execute("INSERT INTO iterations (step, round, started_at, finished_at, n_train, metrics, model_version) "
                        "VALUES (?,?,?,?,?,?,?)",
                        (step, round, started_at, time.time(), n_train, json.dumps(metrics), model_version))
-            n = sum(self._add(db, **p) for p in picks)
+            n = 0
+            for p in picks:
+                if p.get("extend_ps") is not None:
+                    self._extend(db, p["design_id"], p["extend_ps"], p["round"], p.get("score"))
+                    n += 1
+                else:
+                    n += self._add(db, **p)
             self._event(db, None, "iteration", f"step {step}: {n} picks, {n_train} training points")
             return n
 

@@ -65,6 +65,7 @@ class MDOracle:
         from porelab.sim.protocol import MDSettings
 
         self.settings = MDSettings(**settings)
+        self.length_setting = self.settings.length_cap()[0]  # what an extension raises (ps of production per field)
 
     def identity(self) -> dict:
         """kind md and `MDSettings.identity()`: the settings that change the numbers (not the run length)."""
@@ -131,13 +132,14 @@ def make_oracle(kind: str, settings: dict | None = None, path: str | None = None
 
 def identity_of(oracle, kind: str, settings: dict | None = None, path: str | None = None) -> dict:
     """The identity of a built oracle: its own `identity()` when it has one, else kind + settings + path (a user
-    oracle, as the study names it)."""
+    oracle, as the study names it), without its `length_setting` (a longer run answers the same question)."""
     own = getattr(oracle, "identity", None)
     if callable(own):
         return own()
     if isinstance(own, dict):
         return own
-    return oracle_identity(kind, settings, path)
+    length = getattr(oracle, "length_setting", None)
+    return oracle_identity(kind, {k: v for k, v in (settings or {}).items() if k != length}, path)
 
 
 def study_identity(spec) -> dict:
@@ -181,6 +183,30 @@ def stamp(m: Measurement, identity: dict) -> Measurement:
         return m
     prov = {**m.provenance, "oracle_reported": m.oracle} if m.oracle else m.provenance
     return m.model_copy(update={"oracle": identity, "provenance": prov})
+
+
+def length_setting(spec: dict) -> str | None:
+    """The settings keyword that sets an oracle's run length (ps of production per field), when its runs can be
+    extended: MD's `production_ps` (or `max_production_ps` until decisive); a user oracle's `length_setting`
+    attribute. None: the oracle cannot extend a run."""
+    return getattr(make_oracle(spec["kind"], spec["settings"], spec["path"]), "length_setting", None)
+
+
+def extended(spec: dict, to_ps: float) -> dict:
+    """An extendable oracle's task spec {kind, settings, path} with its run length raised to `to_ps` per field (an
+    extension; the oracle resumes in the run directory). Raises OracleError for an oracle that cannot extend."""
+    key = length_setting(spec)
+    if key is None:
+        raise OracleError(f"oracle {spec['kind']} {spec.get('path') or ''} cannot extend a run: it names no "
+                          "length_setting")
+    return {**spec, "settings": {**spec["settings"], key: to_ps}}
+
+
+def reaches(m: Measurement, to_ps: float | None) -> bool:
+    """Whether a saved measurement answers a task that asks for `to_ps` of production per field (None: a first
+    run, any length): it ran that long, or its run-length rule decided before."""
+    run = m.run
+    return to_ps is None or run is None or run.stopped not in ("cap", "fixed") or run.production_ps >= to_ps - 1e-6
 
 
 def check_measurement(m, design: Design, conditions: Conditions, fidelity: str) -> Measurement:

@@ -157,6 +157,11 @@ class AcquisitionSpec(_Strict):
                                     "the pool's space-filling (Sobol) order instead (a guard against exploration "
                                     "collapsing on a model that learned only a flat region; off by default: it "
                                     "did not improve the worst seed on benchmarks/al_landscape.py)")
+    extend_max_ps: float | None = Field(None, gt=0, description="MD (or a user oracle with a `length_setting`): a "
+                                        "round may extend a finished run whose "
+                                        "ICR is still undecided (production per field doubled, up to this many ps) "
+                                        "instead of starting a new design, by value per cost "
+                                        "(iteration.choose_extensions); None: no extensions")
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSpec:
@@ -228,10 +233,16 @@ class Study(Problem):
             raise ValueError("acquisition constrained_ei needs goal.on_current_min_nA (the ON current threshold, nA)")
         if self.fidelities and self.acquisition.kind == "grid":
             raise ValueError("fidelities: a grid study measures every point at its oracle; drop the ladder or the grid")
+        if self.acquisition.extend_max_ps is not None and self.oracle.kind == "continuum":
+            raise ValueError("acquisition.extend_max_ps extends MD (or a user oracle's) runs; the continuum has no "
+                             "run length")
         return self
 
     def canonical(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        doc = self.model_dump(mode="json")
+        if doc["acquisition"]["extend_max_ps"] is None:  # studies from before extensions keep their digest
+            del doc["acquisition"]["extend_max_ps"]
+        return json.dumps(doc, sort_keys=True)
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import time
@@ -80,6 +81,12 @@ def _metrics(values: dict, step: int, skip: set[str] = frozenset()) -> list:
     return [Metric(mlflow_key(k), float(v), ts, step) for k, v in values.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and mlflow_key(k) not in skip]
 
+
+
+def sim_key(design_id: str, version: dict | None = None) -> str:
+    """The bookkeeping key of a simulation run: the design id, `+v<n>` for the n-th measurement version (n >= 2)
+    of an extended trial (Ledger.versions: each extension's measurement is a run of its own)."""
+    return design_id + (f"+v{version['version']}" if version and version["version"] > 1 else "")
 
 class MlflowView:
     """The MLflow view of the campaign in `campaign_dir` (connects at its first sync, under the driver's lock)."""
@@ -147,8 +154,9 @@ class MlflowView:
                 self._log_study()
             done = self.book.keys("simulation")
             for t in ledger.trials(tuple(FINAL)):
-                if t.design_id not in done:
-                    self._log_simulation(ledger, t)
+                for v in ledger.versions(t.design_id) if t.extensions else [None]:  # an extended trial: each version
+                    if sim_key(t.design_id, v) not in done:
+                        self._log_simulation(ledger, t, v)
             done, models = self.book.keys("iteration"), {m["version"]: m for m in ledger.models()}
             for it in ledger.iterations():
                 if str(it["step"]) not in done:
@@ -194,21 +202,27 @@ class MlflowView:
                 deleted += 1
         return found, deleted
 
-    def _log_simulation(self, ledger: Ledger, t) -> None:
-        """A nested run for one finished trial: design/conditions as params, results as metrics."""
+    def _log_simulation(self, ledger: Ledger, t, version: dict | None = None) -> None:
+        """A nested run for one finished trial (`version`: one measurement version of an extended trial):
+        design/conditions as params, results as metrics."""
         from mlflow.entities import Param
 
-        rid, _ = self._find("porelab.design_id", t.design_id)
+        key = sim_key(t.design_id, version)
+        row = version if version is not None else ledger.measurement(t.design_id)
+        run = json.loads(row["json"]).get("run") if row else None
+        ext = {"porelab.sim_key": key, "porelab.production_ps": f"{run['production_ps']:g}"} \
+            if version is not None and run else {}
+        rid, _ = self._find(*(("porelab.sim_key", key) if key != t.design_id else ("porelab.design_id", t.design_id)))
         if rid is None:
-            rid = self._child(f"sim {t.design_id}", {
+            name = f"sim {t.design_id}" + (f" v{version['version']}" if key != t.design_id else "")
+            rid = self._child(name, {
                 "porelab.kind": "simulation", "porelab.design_id": t.design_id, "porelab.status": t.status,
-                "porelab.round": str(t.round), **({"porelab.error": t.error[:4000]} if t.error else {})})
+                "porelab.round": str(t.round), **ext, **({"porelab.error": t.error[:4000]} if t.error else {})})
             params: dict = {"source": t.source, "attempts": str(t.attempts)}
             flatten("design", t.design, params)
             flatten("conditions", t.conditions, params)
             self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
             fault_point("view.sim_run")  # a half-logged simulation run
-            row = ledger.measurement(t.design_id)
             m = Measurement.model_validate_json(row["json"]) if row else None
             values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
             if values:
@@ -217,9 +231,10 @@ class MlflowView:
                 values["worker_busy_s"] = t.busy_s
             values |= {f"predicted_{k}": v for k, v in (t.prediction or {}).items()}
             self.client.log_batch(rid, metrics=_metrics(values, 0))
-            self.client.set_terminated(rid, "FINISHED" if t.status == "completed" else "FAILED")
+            ok = t.status == "completed" and (version is None or version["status"] == "ok")
+            self.client.set_terminated(rid, "FINISHED" if ok else "FAILED")
             fault_point("view.sim_logged")  # in MLflow, not yet in the bookkeeping
-        self.book.put([("simulation", t.design_id, rid)])
+        self.book.put([("simulation", key, rid)])
 
     def _log_iteration(self, it: dict, model: dict | None) -> None:
         """Nested run `iteration <step>`: metrics (also on the parent, by step), plots, and its model."""
