@@ -2,16 +2,19 @@
 (continuum twin + MD run until its ICR interval is decisive, experiments/quickstart.yaml) against random
 fixed-length MD (the same space and MD settings, `until: fixed` at `--fixed-ps`, acquisition random, no ladder).
 The multi-fidelity MD runs in `--chunk-ps` chunks until its ICR interval is decisive or `--max-ps` per field (the
-demo's 12 ps cap leaves every tiny-MD ICR censored).
+demo's 12 ps cap leaves every tiny-MD ICR censored); with `--extend-ps` its rounds may also extend an undecided run
+(acquisition.extend_max_ps: the cap doubled, up to that many ps) instead of starting a new design.
 
 Each strategy gets `--minutes` of driver wall time on 2 workers (2 CPU threads: 2 x minutes CPU-minutes; a run
-still going at the limit is not counted). Reported per strategy: the MD runs and continuum evaluations made, the
+still going at the limit is not counted; an extension finished after it counts as the version before). Reported
+per strategy: the MD runs and continuum evaluations made, the
 best design by the lower bound of its MD ICR (ICR and ON current with 95 % intervals), and the surrogate's quality
 on held-out MD: a model trained on one strategy's data (the ladder's model learns both fidelities and predicts at
 MD) predicts ln ICR of the other strategy's MD designs it never saw — RMSE, R² and 95 % coverage (uncensored
 labels only).
 
 Run: .venv/bin/python benchmarks/md_budget.py [--minutes 25] [--fixed-ps 24] [--chunk-ps 12] [--max-ps 48]
+         [--extend-ps 96]
 Writes benchmarks/results/md_budget.json.
 """
 
@@ -46,6 +49,8 @@ def studies(args) -> dict[str, dict]:
     mf["fidelities"][0]["simulations"] = 200
     mf["oracle"]["settings"] |= {"chunk_ps": args.chunk_ps, "max_production_ps": args.max_ps}
     rnd = json.loads(json.dumps(mf))
+    if args.extend_ps:
+        mf["acquisition"]["extend_max_ps"] = args.extend_ps
     rnd.pop("fidelities")
     rnd["oracle"]["settings"] = {**{k: v for k, v in rnd["oracle"]["settings"].items()
                                     if k not in ("until", "chunk_ps", "max_production_ps")},
@@ -57,15 +62,23 @@ def studies(args) -> dict[str, dict]:
 
 def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
     """The campaign's ok measurements made within limit_s of its first trial (the driver lets the runs going at
-    the limit finish: they are not counted) and the worker seconds of its completed trials among them."""
+    the limit finish: they are not counted; of an extended run, the latest version made in time) and the worker
+    seconds they took (an MD run's own wall seconds over all its calls, RunRecord.wall_s; else the trial's)."""
     led = Ledger(d / LEDGER_FILE)
     try:
         t0 = led.db.execute("SELECT MIN(created_at) FROM trials").fetchone()[0]
-        late = {i for (i,) in led.db.execute("SELECT design_id FROM measurements WHERE created_at > ?",
-                                             (t0 + limit_s,))}
-        rows = [r for r in led.measurements(ok_only=True) if r["design_id"] not in late]
-        busy = sum(t.busy_s or 0 for t in led.trials("completed") if t.design_id not in late)
-        return rows, float(busy)
+        rows, busy = [], 0.0
+        trials = {t.design_id: t for t in led.trials("completed")}
+        for r in led.measurements(ok_only=True):
+            v = led.db.execute("SELECT json, targets FROM measurement_versions WHERE design_id=? AND status='ok' "
+                               "AND created_at <= ? ORDER BY version DESC LIMIT 1",
+                               (r["design_id"], t0 + limit_s)).fetchone()
+            if v is None:
+                continue
+            rows.append({**r, "json": v[0], "targets": json.loads(v[1])})
+            run = Measurement.model_validate_json(v[0]).run
+            busy += run.wall_s if run is not None else (trials[r["design_id"]].busy_s or 0.0)
+        return rows, busy
     finally:
         led.close()
 
@@ -103,6 +116,7 @@ def main() -> None:
     ap.add_argument("--fixed-ps", type=float, default=24.0, help="production per field of the random strategy")
     ap.add_argument("--chunk-ps", type=float, default=12.0, help="multi-fidelity MD: production added per chunk")
     ap.add_argument("--max-ps", type=float, default=48.0, help="multi-fidelity MD: cap on the production per field")
+    ap.add_argument("--extend-ps", type=float, default=96.0, help="multi-fidelity: acquisition.extend_max_ps (0: off)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "md_budget.json")
     ap.add_argument("--analyse", type=Path, help="only analyse the campaigns already run in this directory")
     args = ap.parse_args()
@@ -119,20 +133,23 @@ def main() -> None:
             md = [r for r in rows[name] if r["fidelity"] == "md"]
             best = ranked(md, docs[name].goal)[:1]
             res[name] = {"md_runs": len(md), "continuum_evaluations": len(rows[name]) - len(md),
+                         "md_extensions": sum(json.loads(r["json"])["run"]["production_ps"] > (
+                             args.max_ps if name == "multi-fidelity" else args.fixed_ps) + 1e-6 for r in md),
                          "worker_s": busy,
                          "best": best[0].as_dict() if best else None}
         a, b = list(rows)
         res[a]["heldout_md"] = heldout(rows[a], rows[b], docs[a])
         res[b]["heldout_md"] = heldout(rows[b], rows[a], docs[b])
-    print(f"\n{'strategy':24s} {'MD runs':>7s} {'continuum':>9s} {'best ICR (lower bound first)':>32s} "
-          f"{'ON nA':>20s} {'held-out MD: n, RMSE, R², 95 % cov':>36s}")
+    print(f"\n{'strategy':24s} {'MD runs':>7s} {'extended':>8s} {'continuum':>9s} "
+          f"{'best ICR (lower bound first)':>32s} {'ON nA':>20s} {'held-out MD: n, RMSE, R², 95 % cov':>36s}")
     for name, r in res.items():
         b, h = r["best"] or {}, r["heldout_md"]
         hs = f"{h['n']}, {h['rmse']:.2f}, {h['r2']:.2f}, {h['coverage_95']:.0%}" if "rmse" in h else f"{h['n']}, -"
-        print(f"{name:24s} {r['md_runs']:7d} {r['continuum_evaluations']:9d} {_iv(b, 'icr'):>32s} "
-              f"{_iv(b, 'on_current_nA'):>20s} {hs:>36s}")
+        print(f"{name:24s} {r['md_runs']:7d} {r['md_extensions']:8d} {r['continuum_evaluations']:9d} "
+              f"{_iv(b, 'icr'):>32s} {_iv(b, 'on_current_nA'):>20s} {hs:>36s}")
     doc = {"command": f".venv/bin/python benchmarks/md_budget.py --minutes {args.minutes:g} --fixed-ps "
-                      f"{args.fixed_ps:g} --chunk-ps {args.chunk_ps:g} --max-ps {args.max_ps:g}",
+                      f"{args.fixed_ps:g} --chunk-ps {args.chunk_ps:g} --max-ps {args.max_ps:g} "
+                      f"--extend-ps {args.extend_ps:g}",
            "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor(), "results": res,
            "seconds": time.time() - t0, "icr_log_scale_note": "held-out metrics on ln ICR"}
     if args.analyse:
