@@ -83,9 +83,9 @@ def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
         led.close()
 
 
-def heldout(rows_train: list[dict], rows_test: list[dict], study) -> dict:
-    """A fresh model of the study's kind on rows_train (every fidelity; at MD when there are several) asked for
-    ln ICR of the MD designs of rows_test that it did not see, uncensored labels only."""
+def heldout(rows_train: list[dict], rows_test: list[dict], study, approach: str = "delta") -> dict:
+    """A fresh model of the study's kind on rows_train (every fidelity, learned by `approach`, at MD when there are
+    several) asked for ln ICR of the MD designs of rows_test that it did not see, uncensored labels only."""
     ms = [Measurement.model_validate_json(r["json"]) for r in rows_train]
     seen = {r["design_id"] for r in rows_train}
     test = [r for r in rows_test if r["fidelity"] == "md" and r["design_id"] not in seen
@@ -94,7 +94,7 @@ def heldout(rows_train: list[dict], rows_test: list[dict], study) -> dict:
     if len(test) < 2 or not any(m.fidelity == "md" for m in ms):
         return {"n": len(test)}
     model = CampaignModel(study.model.kind, study.goal, study.seed, target_fidelity="md" if len(fids) > 1 else None,
-                          **study.model.params).fit(ms)
+                          fidelity_approach=approach, **study.model.params).fit(ms)
     tm = [Measurement.model_validate_json(r["json"]) for r in test]
     p = model.predict([(m.design, m.conditions) for m in tm])
     m = regression_metrics(np.array([r["targets"]["log_icr"] for r in test]), p.mean["log_icr"], p.std["log_icr"])
@@ -119,10 +119,12 @@ def main() -> None:
     ap.add_argument("--extend-ps", type=float, default=96.0, help="multi-fidelity: acquisition.extend_max_ps (0: off)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "md_budget.json")
     ap.add_argument("--analyse", type=Path, help="only analyse the campaigns already run in this directory")
+    ap.add_argument("--keep", type=Path, help="run the campaigns in this directory (kept) instead of a temporary one")
     args = ap.parse_args()
     t0, res, rows, docs = time.time(), {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.analyse or Path(tmp)
+        work = args.analyse or args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name, doc in studies(args).items():
             f, d = work / f"{doc['name']}.yaml", work / doc["name"]
             if not args.analyse:
@@ -139,6 +141,7 @@ def main() -> None:
                          "best": best[0].as_dict() if best else None}
         a, b = list(rows)
         res[a]["heldout_md"] = heldout(rows[a], rows[b], docs[a])
+        res[a]["heldout_md_feature"] = heldout(rows[a], rows[b], docs[a], "feature")  # the other fidelity approach
         res[b]["heldout_md"] = heldout(rows[b], rows[a], docs[b])
     print(f"\n{'strategy':24s} {'MD runs':>7s} {'extended':>8s} {'continuum':>9s} "
           f"{'best ICR (lower bound first)':>32s} {'ON nA':>20s} {'held-out MD: n, RMSE, R², 95 % cov':>36s}")
@@ -147,6 +150,10 @@ def main() -> None:
         hs = f"{h['n']}, {h['rmse']:.2f}, {h['r2']:.2f}, {h['coverage_95']:.0%}" if "rmse" in h else f"{h['n']}, -"
         print(f"{name:24s} {r['md_runs']:7d} {r['md_extensions']:8d} {r['continuum_evaluations']:9d} "
               f"{_iv(b, 'icr'):>32s} {_iv(b, 'on_current_nA'):>20s} {hs:>36s}")
+    h = res[a]["heldout_md_feature"]
+    if "rmse" in h:
+        print(f"{a} held-out MD with the other fidelity approach (feature instead of delta): n {h['n']}, "
+              f"RMSE {h['rmse']:.2f}, R² {h['r2']:.2f}, 95 % coverage {h['coverage_95']:.0%}")
     doc = {"command": f".venv/bin/python benchmarks/md_budget.py --minutes {args.minutes:g} --fixed-ps "
                       f"{args.fixed_ps:g} --chunk-ps {args.chunk_ps:g} --max-ps {args.max_ps:g} "
                       f"--extend-ps {args.extend_ps:g}",

@@ -264,25 +264,30 @@ class Ledger:
 
     def _store(self, db, design_id: str, status: str, fidelity: str, measurement_json: str, targets: dict | None,
                latest: bool = True) -> None:
-        """Append a measurement version; `latest`: it is also the design's measurement (replacing the one before)."""
+        """Append a measurement version; `latest`: it is also the design's measurement (replacing the one before).
+        A ledger from before the versions gets its stored measurement as version 1 first."""
         now, tg = time.time(), json.dumps(targets) if targets else None
         version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM measurement_versions WHERE design_id=?",
                              (design_id,)).fetchone()[0]
+        if version == 1 and db.execute("INSERT INTO measurement_versions SELECT design_id, 1, status, fidelity, json, "
+                                       "targets, created_at FROM measurements WHERE design_id=?",
+                                       (design_id,)).rowcount:
+            version = 2
         db.execute("INSERT INTO measurement_versions VALUES (?,?,?,?,?,?,?)",
                    (design_id, version, status, fidelity, measurement_json, tg, now))
         if latest:
             db.execute("INSERT OR REPLACE INTO measurements (design_id, status, fidelity, json, targets, created_at) "
                        "VALUES (?,?,?,?,?,?)", (design_id, status, fidelity, measurement_json, tg, now))
 
-    def extend(self, design_id: str, to_ps: float, round: int, score: float | None = None) -> None:
+    def extend(self, design_id: str, to_ps: float, round: int) -> None:
         """completed -> candidate: run the design's measurement on to `to_ps` of production per field (its run
         directory resumes), asked in iteration `round` (the trial keeps the round it was picked in: its measurement
         so far stays the design's, in that round's training data, until the extension completes). Only a completed
         trial at the study's own oracle can be extended; IllegalTransition otherwise."""
         with self.transaction() as db:
-            self._extend(db, design_id, to_ps, round, score)
+            self._extend(db, design_id, to_ps, round)
 
-    def _extend(self, db, design_id: str, to_ps: float, round: int, score: float | None = None) -> None:
+    def _extend(self, db, design_id: str, to_ps: float, round: int) -> None:
         row = db.execute("SELECT status, fidelity FROM trials WHERE design_id=?", (design_id,)).fetchone()
         if row is None:
             raise LedgerError(f"no trial {design_id}")
@@ -416,7 +421,7 @@ class Ledger:
             n = 0
             for p in picks:
                 if p.get("extend_ps") is not None:
-                    self._extend(db, p["design_id"], p["extend_ps"], p["round"], p.get("score"))
+                    self._extend(db, p["design_id"], p["extend_ps"], p["round"])
                     n += 1
                 else:
                     n += self._add(db, **p)

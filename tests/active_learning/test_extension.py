@@ -213,3 +213,21 @@ def test_mlflow_gets_a_run_per_measurement_version_once(tmp_path, monkeypatch):
         assert len(sims()) == len(want)
     finally:
         led.close()
+
+
+def test_a_ledger_from_before_the_extensions_opens_and_keeps_its_first_measurement_as_version_1(tmp_path):
+    import sqlite3
+
+    short, long = with_run(WIDE, 10.0), with_run(WIDE, 20.0)
+    completed_ledger(tmp_path, short).close()
+    db = sqlite3.connect(tmp_path / "l.sqlite")  # as an older porelab wrote it
+    db.executescript("DROP TABLE measurement_versions; ALTER TABLE trials DROP COLUMN extend_ps; "
+                     "ALTER TABLE trials DROP COLUMN extensions;")
+    db.close()
+    led = Ledger(tmp_path / "l.sqlite")
+    assert led.trial(short.design_id).extensions == 0 and led.versions(short.design_id) == []
+    led.extend(short.design_id, 20.0, 1)
+    led.start(short.design_id)
+    led.finish(short.design_id, "completed", long.to_json(), "md", targets(long, Goal()), busy_s=1.0)
+    assert [json.loads(v["json"])["run"]["production_ps"] for v in led.versions(short.design_id)] == [10.0, 20.0]
+    led.close()
