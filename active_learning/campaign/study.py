@@ -158,10 +158,9 @@ class AcquisitionSpec(_Strict):
                                     "collapsing on a model that learned only a flat region; off by default: it "
                                     "did not improve the worst seed on benchmarks/al_landscape.py)")
     extend_max_ps: float | None = Field(None, gt=0, description="MD (or a user oracle with a `length_setting`): a "
-                                        "round may extend a finished run whose "
-                                        "ICR is still undecided (production per field doubled, up to this many ps) "
-                                        "instead of starting a new design, by value per cost "
-                                        "(iteration.choose_extensions); None: no extensions")
+                                        "round may extend a finished run whose objective is still undecided "
+                                        "(production per field doubled, up to this many ps) instead of starting a "
+                                        "new design, by value per cost (iteration.choose_extensions); None: off")
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSpec:

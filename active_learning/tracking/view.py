@@ -82,11 +82,11 @@ def _metrics(values: dict, step: int, skip: set[str] = frozenset()) -> list:
             if isinstance(v, int | float) and not isinstance(v, bool) and mlflow_key(k) not in skip]
 
 
-
 def sim_key(design_id: str, version: dict | None = None) -> str:
     """The bookkeeping key of a simulation run: the design id, `+v<n>` for the n-th measurement version (n >= 2)
     of an extended trial (Ledger.versions: each extension's measurement is a run of its own)."""
     return design_id + (f"+v{version['version']}" if version and version["version"] > 1 else "")
+
 
 class MlflowView:
     """The MLflow view of the campaign in `campaign_dir` (connects at its first sync, under the driver's lock)."""
@@ -209,9 +209,9 @@ class MlflowView:
 
         key = sim_key(t.design_id, version)
         row = version if version is not None else ledger.measurement(t.design_id)
-        run = json.loads(row["json"]).get("run") if row else None
-        ext = {"porelab.sim_key": key, "porelab.production_ps": f"{run['production_ps']:g}"} \
-            if version is not None and run else {}
+        run = json.loads(row["json"]).get("run") if version is not None else None
+        ext = {"porelab.sim_key": key, **({"porelab.production_ps": f"{run['production_ps']:g}"} if run else {})} \
+            if version is not None else {}
         rid, _ = self._find(*(("porelab.sim_key", key) if key != t.design_id else ("porelab.design_id", t.design_id)))
         if rid is None:
             name = f"sim {t.design_id}" + (f" v{version['version']}" if key != t.design_id else "")

@@ -1,10 +1,15 @@
 """Shared helpers for the active_learning tests: small continuum studies written to YAML, and test oracles."""
 
 import copy
+import math
 import textwrap
 from pathlib import Path
 
 import yaml
+
+from porelab.sim.design import design_id, make_conditions, make_design
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult
+from porelab.sim.observables import icr_results
 
 SMALL = {
     "name": "small",
@@ -129,3 +134,38 @@ COUNTING_MD = textwrap.dedent('''
             return Measurement(design_id=did, design=design, conditions=conditions, fidelity="md", fields=fields,
                                icr=icr_results(fields), run=run)
 ''')
+
+
+# Synthetic MD measurements from crossing counts (tests of honest tables and extensions)
+E = 1.0
+COND = make_conditions({"electrolyte": {"K+": 1.0, "Cl-": 1.0}, "fields_V_per_nm": [E, -E]})
+
+
+def counted(e: float, k_up: int, k_down: int, cl_up: int, cl_down: int, t_ns: float = 1.0) -> FieldResult:
+    """An MD result from crossing counts alone, with Poisson-like intervals (+-2 sqrt(n) per direction)."""
+    def sp(up, down, z):
+        j = (up - down) / t_ns
+        half = 2 * math.sqrt(up + down + 1) / t_ns
+        return SpeciesResult(crossings_up=up, crossings_down=down, crossings=up - down, flux_per_ns=j,
+                             flux_ci_per_ns=(j - half, j + half)), z * j, half
+
+    k, ik, hk = sp(k_up, k_down, 1)
+    cl, icl, hcl = sp(cl_up, cl_down, -1)
+    i = (ik + icl) * E_PER_NS_TO_NA
+    h = (hk + hcl) * E_PER_NS_TO_NA
+    return FieldResult(field_V_per_nm=e, time_ns=t_ns, current_nA=i, current_ci_nA=(i - h, i + h),
+                       species={"K+": k, "Cl-": cl})
+
+
+def md(layers: list[str], plus: tuple, minus: tuple) -> Measurement:
+    design = make_design({"layers": layers}, "tiny")
+    fields = [counted(E, *plus), counted(-E, *minus)]
+    return Measurement(design_id=design_id(design, COND), design=design, conditions=COND, fidelity="md",
+                       fields=fields, icr=icr_results(fields), oracle={"kind": "md", "settings": {}})
+
+
+# ON-side crossings (K+ up, K+ down, Cl- up, Cl- down) at +E, and the OFF side at -E
+SYMMETRIC_NOISY = md(["COO-", "NH3+", "COO-"], (60, 0, 0, 40), (0, 20, 15, 0))  # ICR ~2.9, interval wide
+DECISIVE = md(["COO-", "NH3+"], (400, 0, 0, 300), (0, 180, 150, 0))  # ICR ~2.1, narrow: the honest best
+WIDE = md(["COO-", "OH"], (30, 0, 0, 20), (0, 8, 6, 0))  # ICR ~3.6, interval too wide to beat DECISIVE's bound
+CENSORED = md(["NH3+", "OH"], (10, 0, 0, 6), (0, 2, 1, 0))  # OFF current not resolved: ICR only "> x"

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from al_helpers import COUNTING_MD, SMALL
-from test_honest_tables import COND, DECISIVE, WIDE, counted
+from al_helpers import COND, COUNTING_MD, DECISIVE, SMALL, WIDE, md
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, CampaignError
 from porelab.active_learning.campaign.driver import Campaign
@@ -20,9 +19,7 @@ from porelab.active_learning.campaign.ledger import IllegalTransition, Ledger
 from porelab.active_learning.campaign.oracles import OracleError, extended, reaches
 from porelab.active_learning.campaign.study import Goal, StudyError, parse_study
 from porelab.active_learning.campaign.targets import targets
-from porelab.sim.design import design_id, make_design
 from porelab.sim.measurement import Measurement, RunRecord
-from porelab.sim.observables import icr_results
 
 
 def with_run(m: Measurement, ps: float, stopped: str = "fixed") -> Measurement:
@@ -73,8 +70,8 @@ def test_the_ledger_keeps_every_version_and_counts_an_extension_as_a_simulation(
 
 def test_only_undecided_contenders_are_offered_and_value_per_cost_decides(tmp_path):
     study = parse_study({**SMALL, "oracle": {"kind": "md", "settings": {}}, "acquisition": {"extend_max_ps": 30}})
-    weak = with_run(counted_design(["none", "COO-"], (100, 0, 0, 100), (0, 150, 150, 0)), 10.0)  # below the best
-    decided = with_run(counted_design(["NH3+", "none"], (40, 0, 0, 30), (0, 20, 15, 0)), 10.0, "decisive")
+    weak = with_run(md(["none", "COO-"], (100, 0, 0, 100), (0, 150, 150, 0)), 10.0)  # below the best
+    decided = with_run(md(["NH3+", "none"], (40, 0, 0, 30), (0, 20, 15, 0)), 10.0, "decisive")
     led = completed_ledger(tmp_path, with_run(DECISIVE, 10.0), with_run(WIDE, 20.0), weak, decided)
     snap = Snapshot.read(led)
     opts = {o["design_id"]: o for o in extension_options(snap, study)}
@@ -91,13 +88,6 @@ def test_only_undecided_contenders_are_offered_and_value_per_cost_decides(tmp_pa
     keep, ext = choose_extensions(snap, study, np.array([best * 2, np.inf]), 3)
     assert keep == [0, 1] and ext == []  # a new design is worth more per second; a cheaper rung's pick stays
     led.close()
-
-
-def counted_design(layers, plus, minus) -> Measurement:
-    design = make_design({"layers": layers}, "tiny")
-    fields = [counted(1.0, *plus), counted(-1.0, *minus)]
-    return Measurement(design_id=design_id(design, COND), design=design, conditions=COND, fidelity="md",
-                       fields=fields, icr=icr_results(fields), oracle={"kind": "md", "settings": {}})
 
 
 def test_a_worker_and_a_resumed_driver_never_take_a_short_run_for_its_extension(tmp_path):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import yaml
-from al_helpers import SMALL
+from al_helpers import CENSORED, DECISIVE, SMALL, SYMMETRIC_NOISY, WIDE
 from typer.testing import CliRunner
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, create
@@ -17,43 +17,10 @@ from porelab.active_learning.campaign.study import Goal, parse_study
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import targets
 from porelab.active_learning.cli.main import app
-from porelab.sim.design import design_id, make_conditions, make_design
-from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult
-from porelab.sim.observables import Interval, icr_results
+from porelab.sim.measurement import Measurement
+from porelab.sim.observables import Interval
 
 runner = CliRunner()
-E = 1.0
-COND = make_conditions({"electrolyte": {"K+": 1.0, "Cl-": 1.0}, "fields_V_per_nm": [E, -E]})
-
-
-def counted(e: float, k_up: int, k_down: int, cl_up: int, cl_down: int, t_ns: float = 1.0) -> FieldResult:
-    """An MD result from crossing counts alone, with Poisson-like intervals (+-2 sqrt(n) per direction)."""
-    def sp(up, down, z):
-        j = (up - down) / t_ns
-        half = 2 * math.sqrt(up + down + 1) / t_ns
-        return SpeciesResult(crossings_up=up, crossings_down=down, crossings=up - down, flux_per_ns=j,
-                             flux_ci_per_ns=(j - half, j + half)), z * j, half
-
-    k, ik, hk = sp(k_up, k_down, 1)
-    cl, icl, hcl = sp(cl_up, cl_down, -1)
-    i = (ik + icl) * E_PER_NS_TO_NA
-    h = (hk + hcl) * E_PER_NS_TO_NA
-    return FieldResult(field_V_per_nm=e, time_ns=t_ns, current_nA=i, current_ci_nA=(i - h, i + h),
-                       species={"K+": k, "Cl-": cl})
-
-
-def md(layers: list[str], plus: tuple, minus: tuple) -> Measurement:
-    design = make_design({"layers": layers}, "tiny")
-    fields = [counted(E, *plus), counted(-E, *minus)]
-    return Measurement(design_id=design_id(design, COND), design=design, conditions=COND, fidelity="md",
-                       fields=fields, icr=icr_results(fields), oracle={"kind": "md", "settings": {}})
-
-
-# ON-side crossings (K+ up, K+ down, Cl- up, Cl- down) at +E, and the OFF side at -E
-SYMMETRIC_NOISY = md(["COO-", "NH3+", "COO-"], (60, 0, 0, 40), (0, 20, 15, 0))  # ICR ~2.9, interval wide
-DECISIVE = md(["COO-", "NH3+"], (400, 0, 0, 300), (0, 180, 150, 0))  # ICR ~2.1, narrow: the honest best
-WIDE = md(["COO-", "OH"], (30, 0, 0, 20), (0, 8, 6, 0))  # ICR ~3.6, interval too wide to beat DECISIVE's bound
-CENSORED = md(["NH3+", "OH"], (10, 0, 0, 6), (0, 2, 1, 0))  # OFF current not resolved: ICR only "> x"
 
 
 def ledger_with(tmp_path, *ms: Measurement, goal: dict | None = None):
