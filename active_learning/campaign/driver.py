@@ -294,7 +294,8 @@ class Campaign:
         """`[######----] 12/18 (md 3/4, continuum 9/14) · 4 min 10 s · ETA ~3 min`: finished trials against the
         caps, the driver's time, and the rest estimated from the median worker seconds of each rung's completed
         trials over the workers (an upper estimate: cheaper rungs may end below their caps; none until every rung
-        with work left has completed one), or the wall-clock budget's rest when that ends the campaign first."""
+        with work left has completed one), or the wall-clock budget's rest when that ends the campaign first (once
+        it is spent, the runs going finish: nothing computed is lost)."""
         stats = self.ledger.rung_stats()
         caps = {None: self.budget, **{r.name: r.simulations for r in self.rungs[:-1]}}
         done = {k: min(stats.get(k, {}).get("finished", 0), cap) for k, cap in caps.items()}
@@ -306,7 +307,8 @@ class Campaign:
         if busy and all(busy.values()):
             left = sum((caps[k] - done[k]) * float(np.median(b)) for k, b in busy.items()) / self.study.executor.workers
             clock = self.wall_clock_s - self._elapsed()  # the wall-clock budget may end it first
-            eta = f" · ETA ~{_minutes(left)}" if left <= clock else f" · ETA ~{_minutes(clock)} (wall-clock budget)"
+            eta = f" · ETA ~{_minutes(left)}" if left <= clock else f" · ETA ~{_minutes(clock)} (wall-clock budget)" \
+                if clock > 0 else " · wall-clock budget reached: the runs going finish"
         elif busy:
             eta = f" · ETA after the first {self.rung[next(k for k, b in busy.items() if not b)].name} run"
         return f"[{bar}] {n}/{total}{per} · {_minutes(self._elapsed())}{eta}"

@@ -145,3 +145,16 @@ def test_a_refused_start_releases_the_directory(tmp_path):
     for _ in range(2):  # refused again for the same reason, not because the first attempt still holds the lock
         with pytest.raises(CampaignError, match="was changed after the campaign started"):
             Campaign(d, log=lambda m: None).run()
+
+
+def test_the_progress_line_says_when_the_wall_clock_is_spent_and_the_runs_going_finish(tmp_path, user_oracle):
+    study = load_study(write_study(tmp_path / "w.yaml", oracle={
+        "kind": "user", "path": f"{user_oracle}:LoggedContinuum",
+        "settings": {"log": str(tmp_path / "calls.log"), "delay_s": 1.0}},
+        budget={"simulations": 12, "initial": 4, "batch": 4, "wall_clock_min": 0.025}))
+    lines = []
+    summary = Campaign(create(study, tmp_path / "w"), log=lines.append).run()
+    done = [x for x in lines if x.startswith("done")]
+    assert summary["completed"] == len(done) < 12 and summary["finished"] is None  # stopped by the clock
+    assert "wall-clock budget reached: the runs going finish" in done[-1]  # the last run ended after 1.5 s
+    assert not any("ETA ~-" in x for x in lines)
