@@ -70,13 +70,11 @@ def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
         rows, busy = [], 0.0
         trials = {t.design_id: t for t in led.trials("completed")}
         for r in led.measurements(ok_only=True):
-            v = led.db.execute("SELECT json, targets FROM measurement_versions WHERE design_id=? AND status='ok' "
-                               "AND created_at <= ? ORDER BY version DESC LIMIT 1",
-                               (r["design_id"], t0 + limit_s)).fetchone()
-            if v is None:
+            made = [v for v in led.versions(r["design_id"]) if v["status"] == "ok" and v["created_at"] <= t0 + limit_s]
+            if not made:
                 continue
-            rows.append({**r, "json": v[0], "targets": json.loads(v[1])})
-            run = Measurement.model_validate_json(v[0]).run
+            rows.append({**r, "json": made[-1]["json"], "targets": made[-1]["targets"]})
+            run = Measurement.model_validate_json(made[-1]["json"]).run
             busy += run.wall_s if run is not None else (trials[r["design_id"]].busy_s or 0.0)
         return rows, busy
     finally:

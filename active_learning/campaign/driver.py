@@ -53,7 +53,7 @@ from porelab.active_learning.campaign.iteration import (
 )
 from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
-from porelab.active_learning.campaign.oracles import extended, ladder, length_setting
+from porelab.active_learning.campaign.oracles import extended, ladder
 from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
@@ -140,7 +140,7 @@ class Campaign:
         self.wall_clock_s = 60 * (ov.get("wall_clock_min") or self.study.budget.wall_clock_min or math.inf)
         self.rungs = ladder(self.study)  # built here: a bad user path/class/settings fails early, in the driver
         self.rung = {None: self.rungs[-1], **{r.name: r for r in self.rungs[:-1]}}  # by the trials' column
-        if self.study.acquisition.extend_max_ps is not None and length_setting(self.rungs[-1].spec) is None:
+        if self.study.acquisition.extend_max_ps is not None and self.rungs[-1].length_setting is None:
             raise CampaignError(f"acquisition.extend_max_ps: the oracle {self.study.oracle.path} cannot extend a "
                                 "run (its class names no length_setting)")
         self.pool, dropped = candidate_pool(self.study)
@@ -278,9 +278,8 @@ class Campaign:
             fault_point("campaign.dispatch")
             attempt = self.ledger.start(t.design_id)
             fault_point("campaign.submit")  # running in the ledger, not yet submitted
-            spec = self.rung[t.fidelity].spec
-            if t.extend_ps is not None:
-                spec = extended(spec, t.extend_ps)
+            rung = self.rung[t.fidelity]
+            spec = rung.spec if t.extend_ps is None else extended(rung.spec, t.extend_ps, rung.length_setting)
             executor.submit(Task(t.design_id, t.design, t.conditions, spec, str(run_dir(self.dir, t.design_id)),
                                  attempt, t.extend_ps))
 

@@ -372,11 +372,12 @@ class Ledger:
         return {"json": r[0], "targets": json.loads(r[1]) if r[1] else None, "status": r[2]} if r else None
 
     def versions(self, design_id: str) -> list[dict]:
-        """Every measurement stored for a design, oldest first: [{version, status, fidelity, json, targets}]."""
+        """Every measurement stored for a design, oldest first: [{version, status, fidelity, json, targets,
+        created_at}]."""
         return [{"version": r[0], "status": r[1], "fidelity": r[2], "json": r[3],
-                 "targets": json.loads(r[4]) if r[4] else None}
-                for r in self.db.execute("SELECT version, status, fidelity, json, targets FROM measurement_versions "
-                                         "WHERE design_id=? ORDER BY version", (design_id,))]
+                 "targets": json.loads(r[4]) if r[4] else None, "created_at": r[5]}
+                for r in self.db.execute("SELECT version, status, fidelity, json, targets, created_at FROM "
+                                         "measurement_versions WHERE design_id=? ORDER BY version", (design_id,))]
 
     def n_trials(self, target_only: bool = False) -> int:
         """Simulations asked of the ledger's trials (each extension is one more); target_only: those of the

@@ -159,6 +159,7 @@ class Rung:
     initial: int = 0
     simulations: int | None = None
     threshold: float = 0.0
+    length_setting: str | None = None  # the oracle's settings keyword for its run length (None: not extendable)
 
 
 def ladder(study) -> list[Rung]:
@@ -172,7 +173,8 @@ def ladder(study) -> list[Rung]:
             raise OracleError(f"fidelities: two oracles of fidelity {name!r}; each rung needs its own fidelity")
         rungs.append(Rung(name, {"kind": s.kind, "settings": s.settings, "path": s.path},
                           identity_of(oracle, s.kind, s.settings, s.path), getattr(s, "initial", 0),
-                          getattr(s, "simulations", None), getattr(s, "threshold", 0.0)))
+                          getattr(s, "simulations", None), getattr(s, "threshold", 0.0),
+                          getattr(oracle, "length_setting", None)))
     return rungs
 
 
@@ -185,17 +187,11 @@ def stamp(m: Measurement, identity: dict) -> Measurement:
     return m.model_copy(update={"oracle": identity, "provenance": prov})
 
 
-def length_setting(spec: dict) -> str | None:
-    """The settings keyword that sets an oracle's run length (ps of production per field), when its runs can be
-    extended: MD's `production_ps` (or `max_production_ps` until decisive); a user oracle's `length_setting`
-    attribute. None: the oracle cannot extend a run."""
-    return getattr(make_oracle(spec["kind"], spec["settings"], spec["path"]), "length_setting", None)
-
-
-def extended(spec: dict, to_ps: float) -> dict:
-    """An extendable oracle's task spec {kind, settings, path} with its run length raised to `to_ps` per field (an
-    extension; the oracle resumes in the run directory). Raises OracleError for an oracle that cannot extend."""
-    key = length_setting(spec)
+def extended(spec: dict, to_ps: float, key: str | None) -> dict:
+    """An oracle's task spec {kind, settings, path} with its run length setting `key` raised to `to_ps` per field
+    (an extension; the oracle resumes in the run directory). `key`: the built oracle's `length_setting` (MD's
+    `production_ps`, or `max_production_ps` until decisive; a user oracle's own attribute; `Rung.length_setting`).
+    Raises OracleError when it is None: the oracle cannot extend a run."""
     if key is None:
         raise OracleError(f"oracle {spec['kind']} {spec.get('path') or ''} cannot extend a run: it names no "
                           "length_setting")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import time
@@ -209,8 +208,8 @@ class MlflowView:
 
         key = sim_key(t.design_id, version)
         row = version if version is not None else ledger.measurement(t.design_id)
-        run = json.loads(row["json"]).get("run") if version is not None else None
-        ext = {"porelab.sim_key": key, **({"porelab.production_ps": f"{run['production_ps']:g}"} if run else {})} \
+        m = Measurement.model_validate_json(row["json"]) if row else None
+        ext = {"porelab.sim_key": key, **({"porelab.production_ps": f"{m.run.production_ps:g}"} if m.run else {})} \
             if version is not None else {}
         rid, _ = self._find(*(("porelab.sim_key", key) if key != t.design_id else ("porelab.design_id", t.design_id)))
         if rid is None:
@@ -223,7 +222,6 @@ class MlflowView:
             flatten("conditions", t.conditions, params)
             self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
             fault_point("view.sim_run")  # a half-logged simulation run
-            m = Measurement.model_validate_json(row["json"]) if row else None
             values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
             if values:
                 values |= _measured_values(m, measured({"design_id": t.design_id, **row}, self.study.goal))

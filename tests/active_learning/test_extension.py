@@ -16,7 +16,7 @@ from porelab.active_learning.campaign.executors import Task, run_task, task_iden
 from porelab.active_learning.campaign.ingest import recover
 from porelab.active_learning.campaign.iteration import Snapshot, choose_extensions, extension_options
 from porelab.active_learning.campaign.ledger import IllegalTransition, Ledger
-from porelab.active_learning.campaign.oracles import OracleError, extended, reaches
+from porelab.active_learning.campaign.oracles import OracleError, extended, make_oracle, reaches
 from porelab.active_learning.campaign.study import Goal, StudyError, parse_study
 from porelab.active_learning.campaign.targets import targets
 from porelab.sim.measurement import Measurement, RunRecord
@@ -95,10 +95,12 @@ def test_a_worker_and_a_resumed_driver_never_take_a_short_run_for_its_extension(
     assert reaches(short, None) and reaches(short, 10.0) and not reaches(short, 20.0)
     assert reaches(with_run(WIDE, 10.0, "decisive"), 20.0)  # the rule decided: longer would not be asked
     spec = {"kind": "md", "settings": {"until": "decisive", "max_production_ps": 50.0}, "path": None}
-    assert extended(spec, 100.0)["settings"] == {"until": "decisive", "max_production_ps": 100.0}
-    assert extended({**spec, "settings": {}}, 100.0)["settings"] == {"production_ps": 100.0}
+    key, fixed_key = (make_oracle("md", s).length_setting for s in (spec["settings"], {}))
+    assert extended(spec, 100.0, key)["settings"] == {"until": "decisive", "max_production_ps": 100.0}
+    assert extended({**spec, "settings": {}}, 100.0, fixed_key)["settings"] == {"production_ps": 100.0}
+    continuum = make_oracle("continuum")
     with pytest.raises(OracleError, match="cannot extend"):
-        extended({"kind": "continuum", "settings": {}, "path": None}, 20.0)
+        extended({"kind": "continuum", "settings": {}, "path": None}, 20.0, getattr(continuum, "length_setting", None))
     # the worker: a saved measurement answers a first run, not an extension (the oracle resumes from its state)
     oracle = tmp_path / "counting.py"
     oracle.write_text(COUNTING_MD)
@@ -109,7 +111,7 @@ def test_a_worker_and_a_resumed_driver_never_take_a_short_run_for_its_extension(
     first = run_task(Task(*args, spec, str(run_dir)))
     again = run_task(Task(*args, spec, str(run_dir)))
     assert first.error is None and again.reused
-    ext = run_task(Task(*args, extended(spec, 20.0), str(run_dir), extend_ps=20.0))
+    ext = run_task(Task(*args, extended(spec, 20.0, "production_ps"), str(run_dir), extend_ps=20.0))
     assert not ext.reused and Measurement.model_validate_json(ext.measurement).run.production_ps == 20.0
     assert log.read_text().split("\n")[:2] == [f"{WIDE.design_id} 0 10", f"{WIDE.design_id} 10 20"]
     # a driver killed during an extension: the saved 20 ps result answers an extension to 20 ps, not to 40 ps
