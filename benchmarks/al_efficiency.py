@@ -75,7 +75,7 @@ def run_one(strategy, seed, study, cands, ms, y, on, args):
     n_r2 = n_best = None
     while True:
         params = {"rf": {"n_estimators": 100}, "gnn": {"n_members": args.gnn_members}}.get(args.model, {})
-        model = CampaignModel(args.model, study.goal, seed, **params)
+        model = CampaignModel(args.model, study.goal, seed, novelty_floor=not args.no_novelty_floor, **params)
         model.fit([ms[i] for i in chosen])
         score_r2 = r2(y[hold], model.predict([cands[i] for i in hold]).mean["log_icr"])
         best = float(np.max(y[chosen]))
@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=400)
     ap.add_argument("--model", default="rf", choices=("rf", "gp", "gnn"))
     ap.add_argument("--gnn-members", type=int, default=3, help="deep-ensemble members of the GNN")
+    ap.add_argument("--no-novelty-floor", action="store_true", help="the model's own std (no surrogate.novelty floor)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated; random is always run")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "al_efficiency.json")
     args = ap.parse_args()

@@ -6,6 +6,7 @@ enough to judge by: `--random-seeds` draws of the same budget from the same pool
 the seeded Sobol pool, then uniform picks), evaluated on the landscape directly (no campaign needed).
 
 Run: .venv/bin/python benchmarks/al_landscape.py [--seeds 5] [--budget 60] [--model rf] [--explore-fraction 0.25]
+     [--landscapes NarrowJanus,my_landscapes.py:Mine] [--no-novelty-floor]
      [--gnn-members 5]
 Writes benchmarks/results/al_landscape.json.
 """
@@ -35,17 +36,26 @@ TIE = 1e-6  # ln ICR: the flat part's values are discrete; a seed ending on rand
 
 def study(landscape: str, strategy: str, seed: int, args) -> dict:
     return {
-        "name": f"{landscape}-{strategy}-{seed}", "seed": seed, "preset": "tiny",
+        "name": f"{landscape.rsplit(':', 1)[-1]}-{strategy}-{seed}", "seed": seed, "preset": "tiny",
         "base": {"conditions": {"electrolyte": {"K+": 1.0, "Cl-": 1.0}}},
         "space": {"layers": {"sequence": ["COO-", "NH3+", "OH", "none"], "length": [2, 6]},
                   "spacing_nm": {"low": 0.24, "high": 0.8}, "groups_per_rim": {"low": 1, "high": 8, "integer": True},
                   "field_V_per_nm": {"low": 0.05, "high": 2.0, "log": True}},
-        "oracle": {"kind": "user", "path": f"{ROOT / 'benchmarks/landscapes.py'}:{landscape}", "settings": {}},
+        "oracle": {"kind": "user", "path": landscape_path(landscape), "settings": {}},
         "budget": {"simulations": args.budget, "initial": args.initial, "batch": args.batch},
         "executor": {"kind": "local", "workers": 2},
-        "model": {"kind": args.model, "params": {"n_members": args.gnn_members} if args.model == "gnn" else {}},
+        "model": {"kind": args.model, "params": {"n_members": args.gnn_members} if args.model == "gnn" else {},
+                  "novelty_floor": not args.no_novelty_floor},
         "acquisition": {"kind": strategy, "pool_size": args.pool, "explore_fraction": args.explore_fraction},
     }
+
+
+def landscape_path(landscape: str) -> str:
+    """file.py:Class of a landscape named `Class` (benchmarks/landscapes.py) or `path/to/file.py:Class`."""
+    if ":" not in landscape:
+        return f"{ROOT / 'benchmarks/landscapes.py'}:{landscape}"
+    path, name = landscape.rsplit(":", 1)
+    return f"{Path(path).resolve()}:{name}"
 
 
 def random_reference(landscape: str, args) -> np.ndarray:
@@ -53,10 +63,11 @@ def random_reference(landscape: str, args) -> np.ndarray:
     uniform picks from the rest of the pool), each seed its own pool, evaluated on the landscape directly."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("landscapes", ROOT / "benchmarks/landscapes.py")
+    path, name = landscape_path(landscape).rsplit(":", 1)
+    spec = importlib.util.spec_from_file_location("landscapes", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    truth = getattr(mod, landscape)()
+    truth = getattr(mod, name)()
     best = []
     for seed in range(args.random_seeds):
         pool, _ = candidate_pool(parse_study(study(landscape, "random", seed, args)))
@@ -86,19 +97,22 @@ def main() -> None:
     ap.add_argument("--model", default="rf", choices=("rf", "gp", "gnn"))
     ap.add_argument("--explore-fraction", type=float, default=0.0, help="acquisition.explore_fraction")
     ap.add_argument("--gnn-members", type=int, default=5, help="the GNN ensemble's members (5: its default)")
+    ap.add_argument("--no-novelty-floor", action="store_true", help="model.novelty_floor: false (the model's own std)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--landscapes", default=",".join(LANDSCAPES),
+                    help="classes of benchmarks/landscapes.py, or path/to/file.py:Class (with log_icr(design, |E|))")
     ap.add_argument("--random-seeds", type=int, default=500, help="seeds of the exact random reference")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/al_landscape.json")
     args = ap.parse_args()
     t0, res = time.time(), {}
     with tempfile.TemporaryDirectory() as tmp:
-        for land in LANDSCAPES:
+        for land in args.landscapes.split(","):
             res[land] = {}
             for s in args.strategies.split(","):
                 found, secs = [], []
                 for seed in range(args.seeds):
                     t = time.time()
-                    f = Path(tmp) / f"{land}-{s}-{seed}.yaml"
+                    f = Path(tmp) / f"{land.rsplit(':', 1)[-1]}-{s}-{seed}.yaml"
                     f.write_text(yaml.safe_dump(study(land, s, seed, args)))
                     d = Path(tmp) / f.stem
                     Campaign.from_study(f, d, log=lambda m: None).run()
@@ -123,7 +137,8 @@ def main() -> None:
                   "seeds_below_random_median": int(np.sum(x < rmed - TIE))}
             print(f"{land:19s} {s:16s} {r['median_icr']:10.3g} {r['worst_icr']:8.3g} "
                   f"{r['seeds_below_random_median']:>16d} of {len(x)}")
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")
+    flags = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+                     if k != "out" and v is not False)
     doc = {"command": f".venv/bin/python benchmarks/al_landscape.py {flags}",
            "date": time.strftime("%Y-%m-%d"), "results": res, "seconds": time.time() - t0}
     args.out.write_text(json.dumps(doc, indent=1))

@@ -7,7 +7,10 @@ with its own initialisation and its own early stopping on a held-out set of whol
 Loss per member: beta-weighted Gaussian NLL of exact labels with variance (predicted + measurement noise), plus
 the interval-censored NLL of censored labels (surrogate.likelihood), plus `icr_weight` x the squared error of
 ln ICR derived from the member's mean fluxes at +E and -E of the same design (the model still predicts fluxes;
-this term makes it care about their ratio, which a plain flux loss weighs very little). Symmetry (`symmetry`):
+this term makes it care about their ratio, which a plain flux loss weighs very little), that error divided by
+`icr_scale_`² = the training ln ICR labels' mean square when it is below 1 (ICRs all near 1, as on a flat
+landscape, would otherwise vanish beside the flux loss: the model predicted ln ICR within +-0.003 for labels in
+[-0.48, 0.38]). Symmetry (`symmetry`):
   "none":    train on the designs as given, predict f(G, E);
   "augment": each design is shown upside down with the field and fluxes reversed half of the time;
   "exact":   "augment" in training, and predictions averaged with the mirror image, (f(G,E) - f(MG,-E)) / 2,
@@ -137,6 +140,9 @@ class DeepEnsemble(BaseEstimator):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(self.patience // 3, 2))
         data = _TrainData(train, self.y_scale_)
         vdata = _TrainData(val, self.y_scale_) if val is not None and len(val) else None
+        if not warm:  # ln ICR errors in units of the labels' RMS when that is below 1 (ICRs all near 1)
+            t = np.array([p[2] for pairs in data.pairs for p in pairs], float)
+            self.icr_scale_ = float(np.clip(np.sqrt(np.mean(t**2)), 0.01, 1.0)) if len(t) else 1.0
         best = np.full(m, np.inf)
         since = np.zeros(m, int)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -189,7 +195,7 @@ class DeepEnsemble(BaseEstimator):
         mu, var = self.model_(collate(b.graphs), b.sample_graph, b.u)
         loss = _member_loss(mu, var, b, self.beta)
         if self.icr_weight > 0:
-            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform)
+            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform) / self.icr_scale_**2
         return loss
 
     def _val_loss(self, v: _TrainData) -> np.ndarray:
@@ -198,7 +204,7 @@ class DeepEnsemble(BaseEstimator):
         mu, var = self._forward(b.graphs, b.sample_graph, b.u)
         loss = _member_loss(mu, var, b, 0.0)
         if self.icr_weight > 0:
-            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform)
+            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform) / self.icr_scale_**2
         return loss.numpy()
 
     def _forward(self, graphs, sample_graph, u) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,7 +260,8 @@ class DeepEnsemble(BaseEstimator):
             raise RuntimeError("this DeepEnsemble is not fitted yet: call fit()")
         tensors = {"model": self.model_.state_dict(), "y_scale": torch.from_numpy(np.asarray(self.y_scale_)),
                    "calibration": torch.from_numpy(np.asarray(self.calibration_)),
-                   "icr_calibration": torch.tensor(float(self.icr_calibration_), dtype=torch.float64)}
+                   "icr_calibration": torch.tensor(float(self.icr_calibration_), dtype=torch.float64),
+                   "icr_scale": torch.tensor(float(self.icr_scale_), dtype=torch.float64)}
         return tensors, {"n_epochs": self.n_epochs_, "best_val_loss": self.best_val_loss_, "history": self.history_}
 
     def set_state(self, tensors: dict[str, torch.Tensor], info: dict) -> DeepEnsemble:
@@ -266,6 +273,7 @@ class DeepEnsemble(BaseEstimator):
         self.y_scale_ = tensors["y_scale"].numpy()
         self.calibration_ = tensors["calibration"].numpy()
         self.icr_calibration_ = float(tensors["icr_calibration"])
+        self.icr_scale_ = float(tensors["icr_scale"]) if "icr_scale" in tensors else 1.0  # saved before it: 1
         self.n_epochs_, self.best_val_loss_, self.history_ = info["n_epochs"], info["best_val_loss"], info["history"]
         return self
 

@@ -13,6 +13,10 @@ jointly (surrogate.fidelity.FidelityModel; `fidelity_approach` "delta" or "featu
 fidelity, its uncertainty including the gap between fidelities; `predict(candidates, fidelity="continuum")` asks
 another. Without target_fidelity, one model with the fidelity as an input, asked at the most common fidelity.
 
+Away from the training designs the epistemic std of each target is floored by surrogate.novelty (what one knows
+before measuring; `novelty_floor=False`: the model's own std), so an ensemble that has seen only flat designs does
+not claim to know the rest of the space.
+
 The targets are derived from the predicted fluxes at the goal's |E| (default: the largest |E| of the candidate's
 conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. Saved models
 are surrogate.store model directories (no pickle), the same that `porelab train` writes and `porelab design`
@@ -31,6 +35,7 @@ from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import target_names
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.novelty import NoveltyFloor
 from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH as DEFAULT_APPROACH
 from porelab.surrogate.store import KINDS as MODEL_KINDS
 from porelab.surrogate.target_prediction import TargetPrediction
@@ -51,11 +56,13 @@ class CampaignModel:
     target_fidelity: learn every fidelity jointly and predict at this one (fidelity_approach: delta | feature)."""
 
     def __init__(self, kind: str = "gnn", goal: Goal | None = None, seed: int = 0, *,
-                 target_fidelity: str | None = None, fidelity_approach: str = DEFAULT_APPROACH, **params):
+                 target_fidelity: str | None = None, fidelity_approach: str = DEFAULT_APPROACH,
+                 novelty_floor: bool = True, **params):
         if kind not in MODEL_KINDS:
             raise ModelError(f"model kind {kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
         self.kind, self.goal, self.seed, self.params = kind, goal or Goal(), seed, dict(params)
         self.target_fidelity, self.fidelity_approach = target_fidelity, fidelity_approach
+        self.novelty_floor = novelty_floor
         self.targets = target_names(self.goal)
         self._new()  # refuse bad keywords now
 
@@ -73,7 +80,8 @@ class CampaignModel:
     def clone(self) -> CampaignModel:
         """A fresh unfitted model with the same settings (a new one is trained every round)."""
         return CampaignModel(self.kind, self.goal, self.seed, target_fidelity=self.target_fidelity,
-                             fidelity_approach=self.fidelity_approach, **self.params)
+                             fidelity_approach=self.fidelity_approach, novelty_floor=self.novelty_floor,
+                             **self.params)
 
     # --- training ---------------------------------------------------------------------------------
     def fit(self, measurements: Sequence[Measurement]) -> CampaignModel:
@@ -88,32 +96,72 @@ class CampaignModel:
         except ValueError as err:
             raise ModelError(f"model {self.kind}: {err}") from None
         self.model_, self.train_, self.fidelity_ = model, ms, self.target_fidelity or main_fidelity(ms)
+        self._novelty = {}
         return self
+
+    def _queries(self, pairs: list[tuple[Design, Conditions]], fidelity: str):
+        """Unlabelled samples of (design, conditions) pairs at `fidelity`, and the rows of the goal's +-|E| pair."""
+        from porelab.surrogate.dataset import Samples
+        from porelab.surrogate.derived import pick_pairs
+
+        q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], fidelity, self.model_.settings,
+                                 self.model_.transform)
+        try:
+            return q, pick_pairs(q, self.goal.field_abs_V_per_nm)
+        except ValueError as err:
+            raise ModelError(f"model {self.kind}: {err}") from None
+
+    def novelty(self, fidelity: str) -> NoveltyFloor | None:
+        """The floor under the epistemic std at `fidelity` away from the training designs (surrogate.novelty),
+        from the training measurements: their descriptors and their targets measured at that fidelity (every
+        fidelity's when fewer than 2 were); None with fewer than 2 in all."""
+        from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+        from porelab.surrogate.descriptors import descriptors
+
+        if not hasattr(self, "_novelty"):
+            self._novelty = {}
+        if fidelity not in self._novelty:
+            rows = []
+            for m in self.train_:
+                try:
+                    rows.append((m, targets(m, self.goal)))
+                except InvalidMeasurement:
+                    continue
+            at = [r for r in rows if r[0].fidelity == fidelity]
+            rows = at if len(at) >= 2 else rows
+            if len(rows) < 2:
+                self._novelty[fidelity] = None
+                return None
+            q, (i_pos, _) = self._queries([(m.design, m.conditions) for m, _ in rows], fidelity)
+            labels = {k: np.array([t[k] for _, t in rows], float) for k in self.targets}
+            self._novelty[fidelity] = NoveltyFloor(descriptors(q)[i_pos], labels)
+        return self._novelty[fidelity]
 
     # --- prediction -------------------------------------------------------------------------------
     def predict(self, candidates: Sequence, fidelity: str | None = None) -> TargetPrediction:
         """Mean, total std and epistemic std of every target, and the descriptor embedding, per candidate, at
         `fidelity` (default: the target fidelity, else the training data's most common one)."""
-        from porelab.surrogate.dataset import Samples
-        from porelab.surrogate.derived import derive, pick_pairs
+        from porelab.surrogate.derived import derive
         from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES, descriptors
 
         pairs = _pairs(candidates)
         if not pairs:
             z = {t: np.zeros(0) for t in self.targets}
             return TargetPrediction(z, dict(z), dict(z), np.zeros((0, len(SAMPLE_DESCRIPTOR_NAMES))))
-        m = self.model_
-        q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], fidelity or self.fidelity_,
-                                 m.settings, m.transform)
-        try:
-            i_pos, i_neg = pick_pairs(q, self.goal.field_abs_V_per_nm)
-        except ValueError as err:
-            raise ModelError(f"model {self.kind}: {err}") from None
+        fidelity = fidelity or self.fidelity_
+        q, (i_pos, i_neg) = self._queries(pairs, fidelity)
         sel = self.goal.selectivity
-        t = derive(m.predict(q), q, i_pos, i_neg, self.targets,
+        t = derive(self.model_.predict(q), q, i_pos, i_neg, self.targets,
                    (sel.numerator, sel.denominator) if sel is not None else None, seed=self.seed)
-        return TargetPrediction({k: v[0] for k, v in t.items()}, {k: v[1] for k, v in t.items()},
-                                {k: v[2] for k, v in t.items()}, descriptors(q)[i_pos])
+        mean, std, epi = ({k: v[j] for k, v in t.items()} for j in range(3))
+        emb = descriptors(q)[i_pos]
+        floor = self.novelty(fidelity) if self.novelty_floor else None
+        if floor is not None:
+            for k, f in floor.std(emb).items():
+                raised = np.maximum(epi[k], f)
+                std[k] = np.sqrt(np.maximum(std[k] ** 2 - epi[k] ** 2, 0.0) + raised**2)
+                epi[k] = raised
+        return TargetPrediction(mean, std, epi, emb)
 
     # --- persistence (surrogate.store: no pickle) ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -121,7 +169,7 @@ class CampaignModel:
         from porelab.surrogate.store import save_model
 
         own = {"seed": self.seed, "params": self.params, "target_fidelity": self.target_fidelity,
-               "fidelity_approach": self.fidelity_approach}
+               "fidelity_approach": self.fidelity_approach, "novelty_floor": self.novelty_floor}
         return save_model(directory, self.model_, self.train_, self.fidelity_, self.goal.model_dump(mode="json"),
                           {"created_by": "porelab campaign", "campaign_model": own})
 
@@ -139,6 +187,7 @@ class CampaignModel:
                    "fidelity_approach": fm.get("approach", DEFAULT_APPROACH)}
         goal = Goal.model_validate(saved.goal) if saved.goal else Goal()
         model = cls(saved.kind, goal, own["seed"], target_fidelity=own.get("target_fidelity"),
-                    fidelity_approach=own.get("fidelity_approach", DEFAULT_APPROACH), **own["params"])
+                    fidelity_approach=own.get("fidelity_approach", DEFAULT_APPROACH),
+                    novelty_floor=own.get("novelty_floor", False), **own["params"])
         model.model_, model.train_, model.fidelity_ = saved.model, saved.training, saved.fidelity
         return model

@@ -138,6 +138,8 @@ class ExecutorSpec(_Strict):
 class ModelSpec(_Strict):
     kind: Literal["gnn", "rf", "gp"] = "gnn"
     params: dict[str, Any] = Field(default_factory=dict)
+    novelty_floor: bool = Field(True, description="floor the model's epistemic std where a candidate is unlike "
+                                "every measured design (porelab.surrogate.novelty); false: the model's own std")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -241,6 +243,8 @@ class Study(Problem):
         doc = self.model_dump(mode="json")
         if doc["acquisition"]["extend_max_ps"] is None:  # studies from before extensions keep their digest
             del doc["acquisition"]["extend_max_ps"]
+        if doc["model"]["novelty_floor"]:  # and those from before the floor (the way models are built now)
+            del doc["model"]["novelty_floor"]
         return json.dumps(doc, sort_keys=True)
 
     def digest(self) -> str:

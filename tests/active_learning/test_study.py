@@ -86,3 +86,15 @@ def test_shipped_studies_validate():
         pool = study.design_space().grid() if study.acquisition.kind == "grid" else \
             study.design_space().sample(64, study.seed)
         assert pool, f
+
+
+def test_settings_added_later_keep_older_studies_digest(tmp_path):
+    """A study written before extensions and the novelty floor keeps its digest (its campaign resumes); turning
+    the floor off asks another question."""
+    plain = load_study(write_study(tmp_path / "a.yaml"))
+    same = load_study(write_study(tmp_path / "b.yaml", model={"kind": "rf", "novelty_floor": True},
+                                  acquisition={"extend_max_ps": None}))
+    off = load_study(write_study(tmp_path / "c.yaml", model={"kind": "rf", "novelty_floor": False}))
+    assert plain.model.novelty_floor and "novelty_floor" not in plain.canonical()
+    assert "extend_max_ps" not in plain.canonical()
+    assert same.digest() == plain.digest() != off.digest()

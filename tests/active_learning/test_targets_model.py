@@ -93,7 +93,28 @@ def test_model_fit_predict_save_load(tmp_path, data, kind):
     assert {p.suffix for p in (tmp_path / "m").iterdir()} == {".json"}  # no pickle: model.json + training data
     again = CampaignModel.load(tmp_path / "m").predict(pool[24:])
     assert np.allclose(again.mean["log_icr"], pred.mean["log_icr"])
+    assert np.allclose(again.std["log_icr"], pred.std["log_icr"])  # the novelty floor too
     assert json.loads((tmp_path / "m" / "model.json").read_text())["kind"] == kind
+
+
+def test_epistemic_std_is_floored_away_from_the_training_designs(data):
+    """The floor (surrogate.novelty) raises the epistemic std to the training labels' spread far from them, leaves
+    the model's own where it is larger, and moves the total std by the same variance; the mean is untouched."""
+    study, pool, ms = data
+    own = CampaignModel("rf", study.goal, seed=0, novelty_floor=False).fit(ms)
+    floored = CampaignModel("rf", study.goal, seed=0).fit(ms)
+    a, b = own.predict(pool[24:]), floored.predict(pool[24:])
+    floor = floored.novelty("continuum").std(b.embedding)
+    y = np.array([targets(m, study.goal)["log_icr"] for m in ms])
+    assert np.all(floor["log_icr"] <= np.std(y) + 1e-12) and floor["log_icr"].max() > 0
+    for t in own.targets:
+        np.testing.assert_allclose(b.mean[t], a.mean[t])
+        np.testing.assert_allclose(b.epistemic[t], np.maximum(a.epistemic[t], floor[t]))
+        np.testing.assert_allclose(b.std[t] ** 2 - b.epistemic[t] ** 2, a.std[t] ** 2 - a.epistemic[t] ** 2,
+                                   atol=1e-9)
+    assert np.any(b.epistemic["log_icr"] > a.epistemic["log_icr"])
+    at_train = floored.predict(pool[:24])
+    np.testing.assert_allclose(at_train.epistemic["log_icr"], own.predict(pool[:24]).epistemic["log_icr"])
 
 
 def test_model_errors():

@@ -4,6 +4,7 @@ import torch
 from sklearn.base import clone
 
 from porelab.sim.design import make_conditions
+from porelab.sim.observables import current_from_fluxes_nA, log_icr
 from porelab.surrogate.dataset import Samples
 from porelab.surrogate.derived import derive
 from porelab.surrogate.ensemble import DeepEnsemble, _Batch, _member_loss
@@ -57,6 +58,17 @@ def test_save_load_round_trip(fitted, split, measurements, tmp_path):
     a, b = fitted.predict(split[1]), loaded.model.predict(split[1])
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(a.std, b.std)
+    assert loaded.model.icr_scale_ == fitted.icr_scale_
+
+
+def test_icr_errors_are_weighed_in_units_of_the_labels_rms_below_one(fitted, split):
+    """ICRs all near 1 (a flat landscape) would vanish beside the flux loss: their squared error is divided by the
+    RMS of the training ln ICR labels squared, when that is below 1 (as the fluxes are scaled by theirs)."""
+    train, _ = split[0].split_designs(fitted.val_fraction, fitted.seed)  # fit() holds out its validation designs
+    on, off, _ = train.icr_pairs()
+    cur = current_from_fluxes_nA(train.transform.inverse(train.y), train.species_present)
+    rms = np.sqrt(np.mean(log_icr(cur[on], cur[off]) ** 2))
+    assert fitted.icr_scale_ == pytest.approx(min(max(rms, 0.01), 1.0), rel=1e-6)
 
 
 def test_hyperparameters_are_stored_unchanged_and_clone_is_unfitted(fitted):
