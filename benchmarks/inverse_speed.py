@@ -4,7 +4,8 @@ validation), then builder + graph + GNN ensemble (and the random forest for comp
 The GNN (CampaignModel kind gnn: surrogate.ensemble.DeepEnsemble, default settings) is trained on `--train`
 continuum measurements of experiments/continuum-al.yaml's space, then `--n` fresh candidates are scored in
 chunks of `--chunk` in `--workers` forked processes, exactly as `porelab design` does (inverse.screen); the
-1-process vs `--workers` ratio is measured side by side on the first `--n-ratio` candidates.
+1-process vs `--workers` ratio, and the cost of the novelty floor (surrogate/novelty.py, on vs off), are measured
+side by side on the first `--n-ratio` candidates.
 
 Run: .venv/bin/python benchmarks/inverse_speed.py [--n 100000] [--threads 2]
 """
@@ -49,7 +50,8 @@ def main() -> None:
     with ProcessPoolExecutor(2) as ex:
         ms = [m for m in ex.map(_evaluate, space.sample(args.train, 7), chunksize=8) if m.status == "ok"]
     malloc = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("MALLOC_"))
-    res = {"command": f"{malloc} .venv/bin/python benchmarks/inverse_speed.py --n {args.n}".strip(),
+    out = f" --out {args.out}" if args.out != OUT else ""
+    res = {"command": f"{malloc} .venv/bin/python benchmarks/inverse_speed.py --n {args.n}{out}".strip(),
            "date": time.strftime("%Y-%m-%d"), "n": args.n, "train": len(ms), "chunk": args.chunk,
            "torch_threads": args.threads,
            "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
@@ -68,6 +70,11 @@ def main() -> None:
         res[f"{kind}_ratio_1_vs_{args.workers}_workers"] = one / many
         print(f"{kind}: {len(few):,} candidates: 1 process {one:.1f} s, {args.workers} processes {many:.1f} s "
               f"(x{one / many:.2f})", flush=True)
+        model.novelty_floor = False  # the novelty floor's cost, side by side on the same candidates
+        bare = inverse.score(model, few, goal, args.chunk, workers=args.workers).seconds
+        model.novelty_floor = True
+        res[f"{kind}_ratio_floor_vs_none"] = many / bare
+        print(f"{kind}: with the novelty floor {many:.1f} s, without {bare:.1f} s (x{many / bare:.2f})", flush=True)
         s = inverse.score(model, cands, goal, args.chunk, workers=args.workers)
         res[f"{kind}_score_s"] = s.seconds
         total = res["generate_s"] + s.seconds

@@ -8,7 +8,7 @@ Loss per member: beta-weighted Gaussian NLL of exact labels with variance (predi
 the interval-censored NLL of censored labels (surrogate.likelihood), plus `icr_weight` x the squared error of
 ln ICR derived from the member's mean fluxes at +E and -E of the same design (the model still predicts fluxes;
 this term makes it care about their ratio, which a plain flux loss weighs very little), that error divided by
-`icr_scale_`² = the training ln ICR labels' mean square when it is below 1 (ICRs all near 1, as on a flat
+`icr_scale_`², icr_scale_ = the training ln ICR labels' RMS within [0.01, 1] (ICRs all near 1, as on a flat
 landscape, would otherwise vanish beside the flux loss: the model predicted ln ICR within +-0.003 for labels in
 [-0.48, 0.38]). Symmetry (`symmetry`):
   "none":    train on the designs as given, predict f(G, E);

@@ -118,8 +118,6 @@ class CampaignModel:
         from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
         from porelab.surrogate.descriptors import descriptors
 
-        if not hasattr(self, "_novelty"):
-            self._novelty = {}
         if fidelity not in self._novelty:
             rows = []
             for m in self.train_:
@@ -190,4 +188,5 @@ class CampaignModel:
                     fidelity_approach=own.get("fidelity_approach", DEFAULT_APPROACH),
                     novelty_floor=own.get("novelty_floor", False), **own["params"])
         model.model_, model.train_, model.fidelity_ = saved.model, saved.training, saved.fidelity
+        model._novelty = {}
         return model
