@@ -158,7 +158,8 @@ def test_one_output_option_verbosity_and_overrides(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "campaign stopped" not in r.output and "best designs (95 % intervals" in r.output
     frozen = yaml.safe_load((tmp_path / "c" / "study.yaml").read_text())
-    assert frozen["model"] == {"kind": "gp", "params": {}, "novelty_floor": True} and frozen["acquisition"]["kind"] == "ei"
+    assert frozen["model"] == {"kind": "gp", "params": {}, "novelty_floor": True}
+    assert frozen["acquisition"]["kind"] == "ei"
     r = runner.invoke(app, ["campaign", "resume", "c", "--no-tracking"])
     assert r.exit_code == 0 and "already finished" in r.output, r.output
     r = runner.invoke(app, ["campaign", "run", str(study), "--dir", "d", "--no-tracking"])
