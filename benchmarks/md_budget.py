@@ -91,9 +91,9 @@ def heldout(rows_train: list[dict], rows_test: list[dict], study, approach: str 
     fids = {m.fidelity for m in ms}
     if len(test) < 2 or not any(m.fidelity == "md" for m in ms):
         return {"n": len(test)}
-    model = CampaignModel(study.model.kind, study.goal, study.seed, target_fidelity="md" if len(fids) > 1 else None,
-                          fidelity_approach=approach, novelty_floor=study.model.novelty_floor,
-                          **study.model.params).fit(ms)
+    target = "md" if len(fids) > 1 else None
+    model = CampaignModel.for_study(study.model, study.goal, study.seed, target_fidelity=target,
+                                    fidelity_approach=approach).fit(ms)
     tm = [Measurement.model_validate_json(r["json"]) for r in test]
     p = model.predict([(m.design, m.conditions) for m in tm])
     m = regression_metrics(np.array([r["targets"]["log_icr"] for r in test]), p.mean["log_icr"], p.std["log_icr"])

@@ -193,19 +193,19 @@ class DeepEnsemble(BaseEstimator):
     def _loss(self, b: _Batch) -> torch.Tensor:
         """Per-member training loss (M,): flux likelihood + icr_weight x squared ln ICR error."""
         mu, var = self.model_(collate(b.graphs), b.sample_graph, b.u)
-        loss = _member_loss(mu, var, b, self.beta)
-        if self.icr_weight > 0:
-            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform) / self.icr_scale_**2
-        return loss
+        return _member_loss(mu, var, b, self.beta) + self._icr_term(mu, b)
 
     def _val_loss(self, v: _TrainData) -> np.ndarray:
         """Per-member validation loss (M,), computed as predict() does (symmetrised when exact), beta = 0."""
         b = v.batch(np.arange(v.samples.n_designs), None)
         mu, var = self._forward(b.graphs, b.sample_graph, b.u)
-        loss = _member_loss(mu, var, b, 0.0)
-        if self.icr_weight > 0:
-            loss = loss + self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform) / self.icr_scale_**2
-        return loss.numpy()
+        return (_member_loss(mu, var, b, 0.0) + self._icr_term(mu, b)).numpy()
+
+    def _icr_term(self, mu: torch.Tensor, b: _Batch) -> torch.Tensor | float:
+        """icr_weight x squared ln ICR error per member (M,), in units of icr_scale_ (0 when icr_weight is 0)."""
+        if self.icr_weight <= 0:
+            return 0.0
+        return self.icr_weight * _icr_loss(mu, b, self._y_scale_t, self.transform) / self.icr_scale_**2
 
     def _forward(self, graphs, sample_graph, u) -> tuple[torch.Tensor, torch.Tensor]:
         """Member means and variances (M, n, S), standardised units."""

@@ -150,10 +150,8 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     t0 = time.perf_counter()
     model = cached
     if model is None and len(ms) >= 3:
-        spec = study.model
         try:
-            model = CampaignModel(spec.kind, study.goal, study.seed, target_fidelity=target,
-                                  novelty_floor=spec.novelty_floor, **spec.params).fit(ms)
+            model = CampaignModel.for_study(study.model, study.goal, study.seed, target_fidelity=target).fit(ms)
         except ModelError as err:
             notes.append(f"model   step {step}: {err}; picking without a model")
     t_train = time.perf_counter() - t0

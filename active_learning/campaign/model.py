@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from porelab.active_learning.campaign.space import Candidate
-from porelab.active_learning.campaign.study import Goal
+from porelab.active_learning.campaign.study import Goal, ModelSpec
 from porelab.active_learning.campaign.targets import target_names
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
@@ -65,6 +65,13 @@ class CampaignModel:
         self.novelty_floor = novelty_floor
         self.targets = target_names(self.goal)
         self._new()  # refuse bad keywords now
+
+    @classmethod
+    def for_study(cls, spec: ModelSpec, goal: Goal, seed: int, *, target_fidelity: str | None = None,
+                  fidelity_approach: str = DEFAULT_APPROACH) -> CampaignModel:
+        """A fresh model as a study's `model:` section asks for it (kind, params, novelty_floor)."""
+        return cls(spec.kind, goal, seed, target_fidelity=target_fidelity, fidelity_approach=fidelity_approach,
+                   novelty_floor=spec.novelty_floor, **spec.params)
 
     def _new(self):
         from porelab.surrogate.store import new_fidelity_model, new_model
