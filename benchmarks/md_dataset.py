@@ -1,91 +1,176 @@
-"""A small tiny-preset MD dataset: designs drawn from a space of 1-4 sheet stacks, simulated at +-|E| with
-interval-driven length, for held-out tests of the surrogate (fidelity models, prospective R^2 and coverage).
+"""Grow the shared MD dataset (data/md): tiny-preset designs simulated at +-|E| with the honest protocol, one
+small record per design, resumable and idempotent.
 
-Designs: the first `--n` non-symmetric designs of a scrambled-Sobol sample (seeded) of the space below (ICR = 1
-is known for symmetric ones), on the tiny preset (2.5 nm sheets, 5 nm box), 1.0 M KCl. Each runs in its own
-process with one OpenMM thread (`--workers` at once), `until: decisive` in chunks of `--chunk-ps` up to
-`--max-ps` per field. Output: `--out/<design_id>/measurement.json` (committed; trajectories stay in `--runs`) and
-`--out/index.json` (design, ICR with its interval, run length, stop reason, CPU seconds, per design).
+Designs, in a fixed order (so that a dataset grows the same way wherever it is resumed): the seed study's 1-3
+Janus-layer pores, then the non-symmetric designs of a scrambled-Sobol sample (seeded) of stacks of 1-4 sheets
+with rim groups COO-/NH3+/OH/none, spacing 0.3-0.6 nm and 2-6 groups per rim (mirror-symmetric stacks are left
+out: their ICR is 1 by symmetry). Tiny preset, 1.0 M KCl, +-|E| (default 2 V/nm). Protocol: sim.protocol's
+(equilibration and field-on settle until the polarisation is stationary, then a fixed production of --ps per field,
+crossing counts with exact intervals; docs/physics.md §3). Each design runs in its own process with one OpenMM
+thread (--workers at once); run it under `nice -n 19`.
 
-Run: .venv/bin/python benchmarks/md_dataset.py [--n 20] [--field 2] [--max-ps 40] [--workers 2]
+Writes data/md/records/<design_id>.json (the Measurement, oriented as drawn), data/md/index.csv (one row per
+design: design, currents, ICR and charge crossed with intervals, settle lengths, CPU seconds) and
+data/md/README.md (protocol, versions, CPU-hours). A design whose record exists is skipped; a record made with
+other settings stops the run with one line (it is never reused for another question). Trajectories stay in
+--runs; an interrupted design resumes from its checkpoints there.
+
+Run: nice -n 19 .venv/bin/python benchmarks/md_dataset.py [--n 64] [--field 2] [--ps 100] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
-import shutil
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from porelab.active_learning.campaign.space import DesignSpace, Range, Sequence
-from porelab.sim.md_settings import MDSettings
+from tqdm.auto import tqdm
+
+from porelab.active_learning.campaign.space import Candidate, DesignSpace, Range, Sequence, make_candidate
+from porelab.sim.md_settings import MDSettings, md_identity
+from porelab.sim.measurement import Measurement, atomic_write_text
 from porelab.sim.protocol import run_md
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {
-    "layers": Sequence(sequence=["COO-", "NH3+", "OH", "none"], length=(2, 4)),
+    "layers": Sequence(sequence=["COO-", "NH3+", "OH", "none"], length=(1, 4)),
     "spacing_nm": Range(low=0.3, high=0.6),
     "groups_per_rim": Range(low=2, high=6, integer=True),
 }
+ELECTROLYTE = {"K+": 1.0, "Cl-": 1.0}
 
 
-def designs(n: int, field: float, seed: int):
-    space = DesignSpace(SPACE, {}, {"electrolyte": {"K+": 1.0, "Cl-": 1.0}, "fields_V_per_nm": [field, -field]},
-                        "tiny")
-    pool = [c for c in space.sample(8 * n, seed) if not c.design.is_symmetric()]
-    return pool[:n]
+def designs(n: int, field: float, seed: int) -> list[Candidate]:
+    """The first n designs of the dataset's fixed order (module docstring)."""
+    cond = {"electrolyte": ELECTROLYTE, "fields_V_per_nm": [field, -field]}
+    janus = [make_candidate({"janus_layers": k}, {}, cond, "tiny") for k in (1, 2, 3)]
+    space = DesignSpace(SPACE, {}, cond, "tiny")
+    seen = {c.design_id for c in janus}
+    out = list(janus)
+    for c in space.sample(16 * n, seed):
+        if len(out) >= n:
+            break
+        if not c.design.is_symmetric() and c.design_id not in seen:
+            seen.add(c.design_id)
+            out.append(c)
+    return out[:n]
 
 
-def simulate(cand, runs: Path, settings: MDSettings) -> dict:
+def settings_for(args) -> MDSettings:
+    return MDSettings(production_ps=args.ps, equil_ps=20.0, timestep_fs=4.0, checkpoint_ps=20.0, seed=args.seed,
+                      platform="CPU", cpu_threads=1)
+
+
+def simulate(cand: Candidate, runs: Path, settings: MDSettings) -> str:
     m = run_md(cand.design, cand.conditions, runs / cand.design_id, settings, progress=False)
-    return {"design_id": cand.design_id, "json": m.to_json()}
+    return m.to_json()
+
+
+def _iv(v, ci) -> str:
+    return "" if v is None else f"{v:.4g} [{ci[0]:.4g}, {'inf' if ci[1] is None else f'{ci[1]:.4g}'}]"
+
+
+def index_row(m: Measurement) -> dict:
+    """One CSV row: the design, and every number with its interval (nA, e, ps, s)."""
+    d = m.design
+    row = {"design_id": m.design_id, "layers": "/".join(d.layers), "spacing_nm": d.spacing_nm,
+           "groups_per_rim": d.groups_per_rim, "status": m.status, "error": m.error or ""}
+    if m.status != "ok":
+        return row
+    (r,) = m.icr
+    plus, minus = m.field(r.field_abs_V_per_nm), m.field(-r.field_abs_V_per_nm)
+    row |= {"field_V_per_nm": r.field_abs_V_per_nm,
+            "icr": r.icr, "icr_low": r.icr_ci[0], "icr_high": "" if r.icr_ci[1] is None else r.icr_ci[1],
+            "icr_censored": ">" if r.icr_censored else "<" if r.icr_upper_censored else ""}
+    for tag, f in (("plus", plus), ("minus", minus)):
+        row |= {f"current_{tag}_nA": f.current_nA, f"current_{tag}_low_nA": f.current_ci_nA[0],
+                f"current_{tag}_high_nA": f.current_ci_nA[1], f"crossed_{tag}_e": f.charge_crossings_e,
+                f"dispersion_{tag}": f.crossing_dispersion, f"settle_{tag}_ps": 1000 * f.settle_ns,
+                f"settled_{tag}": f.settled, f"production_{tag}_ps": 1000 * f.time_ns}
+    eq = m.provenance.get("equilibration") or {}
+    return row | {"equilibration_ps": eq.get("equil_ps"), "cpu_s": m.run.cpu_s,
+                  "porelab_version": m.provenance["porelab_version"], "protocol": m.provenance["protocol"]}
+
+
+def write_index(out: Path, records: list[Measurement], settings: MDSettings, command: str) -> None:
+    rows = [index_row(m) for m in sorted(records, key=lambda m: m.design_id)]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "index.csv", buf.getvalue())
+    ok = [m for m in records if m.status == "ok"]
+    cpu_h = sum(m.run.cpu_s for m in ok) / 3600
+    per = [m.run.cpu_s / 3600 for m in ok]
+    resolved = sum(1 for m in ok if not (m.icr[0].icr_censored and m.icr[0].icr_ci[0] == 0))
+    versions = sorted({f"porelab {m.provenance['porelab_version']}, OpenMM {m.provenance['openmm_version']}, "
+                       f"Python {m.provenance['python']}, {m.provenance['platform']}" for m in ok})
+    text = f"""# The shared MD dataset
+
+Tiny-preset MD of Janus and asymmetric stacks, grown by `{command}` (resumable; run it again to add designs,
+`nice -n 19` while you work). Every record is a porelab Measurement (`records/<design_id>.json`, readable with
+`porelab.sim.measurement.Measurement.load`); `index.csv` has one row per design with every number and its 95 %
+interval. No trajectories are kept.
+
+- Designs: the seed study's 1-3 Janus-layer pores, then non-symmetric stacks of 1-4 sheets (rim groups COO-, NH3+,
+  OH, none; spacing 0.3-0.6 nm; 2-6 groups per rim) in the scrambled-Sobol order of `benchmarks/md_dataset.py`.
+  Tiny preset (2.5 x 2.5 nm sheets, 5 nm box, 1.42 x 1.26 nm pore), 1.0 M KCl, 300 K.
+- Protocol (docs/physics.md §3): equilibration at zero field for at least 20 ps and until the ions' polarisation
+  is stationary; each field switched on with its own velocities and settled the same way (not counted); then
+  {settings.production_ps:g} ps of production per field at 4 fs. Currents are crossing counts with exact Poisson
+  intervals (widened by their measured dispersion); ICR from the exact conditional test, censored both ways
+  ("> x" in `icr_censored`, "< x" the other way; `icr_low` 0 and no `icr_high` with no transit at all: unresolved).
+  MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
+- Software: {"; ".join(versions) or "-"}.
+- So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
+  ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine).
+"""
+    atomic_write_text(out / "README.md", text)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--field", type=float, default=2.0)
-    ap.add_argument("--chunk-ps", type=float, default=20.0)
-    ap.add_argument("--max-ps", type=float, default=40.0)
+    ap.add_argument("--n", type=int, default=64, help="designs in the dataset (grows it; never shrinks it)")
+    ap.add_argument("--field", type=float, default=2.0, help="|E|, V/nm (run at +E and -E)")
+    ap.add_argument("--ps", type=float, default=100.0, help="production per field after the settle, ps")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "md_dataset")
+    ap.add_argument("--out", type=Path, default=ROOT / "data" / "md")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "md_dataset")
     args = ap.parse_args()
-    settings = MDSettings(until="decisive", chunk_ps=args.chunk_ps, max_production_ps=args.max_ps, equil_ps=20.0,
-                          timestep_fs=4.0, checkpoint_ps=args.chunk_ps, seed=args.seed, platform="CPU",
-                          cpu_threads=1)
-    cands = designs(args.n, args.field, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    index = []
-    with ProcessPoolExecutor(args.workers) as ex:
-        futures = [ex.submit(simulate, c, args.runs, settings) for c in cands]
-        for k, fut in enumerate(as_completed(futures), 1):
-            res = fut.result()
-            d = args.out / res["design_id"]
-            d.mkdir(exist_ok=True)
-            (d / "measurement.json").write_text(res["json"])
-            m = json.loads(res["json"])
-            row = {"design_id": res["design_id"], "layers": m["design"]["layers"],
-                   "spacing_nm": m["design"]["spacing_nm"], "groups_per_rim": m["design"]["groups_per_rim"],
-                   "status": m["status"], "error": m["error"]}
-            if m["status"] == "ok":
-                r = m["icr"][0]
-                row |= {"icr_displacement": r["icr_displacement"], "icr_displacement_ci": r["icr_displacement_ci"],
-                        "icr_displacement_censored": r["icr_displacement_censored"],
-                        "production_ps": m["run"]["production_ps"], "stopped": m["run"]["stopped"],
-                        "cpu_s": m["run"]["cpu_s"]}
-            index.append(row)
-            print(f"[{k}/{len(cands)}] {row}", flush=True)
-    index.sort(key=lambda r: r["design_id"])
-    (args.out / "index.json").write_text(json.dumps({
-        "command": "benchmarks/md_dataset.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                           if k not in ("out", "runs")),
-        "md_settings": vars(settings), "designs": index}, indent=1, default=str))
-    stale = {p.name for p in args.out.iterdir() if p.is_dir()} - {r["design_id"] for r in index}
-    for name in stale:  # designs of an earlier, different draw
-        shutil.rmtree(args.out / name)
+    settings = settings_for(args)
+    oracle = md_identity(settings)
+    (args.out / "records").mkdir(parents=True, exist_ok=True)
+    records = {p.stem: Measurement.load(p) for p in sorted((args.out / "records").glob("*.json"))}
+    other = [k for k, m in records.items() if m.oracle != oracle]
+    if other:
+        sys.exit(f"md_dataset: {len(other)} records in {args.out} (e.g. {other[0]}) were made with other MD settings "
+                 f"than these ({oracle['settings']}); use another --out")
+    command = (f"nice -n 19 .venv/bin/python benchmarks/md_dataset.py --n {args.n} --field {args.field:g} "
+               f"--ps {args.ps:g} --seed {args.seed}")
+    todo = [c for c in designs(args.n, args.field, args.seed) if c.design_id not in records]
+    print(f"md_dataset: {len(records)} designs recorded, {len(todo)} to simulate ({args.workers} workers)", flush=True)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as ex, tqdm(total=len(todo), unit="design", desc="MD dataset") as bar:
+        futures = {ex.submit(simulate, c, args.runs, settings): c for c in todo}
+        for fut in as_completed(futures):
+            cand = futures[fut]
+            m = Measurement.model_validate_json(fut.result())
+            atomic_write_text(args.out / "records" / f"{cand.design_id}.json", m.to_json())
+            records[cand.design_id] = m
+            write_index(args.out, list(records.values()), settings, command)
+            bar.update(1)
+            r = index_row(m)
+            icr = _iv(r.get("icr"), (r.get("icr_low"), r.get("icr_high") or None))
+            bar.write(f"{cand.design_id} {r['layers']}: ICR {icr} ({m.status}, "
+                      f"{m.run.cpu_s / 60 if m.run else 0:.0f} CPU-min, {time.perf_counter() - t0:.0f} s in)")
+    write_index(args.out, list(records.values()), settings, command)
 
 
 if __name__ == "__main__":

@@ -120,13 +120,19 @@ def simulate(
     time_ps: Annotated[float, typer.Option(help="--until fixed: production length per field, ps")] = 100.0,
     until: Annotated[str, typer.Option(metavar="<fixed|decisive>", help="fixed (--time-ps) or decisive (chunks until "
                                        "the ICR interval decides, up to --max-ps)")] = "fixed",
+    min_ps: Annotated[float, typer.Option(help="--until decisive: production per field at the first look, ps")] = 40.0,
     chunk_ps: Annotated[float, typer.Option(help="--until decisive: production added per field per chunk, ps")] = 20.0,
     max_ps: Annotated[float, typer.Option(help="--until decisive: cap on the production per field, ps")] = 1000.0,
-    icr_margin: Annotated[float, typer.Option(help="--until decisive: stop when the 95% ICR interval excludes 1 by "
-                                                   "this (low >= 1+m or high <= 1/(1+m))")] = 0.2,
+    icr_margin: Annotated[float, typer.Option(help="--until decisive: stop when the ICR interval (alpha spent over "
+                                                   "the looks) excludes 1 by this (low >= 1+m or high <= 1/(1+m))")]
+    = 0.2,
     icr_target: Annotated[float, typer.Option(help="--until decisive: ... or when its relative half-width is below "
                                                    "this")] = 0.2,
-    equil_ps: Annotated[float, typer.Option(help="equilibration (field off), ps")] = 20.0,
+    equil_ps: Annotated[float, typer.Option(help="equilibration (field off) at least, ps; then until the "
+                                                 "polarisation is stationary")] = 20.0,
+    settle_max_ps: Annotated[float, typer.Option(help="at most this long (ps) waiting for a stationary polarisation, "
+                                                      "after equilibration and after each field is switched on")]
+    = 100.0,
     timestep_fs: Annotated[float, typer.Option(help="2, or 4 (rigid water, frozen membrane)")] = 2.0,
     preset: PresetOption = None,
     seed: SeedOption = 0,
@@ -150,8 +156,9 @@ def simulate(
         from porelab.sim.protocol import MDSettings
 
         try:  # checked before anything is written
-            settings = MDSettings(production_ps=time_ps, until=until, chunk_ps=chunk_ps, max_production_ps=max_ps,
-                                  icr_margin=icr_margin, icr_rel_halfwidth=icr_target, equil_ps=equil_ps,
+            settings = MDSettings(production_ps=time_ps, until=until, min_production_ps=min_ps, chunk_ps=chunk_ps,
+                                  max_production_ps=max_ps, icr_margin=icr_margin, icr_rel_halfwidth=icr_target,
+                                  equil_ps=equil_ps, settle_max_ps=settle_max_ps,
                                   timestep_fs=timestep_fs, seed=seed, platform=platform, cpu_threads=threads)
         except DesignError as err:
             fail(str(err))
@@ -237,42 +244,48 @@ def _run_line(run) -> str:
 def _print_summary(m, out: Path) -> None:
     from porelab.sim.observables import Interval
 
-    what = "95% CI" if m.fidelity == "md" else "error bound"  # printed as \\[what]: escaped from rich markup
+    md = m.fidelity == "md"
+    what = "95% CI" if md else "error bound"  # printed as \\[what]: escaped from rich markup
     t = Table(title=f"{m.design_id} ({m.fidelity}, {m.provenance.get('platform', '')})")
     t.add_column("E (V/nm)", justify="right")
     t.add_column(f"I (nA) \\[{what}]", justify="right")
     species = list(m.conditions.electrolyte)
+    if md:
+        t.add_column("charge crossed (e)", justify="right")
     for sp in species:
-        t.add_column(f"{sp} net crossings" if m.fidelity == "md" else f"{sp} flux (1/ns) \\[{what}]", justify="right")
-    if m.fidelity == "md":
-        t.add_column("I displacement (nA) [95% CI]", justify="right")
-        t.add_column("n_eff", justify="right")
+        t.add_column(f"{sp} transits up/down" if md else f"{sp} flux (1/ns) \\[{what}]", justify="right")
+    if md:
+        t.add_column("settle (ps)", justify="right")
+        t.add_column("displacement (nA), of which charging (e)", justify="right")
     t.add_column("time (ns)", justify="right")
     for f in sorted(m.fields, key=lambda f: f.field_V_per_nm):
-        cells = [f"{f.species[sp].crossings:+.0f}" if m.fidelity == "md"
-                 else str(Interval(f.species[sp].flux_per_ns, *f.species[sp].flux_ci_per_ns)) for sp in species]
-        if m.fidelity == "md" and f.current_displacement_ci_nA is not None:
-            cells.append(str(Interval(f.current_displacement_nA, *f.current_displacement_ci_nA))
-                         + ("" if f.current_displacement_reliable else " (unreliable)"))
-            cells.append(f"{f.current_displacement_n_eff:.0f}")
-        elif m.fidelity == "md":
-            cells += ["-", "-"]
+        cells = [f"{f.charge_crossings_e:+.0f}"] if md else []
+        cells += [f"{f.species[sp].crossings_up}/{f.species[sp].crossings_down}" if md
+                  else str(Interval(f.species[sp].flux_per_ns, *f.species[sp].flux_ci_per_ns)) for sp in species]
+        if md:
+            settle = "-" if f.settle_ns is None else f"{1000 * f.settle_ns:.0f}" + ("" if f.settled else " (cap)")
+            disp = "-" if f.current_displacement_ci_nA is None else (
+                f"{Interval(f.current_displacement_nA, *f.current_displacement_ci_nA)}, "
+                f"{f.polarisation_change_e:+.1f} e")
+            cells += [settle, disp]
         time_cell = f"{f.time_ns:g}" + (" (by symmetry)" if f.derived_by_symmetry else "")
         t.add_row(f"{f.field_V_per_nm:+g}", str(Interval(f.current_nA, *f.current_ci_nA)), *cells, time_cell)
     print_table(t)
+    if md:
+        console.print("I: transits of the pore (crossing counts, exact Poisson intervals). The displacement sum "
+                      "counts the membrane's charging too (its polarisation change, in e): a diagnostic only "
+                      "(docs/physics.md §3).", highlight=False)
     for r in m.icr:
         if r.by_symmetry:
             console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: 1 by symmetry (the design is its own mirror "
                           "image)")
             continue
-        icr = Interval(r.icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored)
-        kind = " (a lower bound: the OFF current is indistinguishable from 0)" if r.icr_censored else ""
-        how = f"{what}, crossing currents" if m.fidelity == "md" else what
+        icr = Interval(r.icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored, r.icr_upper_censored)
+        kind = (" (a lower bound: the -E current is indistinguishable from 0)" if r.icr_censored and r.icr_ci[0] > 0
+                else " (nothing crossed at either sign: unresolved)" if r.icr_censored
+                else " (an upper bound: the +E current is indistinguishable from 0)" if r.icr_upper_censored else "")
+        how = f"{what}, crossing counts" if md else what
         console.print(f"ICR at |E|={r.field_abs_V_per_nm:g} V/nm: {icr} \\[{how}]{kind}", highlight=False)
-        if r.icr_displacement is not None:
-            d = Interval(r.icr_displacement, r.icr_displacement_ci[0], r.icr_displacement_ci[1],
-                         bool(r.icr_displacement_censored))
-            console.print(f"  from displacement currents: {d}", highlight=False)
     if m.run is not None:
         console.print(_run_line(m.run), highlight=False)
     console.print(f"results in {out}/measurement.json")

@@ -1,10 +1,11 @@
 """The one MD engine of porelab: platform, Simulation set-up, minimise + ramp, stepping with one blow-up rule, and
 retry at half the step. The I–V protocol (`sim.protocol`) and the umbrella windows (`sim.free_energy`) both use it.
 
-Blow-up rule (docs/physics.md §4): a step fails when OpenMM raises, when the potential or kinetic energy is not
-finite, or when the temperature of the mobile atoms exceeds `BLOWUP_TEMPERATURE_FACTOR` x the target. The
-temperature test needs `MIN_DOF_FOR_TEMPERATURE` degrees of freedom: with fewer, the instantaneous temperature's
-own spread reaches 3x the target (one free ion, 3 dof: 3 % of the time). Units: nm, ps, fs for steps, kJ/mol, K.
+Blow-up rule (docs/physics.md §4): a step fails when OpenMM raises (a NaN coordinate among them), when the
+potential or kinetic energy is not finite, or when the temperature of the mobile atoms exceeds
+`BLOWUP_TEMPERATURE_FACTOR` x the target. The temperature test needs `MIN_DOF_FOR_TEMPERATURE` degrees of freedom:
+with fewer, the instantaneous temperature's own spread reaches 3x the target (one free ion, 3 dof: 3 % of the
+time). Units: nm, ps, fs for steps, kJ/mol, K.
 """
 
 from __future__ import annotations
@@ -91,8 +92,12 @@ class Engine:
         return 2 * ke / (max(self.dof, 1) * KB_KJ_PER_MOL_K)
 
     def check(self, simulation: app.Simulation) -> None:
-        """SimulationBlowUp unless energies are finite and the mobile atoms' temperature is below the limit."""
-        st = simulation.context.getState(getEnergy=True)
+        """SimulationBlowUp unless positions and energies are finite and the mobile atoms' temperature is below the
+        limit."""
+        try:  # positions too: OpenMM refuses NaN coordinates even where the energies still come out finite
+            st = simulation.context.getState(getEnergy=True, getPositions=True)
+        except openmm.OpenMMException as err:
+            raise SimulationBlowUp(str(err).strip().splitlines()[0]) from None
         pe = st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
         ke = st.getKineticEnergy().value_in_unit(u.kilojoule_per_mole)
         target = simulation.integrator.getTemperature().value_in_unit(u.kelvin)

@@ -1,15 +1,16 @@
-"""Currents and fluxes with their intervals: Poisson intervals for crossing counts, correlated-series intervals for
-the displacement sums (docs/physics.md §3), and `field_result`, everything a CrossingCounter measured at one field.
+"""Currents and fluxes with their intervals: Poisson intervals for crossing counts (the transport estimate),
+correlated-series intervals for the displacement sum (a diagnostic, docs/physics.md §3), and `field_result`,
+everything a CrossingCounter measured in its production window at one field.
 
-Units: ns, ions/ns, nA, V/nm. Positive flux and current point along +z.
+Units: ns, ions/ns, nA, V/nm, e. Positive flux and current point along +z.
 
 Intervals: counts are Poisson. Each group of counts with the same weight is pooled (a sum of Poisson counts
 is Poisson) and given a Garwood exact interval (`statsmodels.stats.rates.confint_poisson`, "exact-c");
 the groups are combined by MOVER (Zou & Donner 2008), the same construction as statsmodels'
-`confint_poisson_2indep(compare="diff", method="mover")`. The displacement current's error uses the
-statistical inefficiency of its series (pymbar), after the polarisation transient at the start of the run is
-detected and dropped (`correlated_mean`); an interval resting on fewer than MIN_N_EFF effectively independent
-samples is flagged unreliable. ICR and the other observables are derived from these currents in `sim.observables`.
+`confint_poisson_2indep(compare="diff", method="mover")`. The displacement sum's error uses the statistical
+inefficiency of its series (pymbar, `correlated_mean`); an interval resting on fewer than MIN_N_EFF effectively
+independent samples is flagged unreliable. ICR and the other observables are derived from the crossing currents in
+`sim.observables`.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ TRANSIENT_CANDIDATES = 100
 
 
 def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure: float,
-                      alpha: float = 0.05) -> tuple[float, float]:
+                      alpha: float = 0.05, dispersion: float = 1.0) -> tuple[float, float]:
     """Interval for sum_j w_j * lambda_j from independent Poisson counts n_j seen over `exposure`.
 
     counts: (k,) non-negative integers; weights: (k,); exposure: time, e.g. ns -> rates per ns.
     Counts sharing a weight are pooled; each pool gets a Garwood exact interval; pools are combined by MOVER.
+    dispersion: variance / mean of the counts (>= 1; `dispersion`): counts and exposure are divided by it
+    (quasi-Poisson), which widens the interval and keeps the rates.
     Returns (low, high) in units of weight / exposure.
     """
     counts = np.asarray(counts, dtype=float)
@@ -48,10 +51,13 @@ def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure:
         raise ValueError("counts must be non-negative integers with one weight each")
     if not exposure > 0:
         raise ValueError(f"exposure={exposure} must be positive")
+    if not dispersion >= 1:
+        raise ValueError(f"dispersion={dispersion} must be >= 1")
     w = np.unique(weights[weights != 0])
     if w.size == 0:
         return 0.0, 0.0
-    n = np.array([counts[weights == wi].sum() for wi in w])
+    n = np.array([counts[weights == wi].sum() for wi in w]) / dispersion
+    exposure = exposure / dispersion
     lo, hi = confint_poisson(n, exposure, method="exact-c", alpha=alpha)
     rate = n / exposure
     a, b = w * np.nan_to_num(lo), w * hi
@@ -61,18 +67,20 @@ def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure:
     return low, high
 
 
-def flux_per_ns(up: int, down: int, time_ns: float, alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
+def flux_per_ns(up: int, down: int, time_ns: float, alpha: float = 0.05,
+                dispersion: float = 1.0) -> tuple[float, tuple[float, float]]:
     """Net flux (up - down) / T in ions/ns (positive along +z) and its (1 - alpha) interval."""
     if not time_ns > 0:
         raise ValueError(f"time_ns={time_ns} must be positive")
-    return (up - down) / time_ns, poisson_linear_ci([up, down], [1.0, -1.0], time_ns, alpha)
+    return (up - down) / time_ns, poisson_linear_ci([up, down], [1.0, -1.0], time_ns, alpha, dispersion)
 
 
 def crossing_current_nA(counts: dict[str, tuple[int, int]], charges: dict[str, float], time_ns: float,
-                        alpha: float = 0.05) -> tuple[float, tuple[float, float]]:
+                        alpha: float = 0.05, dispersion: float = 1.0) -> tuple[float, tuple[float, float]]:
     """Current from crossings, I = sum_s q_s (up_s - down_s) / T * 0.1602 nA per e/ns, with its interval.
 
-    counts: species -> (up, down) transits; charges: species -> q, e; time_ns: T, ns. Returns nA.
+    counts: species -> (up, down) transits; charges: species -> q, e; time_ns: T, ns; dispersion: see
+    `poisson_linear_ci`. Returns nA.
     """
     if not time_ns > 0:
         raise ValueError(f"time_ns={time_ns} must be positive")
@@ -81,8 +89,35 @@ def crossing_current_nA(counts: dict[str, tuple[int, int]], charges: dict[str, f
         n += [up, down]
         w += [charges[s], -charges[s]]
     current = float(np.dot(n, w)) / time_ns * E_PER_NS_TO_NA if n else 0.0
-    lo, hi = poisson_linear_ci(n, w, time_ns, alpha) if n else (0.0, 0.0)
+    lo, hi = poisson_linear_ci(n, w, time_ns, alpha, dispersion) if n else (0.0, 0.0)
     return current, (lo * E_PER_NS_TO_NA, hi * E_PER_NS_TO_NA)
+
+
+#: Block length (ps) over which transits are counted to measure their dispersion.
+DISPERSION_BLOCK_PS = 5.0
+#: Fewer blocks than this and the dispersion is not measured (taken as 1, Poisson).
+MIN_DISPERSION_BLOCKS = 4
+
+
+def dispersion(block_counts) -> float:
+    """Variance / mean of transit counts per block (n_blocks,), at least 1 (Poisson): transits that come in bursts
+    (one ion knocking the next through) make it larger, and every count interval is widened by it (quasi-Poisson).
+    1 with fewer than MIN_DISPERSION_BLOCKS blocks or no transit."""
+    x = np.asarray(block_counts, dtype=float)
+    if x.size < MIN_DISPERSION_BLOCKS or not x.mean() > 0:
+        return 1.0
+    return max(1.0, float(x.var(ddof=1) / x.mean()))
+
+
+def block_sums(series, dt_ps, block_ps: float = DISPERSION_BLOCK_PS) -> np.ndarray:
+    """Sums of a per-update series (n,) over consecutive whole blocks of block_ps (update lengths dt_ps (n,), ps);
+    a last partial block is left out."""
+    t = np.cumsum(np.asarray(dt_ps, dtype=float))
+    if t.size == 0:
+        return np.zeros(0)
+    k = np.floor((t - 1e-9) / block_ps).astype(int)
+    whole = k < int((t[-1] + 1e-9) // block_ps)
+    return np.bincount(k[whole], weights=np.asarray(series, dtype=float)[whole])
 
 
 @dataclass(frozen=True)
@@ -149,12 +184,12 @@ def transient_end(x: np.ndarray) -> int:
     return best
 
 
-def correlated_mean(series, dt=None, alpha: float = 0.05, drop_transient: bool = True,
-                    start: int | None = None) -> SeriesMean:
+def correlated_mean(series, dt=None, alpha: float = 0.05, drop_transient: bool = True) -> SeriesMean:
     """Mean of a correlated series (n,) weighted by dt (n,) (default: equal), with its (1 - alpha) interval.
 
-    The start transient is detected (`transient_end`) and dropped, unless drop_transient is False or `start`
-    (a first kept index found for another series of the same run) is given. The half-width is
+    drop_transient: detect (`transient_end`) and drop a start transient. (The MD protocol settles instead and
+    passes False: on MD current series this detection does not see the membrane's charging, docs/physics.md §3;
+    benchmarks/md_null.py applies it to show what the earlier protocol reported.) The half-width is
     t_{n_eff-1} * sd * sqrt(g / n_kept) with g the statistical inefficiency of the WHOLE series: choosing the cut
     by maximising n/g and then estimating g on the kept part alone understates g (95 % intervals then covered
     76 % of AR(1) means at n/g = 20-50); a transient can only inflate the whole-series g, so it errs wide.
@@ -168,10 +203,7 @@ def correlated_mean(series, dt=None, alpha: float = 0.05, drop_transient: bool =
         raise ValueError("the series holds a non-finite value or a non-positive time step")
     size = math.ceil(x.size / MAX_SERIES_POINTS)
     xb, wb = _blocks(x, w, size)
-    if start is not None:
-        k0 = min(int(start) // size, xb.size - 2)
-    else:
-        k0 = min(transient_end(xb), xb.size - 2) if drop_transient else 0
+    k0 = min(transient_end(xb), xb.size - 2) if drop_transient else 0
     kept, wk = xb[k0:], wb[k0:]
     g = _statistical_inefficiency(xb)
     mean = float(kept @ wk / wk.sum())
@@ -190,41 +222,36 @@ def displacement_current_nA(series_e_per_ns, dt_ps=None, alpha: float = 0.05,
     return r.mean * E_PER_NS_TO_NA, (r.ci[0] * E_PER_NS_TO_NA, r.ci[1] * E_PER_NS_TO_NA)
 
 
-def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05) -> FieldResult:
-    """Everything the counter measured at one signed field (V/nm) as a FieldResult (nA, ions/ns, ns).
+def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05,
+                 settled: bool | None = None) -> FieldResult:
+    """Everything the counter measured in its production window at one signed field (V/nm), as a FieldResult
+    (nA, ions/ns, ns, e).
 
-    Crossings count over the whole production; the displacement estimators drop the polarisation transient
-    detected on the current series (the same cut for every species) and flag an interval resting on fewer than
-    MIN_N_EFF effectively independent samples.
+    The current and fluxes are the crossing counts with their exact Poisson intervals, widened by the transits'
+    measured dispersion (`dispersion`, over DISPERSION_BLOCK_PS blocks). The displacement sum over
+    the same window is a diagnostic beside them, with the change of polarisation it contains (docs/physics.md §3);
+    nothing ranks or learns from it. settled: whether the field-on settle met its rule (None: no settle rule ran).
     """
     t = counter.time_ns
     if not t > 0:
-        raise ValueError("the counter has seen no time (no updates)")
+        raise ValueError("the counter has seen no production time (no updates after mark_start)")
     counts = counter.species_counts()
-    current, current_ci = crossing_current_nA(counts, counter.species_charge, t, alpha)
+    disp_factor = dispersion(block_sums(counter.window(counter.transit_series), counter.window(counter.dt_series)))
+    current, current_ci = crossing_current_nA(counts, counter.species_charge, t, alpha, disp_factor)
     disp = {}
-    cut = None
-    if len(counter.current_series) >= 2:
-        r = correlated_mean(counter.current_series, counter.dt_series, alpha)
-        cut = r.start
+    series, dt = counter.window(counter.current_series), counter.window(counter.dt_series)
+    if len(series) >= 2:
+        r = correlated_mean(series, dt, alpha, drop_transient=False)
         disp = {"current_displacement_nA": r.mean * E_PER_NS_TO_NA,
                 "current_displacement_ci_nA": (r.ci[0] * E_PER_NS_TO_NA, r.ci[1] * E_PER_NS_TO_NA),
-                "current_displacement_n_eff": r.n_eff, "current_displacement_reliable": r.reliable,
-                "transient_dropped_ns": r.dropped / PS_PER_NS}
-    per_species = np.asarray(counter.species_series, dtype=float)
-    has_series = cut is not None and per_species.shape == (len(counter.current_series), len(counter.species_names))
+                "current_displacement_n_eff": r.n_eff, "current_displacement_reliable": r.reliable}
     species = {}
-    for i, s in enumerate(counter.species_names):
-        up, down = counts[s]
-        flux, flux_ci = flux_per_ns(up, down, t, alpha)
-        if has_series:
-            j = correlated_mean(per_species[:, i], counter.dt_series, alpha, start=cut)
-            d_flux, d_ci = j.mean, j.ci
-        else:
-            d_flux, d_ci = float(counter.species_displacement[i]) / (counter.box_z * t), None
-        species[s] = SpeciesResult(
-            crossings_up=up, crossings_down=down, crossings=float(up - down), flux_per_ns=flux,
-            flux_ci_per_ns=flux_ci, flux_displacement_per_ns=d_flux, flux_displacement_ci_per_ns=d_ci)
+    for s, (up, down) in counts.items():
+        flux, flux_ci = flux_per_ns(up, down, t, alpha, disp_factor)
+        species[s] = SpeciesResult(crossings_up=up, crossings_down=down, crossings=float(up - down),
+                                   flux_per_ns=flux, flux_ci_per_ns=flux_ci)
     return FieldResult(field_V_per_nm=float(field_V_per_nm), time_ns=t, current_nA=current,
-                       current_ci_nA=current_ci, charge_crossings_e=counter.net_charge_crossings(),
-                       species=species, **disp)
+                       current_ci_nA=current_ci, crossing_dispersion=disp_factor,
+                       charge_crossings_e=counter.net_charge_crossings(),
+                       polarisation_change_e=counter.polarisation_change_e(), settle_ns=counter.start_ps / PS_PER_NS,
+                       settled=settled, species=species, **disp)

@@ -18,14 +18,21 @@ class MDSettings:
 
     production_ps: float = 100.0  # until="fixed": production per field
     until: str = "fixed"  # "fixed" | "decisive" (sim.run_length)
-    chunk_ps: float = 20.0  # until="decisive": production added per field between checks of the rule
+    min_production_ps: float = 40.0  # until="decisive": production per field at the rule's first look
+    chunk_ps: float = 20.0  # until="decisive": production added per field between looks of the rule
     max_production_ps: float = 1000.0  # until="decisive": cap per field
-    icr_margin: float = 0.2  # decisive when the 95 % ICR interval excludes 1 by this: low >= 1+m or high <= 1/(1+m)
+    alpha: float = 0.05  # until="decisive": chance of a false "decisive" over all looks (alpha/K per look)
+    icr_margin: float = 0.2  # decisive when the ICR interval excludes 1 by this: low >= 1+m or high <= 1/(1+m)
     icr_rel_halfwidth: float = 0.2  # ... or precise when (high - low) / (2 ICR) <= this
-    equil_ps: float = 20.0
+    equil_ps: float = 20.0  # field off, at least; then on until the polarisation is stationary (settle rule)
     minimise_max_iterations: int = 2000  # L-BFGS iterations before equilibration (0: until converged)
     ramp_ps: float = 1.0  # at 1 fs straight after minimisation (avoids a NaN seen there, docs/physics.md §4)
-    settle_ps: float = 0.0  # field on, not counted, before each production (the transient is also detected)
+    # the settle rule (sim.settle), after equil_ps at zero field and after switching each field on: stationary when
+    # the mean polarisation of the last settle_window_ps and of the window before differ by <= settle_tol_e
+    # (or 2 standard errors when those are larger); at most settle_max_ps (then `settled: false`)
+    settle_window_ps: float = 10.0
+    settle_tol_e: float = 0.2
+    settle_max_ps: float = 100.0
     timestep_fs: float = 2.0
     friction_per_ps: float = 1.0
     seed: int = 0
@@ -39,7 +46,10 @@ class MDSettings:
 
     #: the settings that change the numbers (run length, platform, threads, checkpoints and retries do not)
     IDENTITY = ("seed", "timestep_fs", "friction_per_ps", "cutoff_nm", "equil_ps", "minimise_max_iterations",
-                "ramp_ps", "settle_ps", "report_interval_steps", "traj_interval_ps")
+                "ramp_ps", "settle_window_ps", "settle_tol_e", "settle_max_ps", "report_interval_steps",
+                "traj_interval_ps")
+    #: the protocol's version, part of the identity: 2 = settle rule, counts-only currents, one seed per field
+    PROTOCOL = 2
 
     def __post_init__(self):
         def bad(name: str, why: str):
@@ -49,12 +59,15 @@ class MDSettings:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
         for name in ("production_ps", "equil_ps", "timestep_fs", "traj_interval_ps", "checkpoint_ps", "chunk_ps",
-                     "max_production_ps", "icr_margin", "icr_rel_halfwidth", "friction_per_ps", "cutoff_nm"):
+                     "min_production_ps", "max_production_ps", "icr_margin", "icr_rel_halfwidth", "friction_per_ps",
+                     "cutoff_nm", "settle_window_ps", "settle_tol_e"):
             if not (number(getattr(self, name)) and getattr(self, name) > 0):
                 bad(name, "must be a positive number")
-        for name in ("ramp_ps", "settle_ps"):
+        for name in ("ramp_ps", "settle_max_ps"):
             if not (number(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "must be a number >= 0")
+        if not (number(self.alpha) and 0 < self.alpha < 1):
+            bad("alpha", "must lie in (0, 1)")
         if self.timestep_fs > 50:
             raise DesignError(f"md settings: timestep_fs={self.timestep_fs} exceeds 50 fs")
         if self.until not in UNTIL:
@@ -71,16 +84,15 @@ class MDSettings:
 
     def identity(self) -> dict:
         """The settings that change the numbers: what `Measurement.oracle` and a run directory pin."""
-        return {k: getattr(self, k) for k in self.IDENTITY}
+        return {"protocol": self.PROTOCOL} | {k: getattr(self, k) for k in self.IDENTITY}
 
     def run_rule(self) -> dict:
         """The length settings a run follows (recorded in the measurement)."""
         if self.until == "fixed":
             return {"until": "fixed", "production_ps": self.production_ps}
-        from porelab.sim.estimators import MIN_N_EFF
-
-        return {"until": "decisive", "chunk_ps": self.chunk_ps, "max_production_ps": self.max_production_ps,
-                "icr_margin": self.icr_margin, "icr_rel_halfwidth": self.icr_rel_halfwidth, "min_n_eff": MIN_N_EFF}
+        return {"until": "decisive", "min_production_ps": self.min_production_ps, "chunk_ps": self.chunk_ps,
+                "max_production_ps": self.max_production_ps, "alpha": self.alpha, "icr_margin": self.icr_margin,
+                "icr_rel_halfwidth": self.icr_rel_halfwidth}
 
     def length_cap(self) -> tuple[str, float]:
         """(setting name, ps) of the longest production this call may reach."""

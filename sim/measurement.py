@@ -30,8 +30,9 @@ class SpeciesResult(BaseModel):
     crossings: float = 0.0  # net transits, up - down (continuum: flux x time)
     flux_per_ns: float
     flux_ci_per_ns: tuple[float, float]
-    flux_displacement_per_ns: float | None = None  # displacement estimator (MD only), transient dropped
-    flux_displacement_ci_per_ns: tuple[float, float] | None = None  # its interval (MD only)
+    # measurements of the earlier MD protocol (before the settle rule) carry per-species displacement fluxes
+    flux_displacement_per_ns: float | None = None
+    flux_displacement_ci_per_ns: tuple[float, float] | None = None
 
 
 class FieldResult(BaseModel):
@@ -42,11 +43,18 @@ class FieldResult(BaseModel):
     time_ns: float  # production length the numbers come from (continuum: 0)
     current_nA: float
     current_ci_nA: tuple[float, float]
-    current_displacement_nA: float | None = None  # displacement-sum current (MD), polarisation transient dropped
+    # MD: variance / mean (>= 1) of the transit counts in 5 ps blocks; the count intervals are widened by it
+    crossing_dispersion: float | None = None
+    # MD diagnostic: the displacement sum over the production window. It equals the charge carried through the pore
+    # plus polarisation_change_e (the membrane's charging), so it is never used for ICR or labels (docs/physics.md §3)
+    current_displacement_nA: float | None = None
     current_displacement_ci_nA: tuple[float, float] | None = None
     current_displacement_n_eff: float | None = None  # effectively independent samples behind that interval
-    current_displacement_reliable: bool | None = None  # n_eff >= sim.estimators.MIN_N_EFF (else not honest)
-    transient_dropped_ns: float | None = None  # start of the production left out of the displacement estimators
+    current_displacement_reliable: bool | None = None  # n_eff >= sim.estimators.MIN_N_EFF
+    polarisation_change_e: float | None = None  # change of the ions' polarisation Q_pol over the production, e (MD)
+    settle_ns: float | None = None  # field on before the production window, not counted (MD)
+    settled: bool | None = None  # the settle met its stationarity rule (False: it hit settle_max_ps) (MD)
+    transient_dropped_ns: float | None = None  # earlier MD protocol: start dropped from the displacement estimator
     charge_crossings_e: float | None = None  # net charge moved through the membrane, e (MD)
     derived_by_symmetry: bool = False  # not simulated: the mirror image of the +|E| result of a symmetric design
     species: dict[str, SpeciesResult]
@@ -57,10 +65,13 @@ class ICRResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     field_abs_V_per_nm: float
-    icr: float  # point estimate, or the lower bound when censored
+    icr: float  # point estimate; the lower bound when censored, the upper bound when upper_censored
     icr_ci: tuple[float, float | None]  # upper end None: unbounded (censored)
-    icr_censored: bool  # True: OFF current indistinguishable from zero; icr is a lower bound
-    # the same ratio from the displacement-sum currents (MD only; lower variance, correlated-series error)
+    icr_censored: bool  # True: the -E current's interval contains zero; icr is a lower bound ("> x")
+    # True: the +E current's interval contains zero (and the -E one's does not): icr is an upper bound ("< x"),
+    # icr_ci = (0, x); the mirror image at the opposite field is then lower-censored ("> 1/x")
+    icr_upper_censored: bool = False
+    # earlier MD protocol: the same ratio from the displacement-sum currents (which count the membrane's charging)
     icr_displacement: float | None = None
     icr_displacement_ci: tuple[float, float | None] | None = None
     icr_displacement_censored: bool | None = None

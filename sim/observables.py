@@ -9,6 +9,14 @@ Intervals of a ratio r = a / b from the intervals of a and b:
   - `bound=True` (deterministic error bounds, e.g. the continuum's grid error): interval arithmetic.
 A ratio whose denominator interval contains zero is censored: its value is the lower bound low(a) / high(b) and
 the upper end is None (never infinity).
+
+ICR from MD crossing counts (`count_icr`): when every transit at each sign carries one charge the same way (the
+usual case: monovalent ions, no transit against the current), the counts n+ and n- are Poisson and, given
+n = n+ + n-, n+ is binomial with p = rho T+ / (rho T+ + T-), rho the ICR: the Clopper-Pearson interval of p gives an
+exact interval of rho (the conditional test of two Poisson rates, Przyborowski & Wilenski 1940). Otherwise (reverse
+transits, divalent ions) MOVER combines the two currents' intervals. Bursty transits (`crossing_dispersion` > 1)
+divide both signs' counts by the larger dispersion (quasi-Poisson). An ICR is censored both ways: "> x" when the
+-E current's interval contains zero, "< x" (`icr_upper_censored`) when the +E current's does.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from porelab.sim.design import SPECIES, Conditions, Design, physical_state
+from porelab.sim.estimators import crossing_current_nA
 from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, Measurement, SpeciesResult
 
 TOL_V_PER_NM = 1e-9
@@ -82,25 +92,84 @@ def _pairs(fields: Sequence[FieldResult]) -> list[tuple[FieldResult, FieldResult
     return out
 
 
-def icr_results(fields: Sequence[FieldResult], bound: bool = False) -> list[ICRResult]:
-    """ICR at every |E| measured at both signs, by increasing |E|: from the crossing currents, and (MD) from the
-    displacement currents beside it. `bound`: the current intervals are deterministic error bounds."""
+def _counted(f: FieldResult) -> bool:
+    return bool(f.species) and all(r.crossings_up is not None for r in f.species.values())
+
+
+def _one_way_events(f: FieldResult) -> int | None:
+    """The number of transits at f when each carries one elementary charge and all carry it the same way, else
+    None. A cation up or an anion down carries charge along +z."""
+    along = against = 0
+    for s, r in f.species.items():
+        if r.crossings_up + r.crossings_down == 0:
+            continue
+        z = SPECIES[s]["valence"]
+        if abs(z) != 1:
+            return None
+        plus, minus = (r.crossings_up, r.crossings_down) if z > 0 else (r.crossings_down, r.crossings_up)
+        along, against = along + plus, against + minus
+    return None if along and against else along + against
+
+
+def count_icr(plus: FieldResult, minus: FieldResult, alpha: float = 0.05) -> tuple[float, tuple[float, float | None],
+                                                                                   bool, bool]:
+    """ICR = |I(+E)| / |I(-E)| from the crossing counts of two MD results, with its (1 - alpha) interval.
+
+    Returns (icr, (low, high), censored, upper_censored): exact conditional (binomial) interval when both signs'
+    transits are one-way and of one charge (module docstring), else MOVER on intervals recomputed at alpha.
+    Censored: value = low, high None ("> low"); upper_censored: value = high, low 0 ("< high").
+    """
+    n_p, n_m = _one_way_events(plus), _one_way_events(minus)
+    t_p, t_m = plus.time_ns, minus.time_ns
+    # over-dispersed (bursty) transits: the counts of both signs divided by the larger dispersion (quasi-Poisson)
+    phi = max(plus.crossing_dispersion or 1.0, minus.crossing_dispersion or 1.0)
+    if n_p is not None and n_m is not None:
+        if n_p + n_m == 0:
+            return 0.0, (0.0, None), True, False
+        n_p, n_m = n_p / phi, n_m / phi
+        scale = t_m / t_p  # rho = p / (1 - p) * T- / T+
+        # Clopper-Pearson bounds of p and of 1 - p (Beta(a, b) mirrored is Beta(b, a): no cancellation near 1)
+        p_lo = float(stats.beta.ppf(alpha / 2, n_p, n_m + 1)) if n_p > 0 else 0.0
+        q_lo = float(stats.beta.ppf(alpha / 2, n_m, n_p + 1)) if n_m > 0 else 0.0
+        low = p_lo / (1 - p_lo) * scale
+        if q_lo <= 0:
+            return low, (low, None), True, False
+        high = (1 - q_lo) / q_lo * scale
+        if p_lo <= 0:
+            return high, (0.0, high), False, True
+        return n_p / n_m * scale, (low, high), False, False
+    cur = [crossing_current_nA({s: (r.crossings_up, r.crossings_down) for s, r in f.species.items()},
+                               {s: SPECIES[s]["valence"] for s in f.species}, f.time_ns, alpha, phi)
+           for f in (plus, minus)]
+    return _with_upper_censoring(*cur[0], *cur[1])
+
+
+def _with_upper_censoring(a: float, ci_a: tuple[float, float], b: float, ci_b: tuple[float, float],
+                          bound: bool = False) -> tuple[float, tuple[float, float | None], bool, bool]:
+    """`icr_interval`, with "< high" when a's interval contains zero and b's does not."""
+    icr, ci, censored = icr_interval(a, ci_a, b, ci_b, bound)
+    if not censored and min(ci_a) <= 0 <= max(ci_a):
+        return ci[1], (0.0, ci[1]), False, True
+    return icr, ci, censored, False
+
+
+def icr_results(fields: Sequence[FieldResult], bound: bool = False, alpha: float = 0.05) -> list[ICRResult]:
+    """ICR at every |E| measured at both signs, by increasing |E|, with its (1 - alpha) interval: from the crossing
+    counts for MD (`count_icr`), else from the currents' intervals (`bound`: they are deterministic error bounds;
+    alpha then applies only to counts)."""
     out = []
     for f, g in _pairs(fields):
         if f.derived_by_symmetry or g.derived_by_symmetry:  # a symmetric design: ICR = 1 exactly (docs/physics.md §3)
-            extra = {"icr_displacement": 1.0, "icr_displacement_ci": (1.0, 1.0), "icr_displacement_censored": False} \
-                if f.current_displacement_ci_nA is not None else {}
             out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=1.0, icr_ci=(1.0, 1.0), icr_censored=False,
-                                 by_symmetry=True, **extra))
+                                 by_symmetry=True))
             continue
-        icr, ci, censored = icr_interval(f.current_nA, f.current_ci_nA, g.current_nA, g.current_ci_nA, bound)
-        extra = {}
-        if f.current_displacement_ci_nA is not None and g.current_displacement_ci_nA is not None:
-            d_icr, d_ci, d_cens = icr_interval(f.current_displacement_nA, f.current_displacement_ci_nA,
-                                               g.current_displacement_nA, g.current_displacement_ci_nA)
-            extra = {"icr_displacement": d_icr, "icr_displacement_ci": d_ci, "icr_displacement_censored": d_cens}
+        if _counted(f) and _counted(g):
+            icr, ci, censored, upper = count_icr(f, g, alpha)
+        else:
+            icr, ci, censored, upper = _with_upper_censoring(f.current_nA, f.current_ci_nA, g.current_nA,
+                                                             g.current_ci_nA, bound)
         out.append(ICRResult(field_abs_V_per_nm=f.field_V_per_nm, icr=icr, icr_ci=ci, icr_censored=censored,
-                             **extra))
+                             icr_upper_censored=upper))
     return out
 
 
@@ -145,16 +214,20 @@ def oriented(m: Measurement, design: Design, conditions: Conditions) -> Measurem
 
 @dataclass(frozen=True)
 class Interval:
-    """A value with its 95 % interval; `high` None: only a lower bound is known (censored)."""
+    """A value with its 95 % interval. `censored`: only a lower bound `low` is known (`high` None), "> low";
+    `upper_censored`: only an upper bound `high` is known (`low` 0), "< high"."""
 
     value: float
     low: float
     high: float | None
     censored: bool = False
+    upper_censored: bool = False
 
     def __str__(self) -> str:
         if self.censored:
             return f"> {self.low:.3g}"
+        if self.upper_censored:
+            return f"< {self.high:.3g}"
         return f"{self.value:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 

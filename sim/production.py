@@ -1,8 +1,9 @@
-"""Production at one signed field: counted MD advanced to a target time, resumable exactly from its last checkpoint.
+"""Production at one signed field: the field switched on with this field's own velocities, the settle (not counted,
+`sim.settle`), then counted MD advanced to a target time, resumable exactly from its last checkpoint.
 
 Files (every result written atomically: temp file + rename):
-  state/E<field>/progress.json   commit point: phase, time counted, step size, attempts, counter state, chunks,
-                                 checkpoint name
+  state/E<field>/progress.json   commit point: phase (settle | count), time counted, settle length and verdict,
+                                 step size, attempts, counter state (from field-on), chunks, checkpoint name
   state/E<field>/step_*.chk      the checkpoint progress.json names
   state/E<field>/traj_*.npz      trajectory chunks (ions + water oxygens), one per commit
   state/E<field>/result.json     the FieldResult at the committed time
@@ -13,6 +14,7 @@ Files (every result written atomically: temp file + rename):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -26,6 +28,7 @@ import openmm.unit as u
 from porelab.sim.engine import Engine, SimulationBlowUp, retrying
 from porelab.sim.estimators import field_result
 from porelab.sim.measurement import FieldResult, atomic_write_bytes, atomic_write_text
+from porelab.sim.settle import settle
 from porelab.sim.system import SolvatedSystem
 from porelab.sim.transport import CrossingCounter, TransportReporter
 
@@ -63,6 +66,12 @@ class FrameBuffer:
         atomic_write_bytes(path, buf.getvalue())
         self.times, self.frames = [], []
         return True
+
+
+def field_seed(seed: int, field: float) -> int:
+    """The random seed of the run at one signed field (velocities at field-on and the thermostat): runs at +E and -E
+    are independent."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{field:+.6g}".encode()).digest()[:4], "little") % 2**31
 
 
 def counted_ps(out: Path, field: float) -> float:
@@ -116,8 +125,8 @@ class FieldProduction:
         return counted_ps(self.out, self.field)
 
     def _fresh(self) -> dict:
-        return {"phase": "settle", "time_ps": 0.0, "chunks": 0, "counter": None, "checkpoint": None,
-                "dt_fs": self.s.timestep_fs, "attempts": 0}
+        return {"phase": "settle", "time_ps": 0.0, "settle_ps": 0.0, "settled": None, "chunks": 0, "counter": None,
+                "checkpoint": None, "dt_fs": self.s.timestep_fs, "attempts": 0}
 
     # --- advancing ---------------------------------------------------------------------------------------
     def advance(self, target_ps: float, equilibrated: str, bar) -> FieldResult:
@@ -144,24 +153,23 @@ class FieldProduction:
 
     def _produce(self, prog: dict, target_ps: float, equilibrated: str, bar) -> FieldResult:
         s, dt, d = self.s, prog["dt_fs"], self.dir
-        simulation = self.engine.simulation(self.T, dt, s.seed + 1)
+        seed = field_seed(s.seed, self.field)
+        simulation = self.engine.simulation(self.T, dt, seed)
         ctx = simulation.context
         if prog["checkpoint"]:
             ctx.loadCheckpoint((d / prog["checkpoint"]).read_bytes())
             simulation.integrator.setStepSize(dt * u.femtosecond)
-        else:
+        else:  # switch the field on, with velocities of this field's own (independent runs at +E and -E)
             ctx.setState(openmm.XmlSerializer.deserialize(equilibrated))
             ctx.setParameter("Ez", self.field)
+            ctx.setVelocitiesToTemperature(self.T * u.kelvin, seed)
             simulation.currentStep = 0
         for f in d.glob("traj_*.npz"):  # chunks beyond the committed count belong to an interrupted segment
             if int(f.stem.split("_")[1]) >= prog["chunks"]:
                 f.unlink()
         has_header = _trim_log(self.log_path, simulation.currentStep)
-        if prog["phase"] == "settle":
-            self.engine.step(simulation, round(s.settle_ps * 1000 / dt))
-            prog = {**prog, "phase": "count"}
-            self._commit(simulation, prog, reporter=None)
-        # transits are counted outside a band of half the stack + 0.2 nm around the mid-plane
+        # the counter runs from field-on; transits are counted outside a band of half the stack + 0.2 nm around the
+        # mid-plane, in the production window only (it opens when the settle rule is met)
         reporter = TransportReporter.from_simulation(
             simulation, self.ss.ion_indices, self.ss.ion_charges, self.ss.ion_species, z_mid=self.z_mid,
             half_width=self.half_width, interval=s.report_interval_steps)
@@ -172,6 +180,9 @@ class FieldProduction:
         with open(self.log_path, "a") as log_file:
             log = app.StateDataReporter(log_file, every, step=True, time=True, potentialEnergy=True,
                                         temperature=True, speed=True, append=has_header)
+            simulation.reporters[:] = [reporter, log]
+            if prog["phase"] == "settle":
+                prog = self._settle(simulation, reporter, prog, dt, bar)
             simulation.reporters[:] = [reporter, frames, log]
             total = round(target_ps * 1000 / dt)
             done = round(prog["time_ps"] * 1000 / dt)
@@ -192,6 +203,24 @@ class FieldProduction:
                     self._commit(simulation, prog, reporter)
             simulation.reporters.clear()
         return self._finish(prog, reporter.counter)
+
+    def _settle(self, simulation: app.Simulation, reporter: TransportReporter, prog: dict, dt: float, bar) -> dict:
+        """Run the field-on settle (sim.settle) from wherever it stands, committing after every look; returns the
+        progress with the production window opened (phase "count")."""
+        s, counter = self.s, reporter.counter
+
+        def advance(ps: float) -> None:
+            self.engine.step(simulation, max(1, round(ps * 1000 / dt)))
+            reporter.sync(simulation)
+            bar.set_postfix_str(f"{self.field:+g} V/nm, settling ({counter.time_ps:.0f} ps)")
+            self._commit(simulation, {**prog, "settle_ps": counter.time_ps}, reporter)
+
+        settle_ps, settled = settle(advance, lambda: (counter.dt_series, counter.polarisation_series),
+                                    s.settle_window_ps, s.settle_tol_e, 0.0, s.settle_max_ps, prog["settle_ps"])
+        counter.mark_start()
+        prog = {**prog, "phase": "count", "settle_ps": settle_ps, "settled": settled}
+        self._commit(simulation, prog, reporter)
+        return prog
 
     def _commit(self, simulation: app.Simulation, prog: dict, reporter: TransportReporter | None) -> None:
         """Atomically: write a new checkpoint file, then progress.json naming it (the commit), then prune."""
@@ -216,7 +245,7 @@ class FieldProduction:
         if counter is None:
             counter = CrossingCounter.from_state_dict(prog["counter"]["counter"])
         self._write_dcd(prog["chunks"])
-        res = field_result(counter, self.field)
+        res = field_result(counter, self.field, settled=prog.get("settled"))
         atomic_write_text(path, res.model_dump_json(indent=2))
         return res
 

@@ -42,8 +42,10 @@ from porelab.sim.md_settings import MDSettings, md_identity
 from porelab.sim.measurement import ChunkRecord, Extension, FieldResult, Measurement, RunRecord, atomic_write_text
 from porelab.sim.observables import icr_results, mirrored_field, oriented
 from porelab.sim.production import TIME_TOL_PS, FieldProduction, counted_ps
-from porelab.sim.run_length import stop_verdict
+from porelab.sim.run_length import look_times, stop_verdict
+from porelab.sim.settle import settle
 from porelab.sim.system import SolvatedSystem, build_system, write_pdb
+from porelab.sim.transport import TransportReporter
 
 
 def simulated_fields(fields_V_per_nm, symmetric: bool) -> list[float]:
@@ -58,14 +60,15 @@ class MDRun:
     it when asked for more."""
 
     def __init__(self, design: Design, conditions: Conditions, out_dir: str | Path,
-                 settings: MDSettings | None = None, progress: bool = True):
+                 settings: MDSettings | None = None, progress: bool = True, use_symmetry: bool = True):
         self.asked = (design, conditions)
         self.design, self.conditions, self.mirrored = canonical(design, conditions)
         self.settings = settings or MDSettings()
         self.out = Path(out_dir)
         self.progress = progress
         self.id = design_id(design, conditions)
-        self.symmetric = self.design.is_symmetric()
+        # use_symmetry=False (null tests): a symmetric design is simulated at every field and its ICR measured
+        self.symmetric = self.design.is_symmetric() and use_symmetry
         self.fields = simulated_fields(self.conditions.fields_V_per_nm, self.symmetric)
 
     # --- set-up ------------------------------------------------------------------------------
@@ -112,7 +115,9 @@ class MDRun:
         traj.save_pdb(str(self.out / "ions.pdb"))
 
     def _equilibrate(self) -> str:
-        """Equilibrated state XML (minimise with the field off, ramp at 1 fs, then equil_ps)."""
+        """Equilibrated state XML: minimise with the field off, ramp at 1 fs, run equil_ps, then on until the
+        polarisation is stationary (`sim.settle`, at most settle_max_ps more); its length is kept in
+        state/equilibration.json."""
         path = self.out / "state" / "equilibrated.xml"
         if path.exists():
             return path.read_text()
@@ -124,17 +129,40 @@ class MDRun:
             simulation.context.setPositions(self.ss.positions)
             simulation.context.setParameter("Ez", 0.0)
             self.engine.minimise_and_ramp(simulation, s.seed + 7, s.ramp_ps, dt, s.minimise_max_iterations)
-            self.engine.step(simulation, max(1, round(s.equil_ps * 1000 / dt)))
+            reporter = TransportReporter.from_simulation(
+                simulation, self.ss.ion_indices, self.ss.ion_charges, self.ss.ion_species, z_mid=self.z_mid,
+                half_width=self.half_width, interval=s.report_interval_steps)
+            simulation.reporters.append(reporter)
+
+            def advance(ps: float) -> None:
+                self.engine.step(simulation, max(1, round(ps * 1000 / dt)))
+                reporter.sync(simulation)
+
+            c = reporter.counter
+            ran, settled = settle(advance, lambda: (c.dt_series, c.polarisation_series), s.settle_window_ps,
+                                  s.settle_tol_e, s.equil_ps, s.equil_ps + s.settle_max_ps)
+            self.equilibration = {"equil_ps": ran, "settled": settled}
             return openmm.XmlSerializer.serialize(simulation.context.getState(
                 getPositions=True, getVelocities=True, getParameters=True))
 
         xml = retrying("equilibration", job, s.timestep_fs, s.max_retries)
+        atomic_write_text(path.with_name("equilibration.json"), json.dumps(self.equilibration))
         atomic_write_text(path, xml)
         return xml
 
+    @property
+    def z_mid(self) -> float:
+        """The membrane's mid-plane, nm."""
+        return self.design.box_z_nm / 2
+
+    @property
+    def half_width(self) -> float:
+        """Half-width of the crossing band around the mid-plane: half the stack + 0.2 nm."""
+        return self.design.stack_thickness_nm() / 2 + 0.2
+
     def _production(self, field: float) -> FieldProduction:
         return FieldProduction(self.engine, self.ss, self.out, field, self.settings, self.conditions.temperature_K,
-                               z_mid=self.design.box_z_nm / 2, half_width=self.design.stack_thickness_nm() / 2 + 0.2)
+                               z_mid=self.z_mid, half_width=self.half_width)
 
     def done_ps(self) -> float:
         """Production already counted in the directory (the most any simulated field has), ps."""
@@ -149,10 +177,12 @@ class MDRun:
     # --- the whole measurement ------------------------------------------------------------------
     def provenance(self, production_ps: float) -> dict:
         s = self.settings
+        eq = self.out / "state" / "equilibration.json"
         return {
             "porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
             "platform": self.platform.getName(), "seed": s.seed, "timestep_fs": s.timestep_fs,
-            "production_ps": production_ps, "equil_ps": s.equil_ps, "settle_ps": s.settle_ps,
+            "production_ps": production_ps, "protocol": s.PROTOCOL,
+            "equilibration": json.loads(eq.read_text()) if eq.exists() else None,
             "friction_per_ps": s.friction_per_ps, "cutoff_nm": s.cutoff_nm, "n_atoms": self.ss.system.getNumParticles(),
             "counts": self.ss.counts, "box_nm": self.ss.box.tolist(), "python": _platform.python_version(),
             "host": _platform.node(), "simulated": {"mirror_image_of_asked": self.mirrored,
@@ -169,19 +199,27 @@ class MDRun:
                 out.append(mirrored_field(results[-e + 0.0]).model_copy(update={"derived_by_symmetry": True}))
         return out
 
-    def _verdict(self, t: float, fields_: list[FieldResult], icr) -> tuple[str, str] | None:
+    def _looks(self) -> list[float]:
+        s = self.settings
+        return [s.production_ps] if s.until == "fixed" else \
+            look_times(s.min_production_ps, s.chunk_ps, s.max_production_ps)
+
+    def _verdict(self, t: float, fields_: list[FieldResult]) -> tuple[str, str] | None:
         s = self.settings
         if s.until == "fixed":
             return ("fixed", f"fixed production of {t:g} ps per field") if t >= s.production_ps - TIME_TOL_PS \
                 else None
-        v = stop_verdict(fields_, icr, s.icr_margin, s.icr_rel_halfwidth, self.symmetric)
+        looks = self._looks()
+        if not any(abs(t - x) <= TIME_TOL_PS for x in looks):  # not a look of the rule (e.g. a resumed run)
+            return None
+        v = stop_verdict(fields_, s.icr_margin, s.icr_rel_halfwidth, self.symmetric, s.alpha / len(looks))
         if v is None and t >= s.max_production_ps - TIME_TOL_PS:
             return "cap", f"max_production_ps={s.max_production_ps:g} reached before the rule was met"
         return v
 
     def _next_target(self, t: float) -> float:
-        s = self.settings
-        return s.production_ps if s.until == "fixed" else min(t + s.chunk_ps, s.max_production_ps)
+        """The next look after production t (ps per field)."""
+        return next((x for x in self._looks() if x > t + TIME_TOL_PS), self._looks()[-1])
 
     def run(self) -> Measurement:
         """Run, resume or extend every field; returns the measurement oriented as asked (failed, with its reason,
@@ -214,7 +252,7 @@ class MDRun:
                     if not history or abs(history[-1].production_ps - t) > TIME_TOL_PS:
                         history.append(ChunkRecord(production_ps=t, icr=icr,
                                                    fields=[f.model_copy(update={"species": {}}) for f in fields_]))
-                    verdict = self._verdict(t, fields_, icr)
+                    verdict = self._verdict(t, fields_)
                     worked = sum(counted_ps(self.out, e) for e in self.fields) > done_sum + TIME_TOL_PS
                     ext = [Extension(started_utc=started, from_ps=done, to_ps=t, cpu_s=time.process_time() - c0,
                                      wall_s=time.perf_counter() - w0)] if worked else []
@@ -241,10 +279,11 @@ class MDRun:
 
 
 def run_md(design: Design, conditions: Conditions, out_dir: str | Path, settings: MDSettings | None = None,
-           progress: bool = True) -> Measurement:
+           progress: bool = True, use_symmetry: bool = True) -> Measurement:
     """Simulate design under each field of `conditions` (see MDRun). Called again on the same directory with a
-    longer `production_ps` (or `max_production_ps`) and the same other settings, it extends the run in place."""
-    return MDRun(design, conditions, out_dir, settings, progress).run()
+    longer `production_ps` (or `max_production_ps`) and the same other settings, it extends the run in place.
+    use_symmetry=False simulates a mirror-symmetric design at both signs too (null tests of the ICR)."""
+    return MDRun(design, conditions, out_dir, settings, progress, use_symmetry).run()
 
 
 __all__ = ["MDRun", "MDSettings", "SimulationBlowUp", "choose_platform", "md_identity", "run_md",

@@ -1,10 +1,20 @@
-"""Ion transport through the membrane, counted on the fly: a crossing counter (full transits of the membrane and
-displacement sums) and the OpenMM reporter that feeds it. The estimators with their intervals are in
-`sim.estimators`.
+"""Ion transport through the membrane, counted on the fly: a crossing counter (full transits of the membrane,
+displacement sums and the membrane's polarisation) and the OpenMM reporter that feeds it. The estimators with their
+intervals are in `sim.estimators`.
 
 Units: nm, ps inside the counter (docs/physics.md §1, §3). Positive flux and current point along +z. Crossings are
 full transits of the membrane: an ion changes side only when it leaves the hysteresis band around a membrane image
 on the other side from where it entered.
+
+Polarisation (docs/physics.md §3). With u an ion's unwrapped z - z_mid, its transport progress s(u) counts the band
+images it has passed, continuously inside a band (s rises by 1 across each band of width 2*half_width), and
+phi(u) = u / Lz - s(u) + 1/2 is periodic in u: the ion's place in its reservoir relative to the reservoir's middle,
+in units of Lz, from about -1/2 just above a membrane image to about +1/2 just below the next one.
+Q_pol = sum_i q_i phi_i (e) is the charge-weighted position of the ions relative to the membrane, the charge on the
+membrane's capacitor. Exactly, for any interval of time:
+    sum_i q_i dz_i / Lz  =  sum_i q_i ds_i  +  dQ_pol,
+displacement charge = charge carried through the band + change of polarisation. The last term is bounded: it is
+the charging of the membrane and its double layers after the field is switched on, not transport.
 """
 
 from __future__ import annotations
@@ -56,6 +66,13 @@ class CrossingCounter:
         self.current_series: list[float] = []  # instantaneous displacement current per update, e/ns
         self.dt_series: list[float] = []  # length of each update, ps
         self.species_series: list[list[float]] = []  # per update: displacement flux of each species, ions/ns
+        self.crossed_series: list[float] = []  # per update: net charge that completed a transit along +z, e
+        self.transit_series: list[int] = []  # per update: number of transits completed (either way)
+        self.polarisation0 = self.polarisation_e()  # Q_pol at z0, e
+        self.polarisation_series: list[float] = []  # Q_pol after each update, e
+        # the production window starts at update `start` (time start_ps, transit counts up0/down0): mark_start()
+        self.start, self.start_ps = 0, 0.0
+        self.up0, self.down0 = self.up.copy(), self.down.copy()
 
     def update(self, z, dt_ps: float) -> None:
         """Advance by dt_ps (ps) to new positions z: (n_ions,) nm, wrapped or unwrapped.
@@ -87,25 +104,48 @@ class CrossingCounter:
         self.current_series.append(qdz / (self.box_z * dt_ps) * PS_PER_NS)
         self.dt_series.append(float(dt_ps))
         self.species_series.append((sdz / (self.box_z * dt_ps) * PS_PER_NS).tolist())
+        self.crossed_series.append(float(self.charges @ step))
+        self.transit_series.append(int(np.abs(step).sum()))
+        self.polarisation_series.append(self.polarisation_e())
+
+    def polarisation_e(self) -> float:
+        """Q_pol = sum_i q_i phi(u_i) at the current positions, e (module docstring)."""
+        u = self.z - self.z_mid
+        r = u - self.box_z * np.round(u / self.box_z)  # in [-Lz/2, Lz/2]: position relative to the nearest image
+        inside = np.clip((r + self.half_width) / (2 * self.half_width), 0.0, 1.0)  # s - round(u / Lz)
+        return float(self.charges @ (r / self.box_z - inside + 0.5))
+
+    def mark_start(self) -> None:
+        """Start the production window here: the summaries below count from this update on."""
+        self.start, self.start_ps = len(self.current_series), self.time_ps
+        self.up0, self.down0 = self.up.copy(), self.down.copy()
+
+    def window(self, series: list) -> list:
+        """The production window's part of a per-update series (e.g. `current_series`)."""
+        return series[self.start:]
+
+    def polarisation_change_e(self) -> float:
+        """Change of Q_pol over the production window, e (0 before any update in it)."""
+        if len(self.polarisation_series) <= self.start:
+            return 0.0
+        before = self.polarisation_series[self.start - 1] if self.start else self.polarisation0
+        return self.polarisation_series[-1] - before
 
     # --- summaries ---------------------------------------------------------------------------------
     @property
     def time_ns(self) -> float:
-        return self.time_ps / PS_PER_NS
+        """Length of the production window, ns."""
+        return (self.time_ps - self.start_ps) / PS_PER_NS
 
     def species_counts(self) -> dict[str, tuple[int, int]]:
-        """Transits (up, down) summed over the ions of each species."""
-        up = np.bincount(self._species_index, weights=self.up, minlength=len(self.species_names))
-        down = np.bincount(self._species_index, weights=self.down, minlength=len(self.species_names))
+        """Transits (up, down) in the production window, summed over the ions of each species."""
+        up = np.bincount(self._species_index, weights=self.up - self.up0, minlength=len(self.species_names))
+        down = np.bincount(self._species_index, weights=self.down - self.down0, minlength=len(self.species_names))
         return {s: (int(up[i]), int(down[i])) for i, s in enumerate(self.species_names)}
 
     def net_charge_crossings(self) -> float:
-        """Net charge carried through the membrane along +z, e."""
-        return float(self.charges @ (self.up - self.down))
-
-    def displacement_current_e_per_ns(self) -> float:
-        """Mean displacement current sum(q*dz) / (Lz*T), e/ns."""
-        return self.charge_displacement / (self.box_z * self.time_ps) * PS_PER_NS
+        """Net charge carried through the membrane along +z in the production window, e."""
+        return float(self.charges @ (self.up - self.up0 - self.down + self.down0))
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -117,7 +157,10 @@ class CrossingCounter:
             "time_ps": self.time_ps, "charge_displacement": self.charge_displacement,
             "species_displacement": self.species_displacement.tolist(),
             "current_series": list(self.current_series), "dt_series": list(self.dt_series),
-            "species_series": [list(r) for r in self.species_series],
+            "species_series": [list(r) for r in self.species_series], "crossed_series": list(self.crossed_series),
+            "transit_series": list(self.transit_series), "polarisation0": self.polarisation0,
+            "polarisation_series": list(self.polarisation_series),
+            "start": self.start, "start_ps": self.start_ps, "up0": self.up0.tolist(), "down0": self.down0.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -139,6 +182,14 @@ class CrossingCounter:
         # states saved before the per-update lengths and species series existed: equal updates, no species series
         self.dt_series = [float(x) for x in state.get("dt_series", [self.time_ps / n] * n if n else [])]
         self.species_series = [[float(x) for x in r] for r in state.get("species_series", [])]
+        # states saved before the polarisation and the production window existed: no series, window from the start
+        self.crossed_series = [float(x) for x in state.get("crossed_series", [])]
+        self.transit_series = [int(x) for x in state.get("transit_series", [])]
+        self.polarisation0 = float(state.get("polarisation0", 0.0))
+        self.polarisation_series = [float(x) for x in state.get("polarisation_series", [])]
+        self.start, self.start_ps = int(state.get("start", 0)), float(state.get("start_ps", 0.0))
+        self.up0 = np.array(state.get("up0", np.zeros_like(self.up)), dtype=np.int64)
+        self.down0 = np.array(state.get("down0", np.zeros_like(self.down)), dtype=np.int64)
 
     @classmethod
     def from_state_dict(cls, state: dict) -> CrossingCounter:

@@ -2,8 +2,8 @@
 
 A sample is (design, electrolyte, temperature, signed field, fidelity) with, per species S of SPECIES_NAMES,
 y = asinh(J / scale) (NaN where the species is absent), its noise sigma_y, and censoring bounds. J and its interval
-are the estimate surrogate.labels chooses at that field (displacement or crossings for MD, the oracle's own
-otherwise), the same a campaign's measured targets use. Arrays are (n,) or (n, S). The cache stores the
+are what surrogate.labels reads at that field (the crossing counts for MD, the oracle's own numbers otherwise), the
+same a campaign's measured targets use. Arrays are (n,) or (n, S). The cache stores the
 featurised graphs and samples beside the hash of the featuriser and target settings and the list of source files;
 any mismatch rebuilds it (as PyG's processed data).
 """
@@ -33,7 +33,7 @@ from porelab.surrogate.graph import (
 from porelab.surrogate.labels import labelled
 from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
 
-CACHE_VERSION = 3  # 3: labels from surrogate.labels (displacement estimator where it decides)
+CACHE_VERSION = 4  # 4: MD labels are the crossing counts only; an ICR label is censored either way
 DEFAULT_SETTINGS = GraphSettings()
 DEFAULT_TRANSFORM = FluxTransform()
 
@@ -63,7 +63,8 @@ class Samples:
     censored: np.ndarray | None = None
     settings: GraphSettings = GraphSettings()
     transform: FluxTransform = DEFAULT_TRANSFORM
-    icr_labels: list[dict] = dc_field(default_factory=list)  # per measured ICR: group, field_abs, icr, censored
+    # per measured ICR: group, field_abs, icr, censored (only a bound known, "> x" or "< x")
+    icr_labels: list[dict] = dc_field(default_factory=list)
     _graphs: list[DesignGraph] | None = None
 
     def __len__(self) -> int:
@@ -207,8 +208,8 @@ class _Builder:
             u = global_features(design, conditions.electrolyte, conditions.temperature_K, e, fidelity)
             self.rows.append((k, u, float(e), g, labels))
         if lab is not None:
-            self.icr += [{"group": g, "field_abs": r.field_abs_V_per_nm, "icr": r.icr, "censored": r.icr_censored}
-                         for r in lab.icr]
+            self.icr += [{"group": g, "field_abs": r.field_abs_V_per_nm, "icr": r.icr,
+                          "censored": r.icr_censored or r.icr_upper_censored} for r in lab.icr]
 
     def finish(self) -> Samples:
         n, ns = len(self.rows), len(SPECIES_NAMES)

@@ -1,10 +1,12 @@
 """Acquisition functions (BoTorch style): small objects, the model injected, one method that scores.
 
-    acq = resolve_acquisition("ucb", model, target="log_icr", beta=4.0)
+    acq = resolve_acquisition("ucb", model, target="abs_log_icr", beta=4.0)
     scores = acq(candidates)            # = acq.score(model.predict(candidates)), shape (n,)
 
 The model is anything with `predict(candidates) -> TargetPrediction` (surrogate.target_prediction: mean/std/
-epistemic dicts of arrays by target name, and an (n, k) embedding). Higher score = more worth simulating.
+epistemic dicts of arrays by target name, and an (n, k) embedding). Higher score = more worth simulating. The
+default target is an ICR goal's objective, |ln ICR| (campaign.targets: the rectification of the better orientation,
+its predictive distribution folded from ln ICR's by campaign.model), scored on its mean and std like any target.
 `select_batch` turns scores into a diverse batch with k-means++ (sklearn) weighted by score on the embeddings.
 """
 
@@ -19,13 +21,15 @@ from sklearn.cluster import kmeans_plusplus
 
 from porelab.surrogate.target_prediction import TargetPrediction
 
+ICR_OBJECTIVE = "abs_log_icr"  # campaign.targets.ICR_OBJECTIVE (which imports the study, which imports this module)
+
 
 class AcquisitionFunction:
     """Base class: `target` is the model output optimised; maximize=False minimises it."""
 
     uses_model = True
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True):
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True):
         self.model, self.target, self.sign = model, target, 1.0 if maximize else -1.0
 
     def __call__(self, candidates) -> np.ndarray:
@@ -45,7 +49,7 @@ class Random(AcquisitionFunction):
 
     uses_model = False
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, seed: int = 0):
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, seed: int = 0):
         super().__init__(model, target, maximize)
         self.seed = seed
 
@@ -66,7 +70,7 @@ class MaxUncertainty(AcquisitionFunction):
 class UpperConfidenceBound(AcquisitionFunction):
     """mean + sqrt(beta) * std (BoTorch's convention)."""
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, beta: float = 4.0):
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, beta: float = 4.0):
         super().__init__(model, target, maximize)
         if not beta >= 0:
             raise ValueError(f"beta={beta} must be >= 0")
@@ -81,7 +85,7 @@ class ThompsonSampling(AcquisitionFunction):
     """One draw from the model's posterior, independent per candidate: mean + std * z, z ~ N(0, 1) (seeded).
     Where the model is flat its std decides and the picks spread like random ones; where it is sure, its mean."""
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, seed: int = 0):
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, seed: int = 0):
         super().__init__(model, target, maximize)
         self.seed = seed
 
@@ -98,7 +102,7 @@ def _ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
 class ExpectedImprovement(AcquisitionFunction):
     """E[max(f - best_f, 0)] under the model's normal posterior; best_f = best observed (same sign)."""
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, best_f: float = -np.inf,
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, best_f: float = -np.inf,
                  xi: float = 0.0):
         super().__init__(model, target, maximize)
         self.best_f, self.xi = best_f, xi
@@ -117,7 +121,7 @@ class ConstrainedExpectedImprovement(AcquisitionFunction):
     (None: none feasible yet, then the score is the probability of feasibility alone).
     """
 
-    def __init__(self, model=None, target: str = "log_icr", maximize: bool = True, best_f: float | None = None,
+    def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, best_f: float | None = None,
                  constraint: str = "log_on_current", threshold: float = 0.0):
         super().__init__(model, target, maximize)
         self.best_f, self.constraint, self.threshold = best_f, constraint, threshold

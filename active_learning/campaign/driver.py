@@ -46,6 +46,7 @@ from porelab.active_learning.campaign.iteration import (
     Plan,
     Snapshot,
     best_observed,
+    measured_rows,
     pick_row,
     plan,
     prospective,
@@ -58,7 +59,7 @@ from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.summary import summarize
-from porelab.active_learning.campaign.targets import objective_name
+from porelab.active_learning.campaign.targets import objective_label, objective_name
 from porelab.sim.faults import fault_point
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def candidate_pool(study: Study) -> tuple[list[Candidate], int]:
     space = study.design_space()
     pool = space.grid() if study.acquisition.kind == "grid" else \
         space.sample(study.acquisition.pool_size, study.seed)
-    if objective_name(study.goal) != "log_icr":
+    if study.goal.objective != "icr":
         return pool, 0
     kept, dropped = drop_symmetric(pool)
     if not kept:
@@ -164,7 +165,7 @@ class Campaign:
         """Why no new simulation may start (None: go on)."""
         goal = self.study.goal
         if goal.target is not None:
-            best, _ = best_observed(self.ledger.measurements(ok_only=True), self.study)
+            best, _ = best_observed(measured_rows(self.ledger, goal), self.study)
             if best is not None and (1 if goal.maximize else -1) * (best - goal.target) >= 0:
                 return "target"
         if self._elapsed() >= self.wall_clock_s:
@@ -334,7 +335,7 @@ class Campaign:
     def _iterate(self, executor) -> None:
         step, started = self._next_step(), time.time()
         fault_point("campaign.train")
-        snap = Snapshot.read(self.ledger)
+        snap = Snapshot.read(self.ledger, self.study.goal)
         train_round = max(0, step - 1 - self.lag)
         p = plan(snap, self.study, self.pool, step, train_round, self.budget,
                  self.cache.load(snap, train_digest(snap, train_round)), rungs=self.rungs)
@@ -355,7 +356,7 @@ class Campaign:
         """The last model, trained on every finished trial; no picks."""
         if self.ledger.get("final_step") is not None:
             return
-        snap = Snapshot.read(self.ledger)
+        snap = Snapshot.read(self.ledger, self.study.goal)
         step = self._next_step()
         p = plan(snap, self.study, self.pool, step, None, self.budget,
                  self.cache.load(snap, train_digest(snap, None)), final=True, rungs=self.rungs)
@@ -368,7 +369,8 @@ class Campaign:
         mrec = self.cache.save(p.step, p.model)
         goal = self.study.goal
         step_plots(step_dir(self.dir, "plots", p.step), prospective(snap, self.objective, None),
-                   [*snap.iterations, {"metrics": p.metrics}], self.objective.replace("log_", "ln "),
-                   f"best {goal.objective}", p.scores, p.picked, p.acquisition, snapshot=snap, goal=goal)
+                   [*snap.iterations, {"metrics": p.metrics}], objective_label(goal),
+                   "best max(ICR, 1/ICR)" if goal.objective == "icr" else f"best {goal.objective}", p.scores,
+                   p.picked, p.acquisition, snapshot=snap, goal=goal)
         fault_point("campaign.record_iteration")  # model saved, iteration not yet committed
         self.ledger.record_iteration(p.step, p.step, started, p.n_train, p.metrics, mrec, p.picks, meta)

@@ -14,7 +14,7 @@ from pathlib import Path
 from porelab.active_learning.campaign.directory import CampaignError
 from porelab.active_learning.campaign.executors import TaskResult
 from porelab.active_learning.campaign.ledger import Ledger
-from porelab.active_learning.campaign.measured import interval
+from porelab.active_learning.campaign.measured import icr_text, interval
 from porelab.active_learning.campaign.oracles import reaches
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
@@ -61,7 +61,7 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | Non
         return f"abandon {t.design_id}: {err}"
     ledger.finish(t.design_id, "completed", r.measurement, m.fidelity, targets=tg, busy_s=r.busy_s, worker=r.worker)
     ext = f" extended to {t.extend_ps:g} ps" if t.extend_ps is not None else ""
-    return (f"done    {t.design_id} round {t.round}, {m.fidelity}{ext}: ICR {interval(tg, 'log_icr')}, "
+    return (f"done    {t.design_id} round {t.round}, {m.fidelity}{ext}: ICR {icr_text(tg)}, "
             f"ON {interval(tg, 'log_on_current')} nA")
 
 

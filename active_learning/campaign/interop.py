@@ -6,10 +6,12 @@ acquisition's), the design and conditions flattened (`design.spacing_nm`, `desig
 `conditions.electrolyte.K+`, ...; lists as JSON text, e.g. `design.layers` = ["COO-", "NH3+"]), the measurement's
 fidelity and oracle (JSON), its cost `cpu_s` and `wall_s` (the MD run record, else the measurement's provenance;
 empty when it records none; s) and `worker_busy_s` (the campaign's worker time), the measured values as the
-campaign's summary reads them (campaign.measured, from campaign.targets): icr, icr_lo, icr_hi, icr_censored and
-the same for on_current_nA (nA), objective and selectivity (95 % intervals; `_hi` empty when censored, the value
-then a lower bound), at field_V_per_nm (|E|, V/nm), with estimator and measured_by, and the prediction the trial
-was picked with (`predicted.<name>`, ln scale). Trials without a measurement leave those columns empty.
+campaign's summary reads them (campaign.measured, from campaign.targets): icr, icr_lo, icr_hi, icr_censored,
+icr_upper_censored and the same for on_current_nA (nA), objective and selectivity (95 % intervals; `_hi` empty
+when censored, the value then a lower bound; `_upper_censored`: only an upper bound, the value), at
+field_V_per_nm (|E|, V/nm), with estimator and measured_by, the orientation they are read in (`mirrored`: icr is
+that of the mirror image of the design columns, which are the trial's as drawn; `on_field`), and the prediction
+the trial was picked with (`predicted.<name>`, ln scale). Trials without a measurement leave those columns empty.
 
 Tell: each measurement.json becomes a completed trial of round 0 with source "told", its measurement stored in the
 ledger with its targets and saved as runs/<design_id>/measurement.json, as ingested results are (ingest.py). Told
@@ -31,7 +33,7 @@ from pydantic import ValidationError
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, STUDY_FILE, CampaignError, create, load, run_dir
 from porelab.active_learning.campaign.ledger import CampaignLock, Ledger
-from porelab.active_learning.campaign.measured import interval, measured
+from porelab.active_learning.campaign.measured import icr_text, interval, measured
 from porelab.active_learning.campaign.oracles import study_identity
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
@@ -93,7 +95,7 @@ def trial_table(directory: str | Path) -> pd.DataFrame:
     for g in ("base", "space", "meas", "values", "predicted"):  # the same order whatever row has what
         columns += list(dict.fromkeys(k for row in groups for k in row[g] if k not in columns))
     frame = pd.DataFrame([{k: v for g in row.values() for k, v in g.items()} for row in groups], columns=columns)
-    return frame.astype({c: "boolean" for c in columns if c.endswith("_censored") or c == "symmetric"})
+    return frame.astype({c: "boolean" for c in columns if c.endswith("_censored") or c in ("symmetric", "mirrored")})
 
 
 def export_trials(directory: str | Path, out: str | Path) -> int:
@@ -198,5 +200,5 @@ def tell(directory: str | Path, files: list[str | Path], study: Study | None = N
                                   for m, tg in told])
         finally:
             ledger.close()
-    return [f"told    {m.design_id}: ICR {interval(tg, 'log_icr')}, ON {interval(tg, 'log_on_current')} nA"
+    return [f"told    {m.design_id}: ICR {icr_text(tg)}, ON {interval(tg, 'log_on_current')} nA"
             for m, tg in told]

@@ -1,7 +1,7 @@
 """One iteration of a campaign as a pure function: a ledger snapshot in, the next picks out.
 
-`Snapshot.read(ledger)` copies what an iteration needs from the ledger. `plan(snapshot, study, pool, ...)` trains
-a fresh model on the finished trials of rounds <= `train_round` (or takes the caller's cached model, trained on
+`Snapshot.read(ledger, goal)` copies what an iteration needs from the ledger. `plan(snapshot, study, pool, ...)`
+trains a fresh model on the finished trials of rounds <= `train_round` (or takes the caller's cached model, trained on
 that very set), scores the pool's designs the ledger does not know yet with the study's acquisition, picks the
 batch and computes the metrics. It reads no file and writes nothing: the caller saves the model, draws the plots
 and commits the iteration with its picks in one ledger transaction.
@@ -24,15 +24,26 @@ from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
 from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.measured import with_intervals
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import Rung
 from porelab.active_learning.campaign.space import Candidate
-from porelab.active_learning.campaign.study import Study
+from porelab.active_learning.campaign.study import Goal, Study
 from porelab.active_learning.campaign.targets import objective_name, target_names
 from porelab.sim.measurement import Measurement
 
 SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's Sobol order
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
+
+
+def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[dict]:
+    """The ledger's ok measurements (Ledger.measurements); with `goal`, each one's targets as
+    campaign.measured.with_intervals reads them (computed again for a row stored before targets carried the ICR
+    objective and the intervals)."""
+    rows = ledger.measurements(ok_only=True)
+    if goal is None:
+        return rows
+    return [{**r, "targets": with_intervals(r["targets"], r["json"], goal)} for r in rows]
 
 
 @dataclass(frozen=True)
@@ -51,9 +62,10 @@ class Snapshot:
     busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
 
     @classmethod
-    def read(cls, ledger: Ledger) -> Snapshot:
+    def read(cls, ledger: Ledger, goal: Goal | None = None) -> Snapshot:
+        """The snapshot of `ledger`; with the study's `goal`, targets as `measured_rows` reads them."""
         done = ledger.trials("completed")
-        return cls(ledger.measurements(ok_only=True),
+        return cls(measured_rows(ledger, goal),
                    {t.design_id: (t.round, t.prediction) for t in done if t.prediction},
                    ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
                    ledger.rung_stats(), {t.design_id: t.busy_s for t in done if t.fidelity is None and t.busy_s})
@@ -118,12 +130,13 @@ def best_observed(rows: list[dict], study: Study) -> tuple[float | None, dict | 
 def prospective(snap: Snapshot, objective: str, max_round: int | None,
                 only_round: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(measured, predicted mean, predicted std) of the objective, each (n,), for the finished designs of rounds
-    <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) that
-    were predicted before they ran."""
-    rows = [(r["targets"][objective], snap.predicted[r["design_id"]][1][f"{objective}_mean"],
-             snap.predicted[r["design_id"]][1][f"{objective}_std"])
-            for r in snap.rows(max_round, target_only=True)
-            if r["design_id"] in snap.predicted and only_round in (None, r["round"])]
+    <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) whose
+    objective was predicted before they ran."""
+    rows = []
+    for r in snap.rows(max_round, target_only=True):
+        p = snap.predicted.get(r["design_id"], (None, {}))[1]
+        if f"{objective}_mean" in p and only_round in (None, r["round"]):
+            rows.append((r["targets"][objective], p[f"{objective}_mean"], p[f"{objective}_std"]))
     a = np.array(rows, float).reshape(-1, 3)
     return a[:, 0], a[:, 1], a[:, 2]
 

@@ -2,9 +2,16 @@
 by. Read from a measurement's targets (campaign.targets: ln values with `_lo`/`_hi` and `estimator`).
 
 Ranking ("best") is by the pessimistic end of the objective's interval in the goal's direction: the lower bound
-when maximising, the upper bound when minimising (a censored value has no upper bound: last when minimising).
-For an ICR goal a mirror-symmetric design ranks last whatever its numbers say: its ICR is 1 by symmetry
+when maximising, the upper bound when minimising (a censored value has no upper bound: last when minimising). For an
+ICR goal the objective is max(ICR, 1/ICR), the rectification of the better orientation (campaign.targets
+`abs_log_icr`), and a mirror-symmetric design ranks last whatever its numbers say: its ICR is 1 by symmetry
 (docs/physics.md §3), so a noisy measurement of it can never top a table.
+
+Orientation: for an ICR goal each design is shown in the orientation that rectifies, the one whose ON field (the
+field sign with the larger |current|) is +E: a trial whose ICR is below 1 ("< x" included) is shown as its mirror
+image (layers reversed, fields reversed: the same simulation, the same design id) with ICR' = 1/ICR and interval
+(1/high, 1/low), so "< x" (x < 1) reads "> 1/x". A censored ICR whose bound does not say which field is ON ("> x"
+with x <= 1, "< x" with x >= 1, or no bound at all) stays as drawn, its ON field "unresolved".
 """
 
 from __future__ import annotations
@@ -14,29 +21,72 @@ import math
 from dataclasses import dataclass
 
 from porelab.active_learning.campaign.study import Goal
-from porelab.active_learning.campaign.targets import InvalidMeasurement, objective_name, targets
-from porelab.sim.design import Design
+from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, InvalidMeasurement, objective_name, targets
+from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
 from porelab.sim.observables import Interval
 
-NAMES = ("log_icr", "log_on_current", "log_selectivity")
+NAMES = ("log_icr", ICR_OBJECTIVE, "log_on_current", "log_selectivity")
 
 
 def interval(t: dict, name: str) -> Interval:
     """The natural-unit Interval of target `name` (e.g. log_icr) of a targets dict (see `with_intervals`): censored
-    (only a lower bound, the value) when `_hi` is None. KeyError when the dict lacks the bounds."""
+    (only a lower bound, the value) when `_hi` is None; upper-censored (only an upper bound, the value) when the
+    dict flags `<x>_upper_censored` for name `log_<x>`. KeyError when the dict lacks the bounds."""
     value, lo, hi = t[name], t[f"{name}_lo"], t[f"{name}_hi"]
     low = math.exp(lo) if lo is not None else 0.0
     if hi is None:
         return Interval(low, low, None, True)
+    if t.get(f"{name.removeprefix('log_')}_upper_censored"):
+        return Interval(math.exp(hi), 0.0, math.exp(hi), upper_censored=True)
     return Interval(math.exp(value), low, math.exp(hi))
 
 
+def inverted(icr: Interval) -> Interval:
+    """1/ICR with its interval (1/high, 1/low), of an ICR with a known bound: the mirror image's at the opposite
+    field; "< x" becomes "> 1/x" and "> x" becomes "< 1/x"."""
+    if icr.upper_censored or (not icr.censored and icr.low <= 0):
+        return Interval(1 / icr.high, 1 / icr.high, None, True)
+    if icr.censored:
+        return Interval(1 / icr.low, 0.0, 1 / icr.low, upper_censored=True)
+    return Interval(1 / icr.value, 1 / icr.high, 1 / icr.low)
+
+
+def on_field_sign(t: dict) -> int:
+    """The sign of the ON field in the trial's orientation (the field sign with the larger |current|), from a
+    targets dict: +1 when the ICR is at least 1, or known only from below by a bound above 1; -1 when it is below 1,
+    or known only from above by a bound below 1; 0 when only a bound is known and it does not tell (or none)."""
+    lo, hi = t["log_icr_lo"], t["log_icr_hi"]
+    if t.get("icr_censored"):
+        return 1 if lo is not None and lo > 0 else 0
+    if t.get("icr_upper_censored"):
+        return -1 if hi < 0 else 0
+    return 1 if t["log_icr"] >= 0 else -1
+
+
+def on_field(design: Design, sign: int) -> str:
+    """The ON field's sign and where it points, e.g. "+E (COO- side to NH3+ side)" (+E points from the first layer
+    to the last, docs/physics.md §1; a layer without groups is "bare"); "unresolved" for sign 0."""
+    if sign == 0:
+        return "unresolved"
+    ends = ["bare" if g == "none" else g for g in (design.layers[0], design.layers[-1])]
+    a, b = ends if sign > 0 else ends[::-1]
+    return f"{'+' if sign > 0 else '-'}E ({a} side to {b} side)"
+
+
+def icr_text(t: dict) -> str:
+    """The ICR of a targets dict as a progress line says it: as drawn, and the mirror image's when that is the
+    orientation that rectifies, e.g. "0.25 [0.08, 0.79] (mirror image: 4 [1.27, 12.5])"."""
+    icr = interval(t, "log_icr")
+    return f"{icr} (mirror image: {inverted(icr)})" if on_field_sign(t) < 0 else str(icr)
+
+
 def with_intervals(t: dict | None, measurement_json: str, goal: Goal) -> dict:
-    """The targets of a stored measurement with their intervals: `t` as stored when it has them, else computed again
-    from the measurement (a ledger written before targets carried intervals); {} when it yields none."""
+    """The targets of a stored measurement with their intervals: `t` as stored when it has them (and the ICR
+    objective), else computed again from the measurement (a ledger written before targets carried them); {} when it
+    yields none."""
     needed = [n for n in NAMES if t and n in t]
-    if t and needed and all(f"{n}_lo" in t for n in needed):
+    if t and ICR_OBJECTIVE in t and all(f"{n}_lo" in t for n in needed):
         return t
     try:
         return targets(Measurement.model_validate_json(measurement_json), goal)
@@ -47,7 +97,9 @@ def with_intervals(t: dict | None, measurement_json: str, goal: Goal) -> dict:
 @dataclass(frozen=True)
 class Measured:
     """One measured design: ICR, ON current (nA) and (selectivity goals) selectivity with their 95 % intervals, the
-    objective's, the |E| (V/nm) they are at, who measured it and whether the design is its own mirror image."""
+    objective's, the |E| (V/nm) they are at, who measured it and whether the design is its own mirror image. The
+    design, its conditions and its ICR are in the orientation shown (`mirrored`: the mirror image of the trial's
+    design as drawn, see the module docstring); `on_field` says which field is ON, in words."""
 
     design_id: str
     icr: Interval
@@ -59,20 +111,27 @@ class Measured:
     estimator: str
     symmetric: bool
     rank_bound: float  # ln of the pessimistic end in the goal's direction (-inf: ranks last)
+    design: Design
+    conditions: Conditions
+    mirrored: bool
+    on_field: str
 
     @property
     def measured_by(self) -> str:
-        """E.g. 'md, crossings', 'md, displacement', 'continuum' (the oracle's own numbers)."""
+        """E.g. 'md, crossings', 'continuum' (the oracle's own numbers)."""
         return self.fidelity if self.estimator in ("", "oracle") else f"{self.fidelity}, {self.estimator}"
 
     def as_dict(self) -> dict:
-        """Flat JSON-able numbers: <name>, <name>_lo, <name>_hi (None: unbounded), <name>_censored."""
+        """Flat JSON-able values: <name>, <name>_lo, <name>_hi (None: unbounded), <name>_censored (only a lower
+        bound), <name>_upper_censored (only an upper bound); the orientation shown (mirrored, on_field)."""
         out = {"design_id": self.design_id, "field_V_per_nm": self.field_abs_V_per_nm, "fidelity": self.fidelity,
-               "estimator": self.estimator, "measured_by": self.measured_by, "symmetric": self.symmetric}
+               "estimator": self.estimator, "measured_by": self.measured_by, "symmetric": self.symmetric,
+               "mirrored": self.mirrored, "on_field": self.on_field}
         for name, iv in (("icr", self.icr), ("on_current_nA", self.on_current_nA), ("selectivity", self.selectivity),
                          ("objective", self.objective)):
             if iv is not None:
-                out |= {name: iv.value, f"{name}_lo": iv.low, f"{name}_hi": iv.high, f"{name}_censored": iv.censored}
+                out |= {name: iv.value, f"{name}_lo": iv.low, f"{name}_hi": iv.high, f"{name}_censored": iv.censored,
+                        f"{name}_upper_censored": iv.upper_censored}
         return out
 
 
@@ -86,20 +145,25 @@ def rank_bound(objective: Interval, goal: Goal, symmetric: bool) -> float:
 
 
 def measured(row: dict, goal: Goal) -> Measured | None:
-    """A ledger measurement row ({design_id, json, targets}) read with intervals; None when it has no targets."""
+    """A ledger measurement row ({design_id, json, targets}) read with intervals, in the orientation shown (see the
+    module docstring); None when it has no targets."""
     t = with_intervals(row.get("targets"), row["json"], goal)
     if any(f"{n}_lo" not in t for n in (objective_name(goal), "log_icr", "log_on_current")):
         return None
     doc = json.loads(row["json"])
-    design = Design.model_validate(doc["design"])
-    fields = doc["conditions"]["fields_V_per_nm"]
-    e = goal.field_abs_V_per_nm or max(abs(x) for x in fields)
+    design, conditions = Design.model_validate(doc["design"]), Conditions.model_validate(doc["conditions"])
+    e = goal.field_abs_V_per_nm or max(abs(x) for x in conditions.fields_V_per_nm)
     sel = interval(t, "log_selectivity") if "log_selectivity" in t else None
-    obj = sel if goal.objective == "selectivity" else interval(t, "log_icr")
+    icr, sign = interval(t, "log_icr"), on_field_sign(t)
+    mirrored = goal.objective == "icr" and sign < 0
+    if mirrored:
+        design, icr, sign = design.mirrored(), inverted(icr), 1
+        conditions = conditions.with_fields([-x for x in conditions.fields_V_per_nm])
+    obj = sel if goal.objective == "selectivity" else interval(t, ICR_OBJECTIVE)
     symmetric = design.is_symmetric()
-    return Measured(row["design_id"], interval(t, "log_icr"), interval(t, "log_on_current"), sel, obj, e,
-                    doc.get("fidelity", "?"), str(t.get("estimator") or ""), symmetric,
-                    rank_bound(obj, goal, symmetric))
+    return Measured(row["design_id"], icr, interval(t, "log_on_current"), sel, obj, e, doc.get("fidelity", "?"),
+                    str(t.get("estimator") or ""), symmetric, rank_bound(obj, goal, symmetric), design, conditions,
+                    mirrored, on_field(design, sign))
 
 
 def ranked(rows: list[dict], goal: Goal) -> list[Measured]:

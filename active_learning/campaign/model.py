@@ -1,6 +1,6 @@
 """The one adapter between the campaign and the surrogate floor: fit a surrogate (porelab.surrogate: GNN
 ensemble, random forest or Gaussian process, all on per-species fluxes) on Measurements, and predict the mean and
-std (total and epistemic) of each target (targets.py: ln ICR, ln ON current, ln selectivity) for candidate
+std (total and epistemic) of each target (targets.py: ln ICR, |ln ICR|, ln ON current, ln selectivity) for candidate
 (design, conditions) pairs, plus a descriptor embedding for batch diversity.
 
     model = CampaignModel("rf", goal, seed=0, n_estimators=100)
@@ -18,9 +18,13 @@ before measuring; `novelty_floor=False`: the model's own std), so an ensemble th
 not claim to know the rest of the space.
 
 The targets are derived from the predicted fluxes at the goal's |E| (default: the largest |E| of the candidate's
-conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. Saved models
-are surrogate.store model directories (no pickle), the same that `porelab train` writes and `porelab design`
-reads. Only this file should change when the surrogate's API moves.
+conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. An ICR goal's
+objective, |ln ICR| (campaign.targets), is the folded distribution of the predicted ln ICR (`fold_normal`): its mean
+and epistemic std from ln ICR's mean and epistemic std, its total std from ln ICR's total std, after the calibration
+and the novelty floor (the last predictive of ln ICR, which exists only as a mean and a std), so that acquisition
+scores the rectification of the better orientation and a design and its mirror image score alike. Saved models are
+surrogate.store model directories (no pickle), the same that `porelab train` writes and `porelab design` reads. Only
+this file should change when the surrogate's API moves.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, ModelSpec
-from porelab.active_learning.campaign.targets import target_names
+from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, fold_normal, target_names
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
 from porelab.surrogate.novelty import NoveltyFloor
@@ -65,6 +69,12 @@ class CampaignModel:
         self.novelty_floor = novelty_floor
         self.targets = target_names(self.goal)
         self._new()  # refuse bad keywords now
+
+    @property
+    def derived(self) -> list[str]:
+        """The targets derived from the predicted fluxes (surrogate.derived): all but the ICR objective, which is
+        folded from ln ICR."""
+        return [t for t in self.targets if t != ICR_OBJECTIVE]
 
     @classmethod
     def for_study(cls, spec: ModelSpec, goal: Goal, seed: int, *, target_fidelity: str | None = None,
@@ -138,7 +148,7 @@ class CampaignModel:
                 self._novelty[fidelity] = None
                 return None
             q, (i_pos, _) = self._queries([(m.design, m.conditions) for m, _ in rows], fidelity)
-            labels = {k: np.array([t[k] for _, t in rows], float) for k in self.targets}
+            labels = {k: np.array([t[k] for _, t in rows], float) for k in self.derived}
             self._novelty[fidelity] = NoveltyFloor(descriptors(q)[i_pos], labels)
         return self._novelty[fidelity]
 
@@ -156,7 +166,7 @@ class CampaignModel:
         fidelity = fidelity or self.fidelity_
         q, (i_pos, i_neg) = self._queries(pairs, fidelity)
         sel = self.goal.selectivity
-        t = derive(self.model_.predict(q), q, i_pos, i_neg, self.targets,
+        t = derive(self.model_.predict(q), q, i_pos, i_neg, self.derived,
                    (sel.numerator, sel.denominator) if sel is not None else None, seed=self.seed)
         mean, std, epi = ({k: v[j] for k, v in t.items()} for j in range(3))
         emb = descriptors(q)[i_pos]
@@ -166,6 +176,9 @@ class CampaignModel:
                 raised = np.maximum(epi[k], f)
                 std[k] = np.sqrt(np.maximum(std[k] ** 2 - epi[k] ** 2, 0.0) + raised**2)
                 epi[k] = raised
+        if ICR_OBJECTIVE in self.targets:  # |ln ICR| (module docstring)
+            mean[ICR_OBJECTIVE], epi[ICR_OBJECTIVE] = fold_normal(mean["log_icr"], epi["log_icr"])
+            std[ICR_OBJECTIVE] = fold_normal(mean["log_icr"], std["log_icr"])[1]
         return TargetPrediction(mean, std, epi, emb)
 
     # --- persistence (surrogate.store: no pickle) ---------------------------------------------------

@@ -54,7 +54,7 @@ def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], 
         out.append(learning_curve([it["metrics"].get("completed", 0) for it in iterations],
                                   [it["metrics"].get("heldout_rmse") for it in iterations],
                                   [it["metrics"].get("best_objective") for it in iterations],
-                                  d / "learning_curve.png", best_label, best))
+                                  d / "learning_curve.png", best_label, best, objective_label))
     if scores is not None and len(scores) and picked is not None:
         out.append(acquisition_scores(scores, picked, d / "acquisition_scores.png", acquisition or ""))
     return out
@@ -123,15 +123,17 @@ def calibration(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: P
 
 
 def learning_curve(n_eval: list[int], rmse: list[float | None], best: list[float | None], path: Path,
-                   best_label: str = "best ICR", best_so_far: list[Interval | None] | None = None) -> Path:
-    """Held-out RMSE and the best objective found vs the number of evaluations. `best_so_far` (one Interval per
-    measurement, see step_plots) draws the best design so far with its 95 % interval as a band (a censored one as
-    lower-bound triangles) instead of the per-iteration `best` points."""
+                   best_label: str = "best ICR", best_so_far: list[Interval | None] | None = None,
+                   objective_label: str = "ln ICR") -> Path:
+    """Held-out RMSE of the objective (on its ln scale, `objective_label`) and the best objective found vs the
+    number of evaluations. `best_so_far` (one Interval per measurement, see step_plots) draws the best design so far
+    with its 95 % interval as a band (a censored one as lower-bound triangles) instead of the per-iteration `best`
+    points."""
     fig, ax = _figure((5, 3.6))
     pts = [(n, r) for n, r in zip(n_eval, rmse, strict=True) if r is not None]
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", color="C0")
-    ax.set(xlabel="evaluations", ylabel="held-out RMSE (ln ICR)")
+    ax.set(xlabel="evaluations", ylabel=f"held-out RMSE ({objective_label})")
     ax2 = ax.twinx()
     if best_so_far:
         k = np.arange(1, len(best_so_far) + 1)

@@ -87,13 +87,15 @@ class Selectivity(_Strict):
 
 
 class Goal(_Strict):
-    """What the campaign looks for. ICR at `field_abs_V_per_nm` (default: the largest |E| measured)."""
+    """What the campaign looks for at `field_abs_V_per_nm` (default: the largest |E| measured): objective icr, the
+    rectification of the better orientation max(ICR, 1/ICR) (campaign.targets), or selectivity."""
 
     objective: Literal["icr", "selectivity"] = "icr"
     maximize: bool = True
     field_abs_V_per_nm: float | None = Field(None, gt=0)
     on_current_min_nA: float | None = Field(None, gt=0, description="constraint for constrained EI, nA")
-    target: float | None = Field(None, gt=0, description="stop when the best objective (ICR or S) reaches it")
+    target: float | None = Field(None, gt=0, description="stop when the best objective (max(ICR, 1/ICR) or S) "
+                                                                 "reaches it")
     selectivity: Selectivity | None = None
 
     @model_validator(mode="after")

@@ -1,11 +1,10 @@
 """A campaign's summary, read from its ledger only: trials by status, the best designs (each value with its 95 %
-interval, ranked by the objective's pessimistic bound: campaign.measured; those of the study's own oracle first,
-then those of the cheaper rungs of its fidelity ladder, each with the fidelity that measured it), the last model's
-prospective quality, worker utilisation and why it stopped."""
+interval, ranked by the objective's pessimistic bound, each design in the orientation that rectifies for an ICR goal:
+campaign.measured; those of the study's own oracle first, then those of the cheaper rungs of its fidelity ladder,
+each with the fidelity that measured it), the last model's prospective quality, worker utilisation and why it
+stopped."""
 
 from __future__ import annotations
-
-import json
 
 from porelab.active_learning.campaign.iteration import Snapshot, prospective
 from porelab.active_learning.campaign.ledger import Ledger
@@ -15,19 +14,18 @@ from porelab.active_learning.campaign.targets import objective_name
 
 
 def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
-    """Counts by status, the `top` best designs (natural units, flat: icr, icr_lo, icr_hi, icr_censored, the same
-    for on_current_nA, objective and selectivity, measured_by, symmetric, layers, design, conditions), the best
-    objective with its interval, the last iteration's prospective metrics, utilisation, the stop reason and the
-    driver's time (s)."""
+    """Counts by status, the `top` best designs (natural units, flat: icr, icr_lo, icr_hi, icr_censored,
+    icr_upper_censored, the same for on_current_nA, objective and selectivity, measured_by, symmetric, mirrored,
+    on_field, and layers, design, conditions in the orientation shown), the best objective with its interval, the
+    last iteration's prospective metrics, utilisation, the stop reason and the driver's time (s)."""
     rows = {r["design_id"]: r for r in ledger.measurements(ok_only=True)}
     by_rung = {True: [], False: []}  # at the target first: a cheaper rung's numbers answer another question
     for r in rows.values():
         by_rung[r["rung"] is None].append(r)
     best = []
     for m in (ranked(by_rung[True], study.goal) + ranked(by_rung[False], study.goal))[:top]:
-        doc = json.loads(rows[m.design_id]["json"])
-        best.append({**m.as_dict(), "layers": doc["design"]["layers"], "design": doc["design"],
-                     "conditions": doc["conditions"]})
+        best.append({**m.as_dict(), "layers": list(m.design.layers), "design": m.design.model_dump(mode="json"),
+                     "conditions": m.conditions.model_dump(mode="json")})
     its = ledger.iterations()
     last = its[-1]["metrics"] if its else {}
     counts = ledger.counts()
@@ -47,7 +45,7 @@ def prospective_by_round(ledger: Ledger, study: Study) -> list[dict]:
     (iteration.prospective, surrogate.metrics.regression_metrics): [{round, n, rmse, coverage_95}]."""
     from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
 
-    snap, objective, out = Snapshot.read(ledger), objective_name(study.goal), []
+    snap, objective, out = Snapshot.read(ledger, study.goal), objective_name(study.goal), []
     for rnd in sorted({rnd for rnd, _ in snap.predicted.values() if rnd >= 1}):
         y, mu, sd = prospective(snap, objective, None, only_round=rnd)
         if len(y):

@@ -1,35 +1,52 @@
-"""The numbers a campaign learns and optimises, taken from a Measurement, each with its 95 % interval.
+"""The numbers a campaign learns and optimises, taken from a Measurement, each with its 95 % interval, and the one
+place where ln ICR becomes the objective of an ICR goal, measured (`fold_interval`) or predicted (`fold_normal`).
 
-All are natural logs, so the surrogate works on a scale where ICR 2 and 1/2 are symmetric. Each field's current
-and fluxes are the estimate that porelab.surrogate.labels chooses (the displacement estimator where its interval is
-reliable and narrower, crossing counts otherwise, the oracle's own numbers for the continuum or a user's oracle):
-the same numbers the surrogate's labels are made of, so the measured ICR a campaign ranks by is the one it learns.
-  log_icr          ln ICR at the goal's |E| (default the largest |E| measured). Censored (`icr_censored` = 1) when
-                   the OFF current's interval contains zero: the value is then the ratio of the point currents (the
-                   interval's lower bound when the OFF point current is 0), and only the lower end is known. When
-                   the chosen currents give no positive ICR or ON current (no net crossing in a short MD run), the
-                   ratio of the displacement point currents, censored with no known bound; with no nonzero
-                   displacement pair either there is no ICR (the trial is abandoned with the currents in its
-                   reason)
-  log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E|
+All are natural logs, so that ICR 2 and 1/2 are symmetric. Each field's current and fluxes are those
+porelab.surrogate.labels reads (the crossing counts for MD, the oracle's own numbers for the continuum or a user's
+oracle): the numbers the surrogate's labels are made of, so the measured ICR a campaign ranks by is the one it
+learns. Values are in the trial's orientation as drawn (its stored design; campaign.measured shows each design in
+the orientation that rectifies).
+  log_icr          ln ICR at the goal's |E| (default the largest |E| measured), signed, as the measurement's ICR
+                   row gives it (sim.observables.icr_results): the point estimate, or the bound when only a bound is
+                   known: `icr_censored` = 1 when only a lower bound is ("> x", the -E current's interval contains
+                   zero), `icr_upper_censored` = 1 when only an upper bound is ("< x", the +E current's does).
+  abs_log_icr      the objective of an ICR goal: |ln ICR| = ln max(ICR, 1/ICR), the rectification of the better
+                   orientation (a membrane turned upside down at the opposite field is the same simulation, and a
+                   campaign keeps the pair as one trial in whichever orientation its pool drew). Its interval is
+                   that of |x| for x in the ln ICR interval (`fold_interval`): a censored ICR whose bound lies on
+                   the rectifying side ("> x" with x > 1, or "< x" with x < 1) gives a lower bound |ln x| only
+                   ("> 1/x" for "< x": the mirror image's ICR); where the ln ICR interval holds 0, the lower end 0.
+  log_on_current   ln of the ON current, nA: max(|I(+E)|, |I(-E)|) at that |E| with that side's interval; with no
+                   net current at either sign (both point currents 0), its upper bound, the larger of the two
+                   intervals' (`on_current_upper_censored` = 1, "< x")
   log_selectivity  ln S, S = sum_a |J_a|/c_a / sum_b |J_b|/c_b over the goal's species, in the ON direction
                    (when the denominator's flux interval contains zero: the lower bound of S)
 Beside each: `<name>_lo` and `<name>_hi`, the 95 % interval on the same ln scale (None where unknown: `_hi` of a
-censored value, `_lo` of a bound at zero), and `estimator`, the estimator of the fields at that |E| (crossings,
-displacement or oracle; "A|B" when +E used A and -E used B). All are computed by porelab.sim.observables
-(docs/physics.md §3).
+value known only from below, `_lo` of one known only from above or bounded by zero), and `estimator`, that of the
+fields at that |E| (crossings or oracle; "A|B" when +E used A and -E used B). All are computed by
+porelab.sim.observables (docs/physics.md §3).
+
+An unresolved ICR: both currents' intervals contain zero (a short MD run with no crossing at either sign), so the
+ICR row knows neither bound. log_icr is then 0 (ICR 1) with neither end, abs_log_icr 0 censored at 0 ("> 1": nothing
+known), and the trial is completed, not abandoned: it keeps its measurement, and the surrogate learns its per-field
+fluxes as the censored labels they are (each interval contains zero), which is what such a run tells. It ranks
+after every design whose rectification is resolved, and a longer run (acquisition.extend_max_ps) may resolve it.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+from scipy.stats import norm
+
 from porelab.active_learning.campaign.study import Goal
 from porelab.sim.measurement import Measurement
-from porelab.sim.observables import Interval, on_current, point_icr, selectivity
+from porelab.sim.observables import Interval, abs_interval, on_current, selectivity
 from porelab.surrogate.labels import labelled
 
-BASE_TARGETS = ("log_icr", "log_on_current")
+BASE_TARGETS = ("log_icr", "log_on_current")  # what the surrogate predicts for every goal (surrogate.derived)
+ICR_OBJECTIVE = "abs_log_icr"  # |ln ICR|: derived from log_icr, measured or predicted, never learned itself
 
 
 class InvalidMeasurement(ValueError):
@@ -37,13 +54,46 @@ class InvalidMeasurement(ValueError):
 
 
 def target_names(goal: Goal) -> tuple[str, ...]:
-    return BASE_TARGETS + (("log_selectivity",) if goal.objective == "selectivity" else ())
+    """The targets a campaign model predicts for `goal`: BASE_TARGETS and the goal's objective."""
+    return BASE_TARGETS + (("log_selectivity",) if goal.objective == "selectivity" else (ICR_OBJECTIVE,))
 
 
 def objective_name(goal: Goal) -> str:
-    return "log_selectivity" if goal.objective == "selectivity" else "log_icr"
+    return "log_selectivity" if goal.objective == "selectivity" else ICR_OBJECTIVE
 
 
+def objective_label(goal: Goal) -> str:
+    """The objective's name on its ln scale, for axes and tables."""
+    return "ln S" if goal.objective == "selectivity" else "|ln ICR|"
+
+
+# --- ln ICR -> |ln ICR| --------------------------------------------------------------------------------------
+def fold_interval(value: float, lo: float | None, hi: float | None) -> tuple[float, float, float | None]:
+    """(|x|, low, high) of a measured ln value x with its interval (lo, hi), None an unknown end (-inf, +inf): the
+    interval of |x| over that of x; high None when unbounded, the value then the lower end (only "at least" is
+    known, the convention of every censored value here)."""
+    a, b = -math.inf if lo is None else lo, math.inf if hi is None else hi
+    low, high = (a, b) if a >= 0 else (-b, -a) if b <= 0 else (0.0, max(-a, b))
+    if math.isinf(high):
+        return low, low, None
+    return abs(value), low, high
+
+
+def fold_normal(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of |X| for X ~ N(mean, sd^2), elementwise (the folded normal distribution):
+
+        E|X| = sd sqrt(2/pi) exp(-mean^2 / 2 sd^2) + mean (1 - 2 Phi(-mean / sd)),   Var|X| = mean^2 + sd^2 - E|X|^2.
+
+    Even in mean: a design and its mirror image (ln ICR -> -ln ICR) score alike; with mean 0 and sd s, E|X| =
+    s sqrt(2/pi) > 0. sd 0 gives |mean| and 0."""
+    m, s = np.asarray(mean, float), np.asarray(sd, float)
+    safe = np.where(s > 0, s, 1.0)
+    e = np.where(s > 0, safe * np.sqrt(2 / np.pi) * np.exp(-0.5 * (m / safe) ** 2) + m * (1 - 2 * norm.cdf(-m / safe)),
+                 np.abs(m))
+    return e, np.sqrt(np.maximum(m**2 + s**2 - e**2, 0.0))
+
+
+# --- measured targets ----------------------------------------------------------------------------------------
 def _finite_log(x: float, what: str) -> float:
     if not (isinstance(x, int | float) and math.isfinite(x) and x > 0):
         raise InvalidMeasurement(f"{what} = {x} (needs a finite positive number)")
@@ -61,8 +111,8 @@ def _with_interval(name: str, value: float, what: str, iv: Interval) -> dict:
 
 
 def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
-    """Targets of an ok measurement with their intervals (natural logs; `icr_censored` 0/1; `estimator`); raises
-    InvalidMeasurement."""
+    """Targets of an ok measurement with their intervals (natural logs; `icr_censored`, `icr_upper_censored` and
+    `on_current_upper_censored` 0/1; `estimator`); raises InvalidMeasurement."""
     for f in m.fields:
         if not math.isfinite(f.current_nA):
             raise InvalidMeasurement(f"current at {f.field_V_per_nm:+g} V/nm is {f.current_nA}")
@@ -78,24 +128,20 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
         r = near[0]
     e = r.field_abs_V_per_nm
     (plus, est_p), (minus, est_m) = lab.field(e), lab.field(-e)
-    estimator = est_p if est_p == est_m else f"{est_p}|{est_m}"
-    icr = r.icr
-    if r.icr_censored and minus.current_nA != 0:  # the point estimate; its interval says only "at least"
-        icr = point_icr(plus.current_nA, minus.current_nA)
-    icr_iv = Interval(icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored)
+    unresolved = r.icr_censored and not r.icr_ci[0] > 0  # neither bound known: ICR 1, nothing learned of it
+    icr = Interval(1.0 if unresolved else r.icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored, r.icr_upper_censored)
     on = on_current(plus, minus)
+    if on.value == 0:  # no net current at either sign: only an upper bound
+        high = max(abs_interval(f.current_nA, f.current_ci_nA)[2] for f in (plus, minus))
+        on = Interval(high, 0.0, high, upper_censored=True)
     where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
-    if not (icr > 0 and on.value > 0):  # no net crossing (short MD): the displacement point currents, censored
-        raw_p, raw_m = m.field(e), m.field(-e)
-        dp, dm = raw_p.current_displacement_nA, raw_m.current_displacement_nA
-        if dp and dm:
-            icr = point_icr(dp, dm)
-            icr_iv, on = Interval(icr, 0.0, None, True), on_current(raw_p, raw_m, "displacement")
-            estimator = "displacement (point, unresolved)"
-            where += f"; displacement currents {dp:+.3g} and {dm:+.3g} nA"
-    out = {**_with_interval("log_icr", icr, where, icr_iv),
-           **_with_interval("log_on_current", on.value, "ON current (nA)", on),
-           "icr_censored": float(icr_iv.censored), "estimator": estimator}
+    out = _with_interval("log_icr", icr.value, where, icr)
+    value, low, high = fold_interval(out["log_icr"], out["log_icr_lo"], out["log_icr_hi"])
+    out |= {ICR_OBJECTIVE: value, f"{ICR_OBJECTIVE}_lo": low, f"{ICR_OBJECTIVE}_hi": high,
+            **_with_interval("log_on_current", on.value, "ON current (nA)", on),
+            "icr_censored": float(r.icr_censored), "icr_upper_censored": float(r.icr_upper_censored),
+            "on_current_upper_censored": float(on.upper_censored),
+            "estimator": est_p if est_p == est_m else f"{est_p}|{est_m}"}
     if goal.objective == "selectivity":
         sel = goal.selectivity
         side = max((plus, minus), key=lambda f: abs(f.current_nA))  # the ON field (sim.observables.on_current's)
@@ -106,7 +152,3 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
         out |= _with_interval("log_selectivity", s.value, "selectivity", s)
     return out
 
-
-def objective_value(t: dict[str, float], goal: Goal) -> float:
-    """The goal's quantity in natural units (ICR or S), from targets()."""
-    return math.exp(t[objective_name(goal)])

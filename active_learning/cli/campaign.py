@@ -205,10 +205,11 @@ def _fmt(x, spec: str = ".3g") -> str:
 
 
 def _interval(r: dict, name: str) -> str:
-    """`value [lo, hi]` or `> lo` of a summary row's flat interval (sim.observables.Interval's format)."""
+    """`value [lo, hi]`, `> lo` or `< hi` of a summary row's flat interval (sim.observables.Interval's format)."""
     from porelab.sim.observables import Interval
 
-    return str(Interval(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_censored"]))
+    return str(Interval(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_censored"],
+                        r.get(f"{name}_upper_censored", False)))
 
 
 def _champion_line(ledger, study) -> str | None:
@@ -228,32 +229,37 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
     console.print(t)
     if s["best"]:
         name = s["objective"]
-        extra = [name] if name != "icr" else []
+        icr = name == "icr"
         bound = "lower" if s.get("maximize", True) else "upper"
         sources = {r["measured_by"] for r in s["best"]}
         by = f", measured by {sources.pop()}" if len(sources) == 1 else ""
-        label = "ICR" if name == "icr" else name
-        b = Table(title=f"best designs (95 % intervals{by}; best first by the {bound} bound of {label})",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        how = "each in the orientation that rectifies, layers bottom to top; best first by the " \
+            f"{bound} bound of max(ICR, 1/ICR)" if icr else f"best first by the {bound} bound of {name}"
+        b = Table(title=f"best designs (95 % intervals{by}; {how})", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
         b.add_column("design id", no_wrap=True)
         b.add_column("layers", min_width=9)
         b.add_column("|E| V/nm", justify="right", min_width=6)
-        for col in ("ICR", "ON current nA", *extra):
+        for col in ("ICR", "ON current nA", *([] if icr else [name])):
             b.add_column(col, justify="right", no_wrap=True)
+        if icr:
+            b.add_column("ON field")
         if not by:
             b.add_column("measured by")
-        symmetric = False
+        notes = {}
         for r in s["best"]:
-            mark = " *" if r["symmetric"] and name == "icr" else ""
-            symmetric |= bool(mark)
-            b.add_row(r["design_id"], " ".join(r["layers"]) + mark, _fmt(r["field_V_per_nm"], ".3g"),
-                      _interval(r, "icr"), _interval(r, "on_current_nA"), *[_interval(r, "objective")] * len(extra),
-                      *([] if by else [r["measured_by"]]))
-        if symmetric:
-            b.caption = "* mirror-symmetric: its ICR is 1 by symmetry (docs/physics.md §3), so it ranks last"
+            marks = [m for m, on in (("*", r["symmetric"] and icr), ("†", r.get("mirrored"))) if on]
+            notes |= dict.fromkeys(marks)
+            b.add_row(r["design_id"], " ".join([*r["layers"], *marks]), _fmt(r["field_V_per_nm"], ".3g"),
+                      _interval(r, "icr"), _interval(r, "on_current_nA"),
+                      *([r["on_field"]] if icr else [_interval(r, "objective")]), *([] if by else [r["measured_by"]]))
+        b.caption = "; ".join(text for m, text in (
+            ("*", "* mirror-symmetric: its ICR is 1 by symmetry (docs/physics.md §3), so it ranks last"),
+            ("†", "† the mirror image of the trial as drawn (layers and fields reversed: the same simulation, the "
+                  "same design id)")) if m in notes) or None
         print_table(b)
     if s.get("rounds"):
-        label = "ln ICR" if s["objective"] == "icr" else f"ln {s['objective']}"
+        label = "|ln ICR|" if s["objective"] == "icr" else f"ln {s['objective']}"
         r = Table(title=f"surrogate's prospective error per round ({label} of each round's picks, predicted before "
                         "they ran)", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("round", "designs", "RMSE", "95 % coverage"):

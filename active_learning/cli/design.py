@@ -119,11 +119,11 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
 
 
 def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
-    from porelab.active_learning.design.report import measured_of, predicted, provenance
+    from porelab.active_learning.design.report import ln_floor, measured_of, predicted, provenance
 
     sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     best = ranking.order[0]
-    obj = predicted(sign * scores.mean[best, 0], scores.std[best, 0])
+    obj = predicted(sign * scores.mean[best, 0], scores.std[best, 0], ln_floor(study))
     got = [m for m in (measured_of(v, study) for v in verified) if m is not None]
     metrics = {"candidates_scored": len(scores.candidates), "search_seconds": scores.seconds,
                "candidates_per_s": rate, "feasible": int(ranking.feasible.sum()), "pareto_size": len(ranking.pareto),
@@ -160,9 +160,13 @@ def _print(study, scores, ranking, verified) -> None:
 
     name, label = study.goal.objective, objective_label(study)
     sd = f"mean {'-' if study.goal.maximize else '+'} {study.search.kappa:g} sd"
-    t = Table(title=f"top designs (surrogate mean [95 % epistemic interval]; ranked by the bound {sd} of ln {label})",
-              caption="spacing, pore and rim groups of each: ranked.csv and designs/", box=box.SIMPLE_HEAD,
-              pad_edge=False, collapse_padding=True)
+    ln_label = "|ln ICR|" if name == "icr" else f"ln {label}"
+    caption = "spacing, pore and rim groups of each: ranked.csv and designs/"
+    if name == "icr":
+        caption = "layers bottom to top, in the orientation predicted to rectify (ON at +E); † the mirror image of " \
+                  f"the candidate as drawn (the same simulation, the same design id); {caption}"
+    t = Table(title=f"top designs (surrogate mean [95 % epistemic interval]; ranked by the bound {sd} of {ln_label})",
+              caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     t.add_column("rank", justify="right")
     t.add_column("design id", no_wrap=True)
     t.add_column("layers", min_width=9)
@@ -170,8 +174,8 @@ def _print(study, scores, ranking, verified) -> None:
     for col in (label, "bound", "ON current nA"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in rows(study, scores, ranking, ranking.order[:10]):
-        t.add_row(str(r["rank"]), r["design_id"], r["layers"], f"{r['field_V_per_nm']:.3g}", _iv(r, name),
-                  f"{r[f'{name}_risk_bound']:.3g}", _iv(r, "on_current_nA"))
+        t.add_row(str(r["rank"]), r["design_id"], r["layers"] + " †" * r["mirrored"], f"{r['field_V_per_nm']:.3g}",
+                  _iv(r, name), f"{r[f'{name}_risk_bound']:.3g}", _iv(r, "on_current_nA"))
     print_table(t)
     if verified:
         v = Table(title=f"verified with the {study.oracle.kind} oracle (predicted: 95 % epistemic interval; "

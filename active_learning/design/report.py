@@ -1,12 +1,16 @@
 """What an inverse-design search leaves behind, in its output directory and in MLflow.
 
 Files: ranked.csv (the top designs, best first), pareto.csv (the risk-aware Pareto front), scores.npz (every
-candidate: design_id (n,), mean and epistemic std (n, 2) of objective and ln ON current), designs/ (a design
-YAML per ranked design, for `porelab simulate`), pareto.png, verified.csv (predicted vs measured, with
+candidate: design_id (n,), mean and epistemic std (n, 2) of objective and ln ON current, mirrored (n,)), designs/
+(a design YAML per ranked design, for `porelab simulate`), pareto.png, verified.csv (predicted vs measured, with
 --verify) and summary.json (provenance: study, surrogate and its registry version, versions, seed, timing).
 Every number comes with its interval: a prediction `<name>` with `<name>_lo`, `<name>_hi`, the surrogate's 95 %
-epistemic interval (mean -+ 1.96 sd on the log scale), and `<name>_risk_bound`, the bound it is ranked by; a
-measured value with its 95 % interval (campaign.measured; `_hi` empty when censored) and what measured it.
+epistemic interval (mean -+ 1.96 sd on the log scale; for ICR, exp of the predicted |ln ICR|, at least 1), and
+`<name>_risk_bound`, the bound it is ranked by; a measured value with its 95 % interval (campaign.measured; `_hi`
+empty when censored) and what measured it. For an ICR goal every design is listed (tables, designs/) in the
+orientation predicted to rectify, ON at +E: the mirror image (layers and fields reversed, the same design id and
+simulation; `mirrored`) of a candidate whose predicted ln ICR is below 0, and its ICR is that of the orientation
+listed, max(ICR, 1/ICR).
 MLflow: one run in the experiment `design-<study name>` holding all of it, tagged with the surrogate's
 registered name/version and linked to its logged model as a run input.
 """
@@ -31,6 +35,7 @@ from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.design.search import Ranking, Scores, Verified
 from porelab.active_learning.design.study import DesignStudy
+from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
@@ -40,9 +45,15 @@ def objective_label(study: DesignStudy) -> str:
     return "selectivity" if study.goal.objective == "selectivity" else "ICR"
 
 
-def predicted(ln_value: float, sd: float) -> tuple[float, float, float]:
-    """A prediction in natural units: (exp(mean), and its 95 % interval exp(mean -+ 1.96 sd)); ln_value, sd: ln."""
-    return math.exp(ln_value), math.exp(ln_value - Z95 * sd), math.exp(ln_value + Z95 * sd)
+def ln_floor(study: DesignStudy) -> float:
+    """The least value of the objective on its ln scale: 0 for ICR (|ln ICR|), none for selectivity."""
+    return 0.0 if study.goal.objective == "icr" else -math.inf
+
+
+def predicted(ln_value: float, sd: float, floor: float = -math.inf) -> tuple[float, float, float]:
+    """A prediction in natural units: (exp(mean), and its 95 % interval exp(mean -+ 1.96 sd), the lower end at least
+    exp(floor)); ln_value, sd, floor: ln."""
+    return math.exp(ln_value), math.exp(max(ln_value - Z95 * sd, floor)), math.exp(ln_value + Z95 * sd)
 
 
 def measured_of(v: Verified, study: DesignStudy) -> Measured | None:
@@ -53,11 +64,18 @@ def measured_of(v: Verified, study: DesignStudy) -> Measured | None:
                     study.goal)
 
 
-def describe(c: Candidate) -> dict:
-    """The design's main parameters as table columns."""
-    d, cond = c.design, c.conditions
+def shown(c: Candidate, mirrored: bool) -> tuple[Design, Conditions]:
+    """The candidate's design and conditions as listed: its mirror image at the opposite fields when `mirrored`."""
+    if not mirrored:
+        return c.design, c.conditions
+    return c.design.mirrored(), c.conditions.with_fields([-e for e in c.conditions.fields_V_per_nm])
+
+
+def describe(c: Candidate, mirrored: bool = False) -> dict:
+    """The design's main parameters as table columns, as listed (`shown`)."""
+    d, cond = shown(c, mirrored)
     e = max(abs(x) for x in cond.fields_V_per_nm)
-    return {"design_id": c.design_id, "layers": " ".join(d.layers), "material": d.material,
+    return {"design_id": c.design_id, "layers": " ".join(d.layers), "mirrored": mirrored, "material": d.material,
             "spacing_nm": d.spacing_nm, "pore": f"{d.pore.shape} {d.pore.width_nm:g}x{d.pore.height_nm:g}",
             "groups_per_rim": d.groups_per_rim, "field_V_per_nm": e,
             "electrolyte": " ".join(f"{s}:{v:g}" for s, v in cond.electrolyte.items())}
@@ -72,8 +90,8 @@ def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) 
     out = []
     for i in idx:
         m, s, lcb = scores.mean[i], scores.std[i], ranking.lcb[i]
-        obj, on = predicted(sign * m[0], s[0]), predicted(m[1], s[1])
-        out.append({"rank": rank_of.get(int(i), ""), **describe(scores.candidates[i]),
+        obj, on = predicted(sign * m[0], s[0], ln_floor(study)), predicted(m[1], s[1])
+        out.append({"rank": rank_of.get(int(i), ""), **describe(scores.candidates[i], bool(scores.flipped[i])),
                     name: obj[0], f"{name}_lo": obj[1], f"{name}_hi": obj[2],
                     f"{name}_risk_bound": math.exp(sign * lcb[0]), f"ln_{name}_std": s[0],
                     "on_current_nA": on[0], "on_current_nA_lo": on[1], "on_current_nA_hi": on[2],
@@ -90,7 +108,7 @@ def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) 
     out = []
     for v in verified:
         i = index[v.candidate.design_id]
-        pred_obj, pred_on = predicted(sign * scores.mean[i, 0], scores.std[i, 0]), \
+        pred_obj, pred_on = predicted(sign * scores.mean[i, 0], scores.std[i, 0], ln_floor(study)), \
             predicted(scores.mean[i, 1], scores.std[i, 1])
         got = measured_of(v, study)
         obj, on = (got.objective, got.on_current_nA) if got is not None else (None, None)
@@ -131,7 +149,7 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
              _csv(out / "pareto.csv", rows(study, scores, ranking, ranking.pareto))]
     buf = io.BytesIO()
     np.savez_compressed(buf, design_id=np.array([c.design_id for c in scores.candidates]), mean=scores.mean,
-                        std=scores.std)
+                        std=scores.std, mirrored=scores.flipped)
     atomic_write_bytes(out / "scores.npz", buf.getvalue())
     files.append(out / "scores.npz")
     ddir = out / "designs"
@@ -140,7 +158,8 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
         stale.unlink()
     for r, i in enumerate(top):
         c = scores.candidates[i]
-        doc = {"design": c.design.model_dump(mode="json"), "conditions": c.conditions.model_dump(mode="json")}
+        d, cond = shown(c, bool(scores.flipped[i]))
+        doc = {"design": d.model_dump(mode="json"), "conditions": cond.model_dump(mode="json")}
         f = ddir / f"rank_{r + 1:03d}_{c.design_id}.yaml"
         atomic_write_text(f, yaml.safe_dump(doc, sort_keys=False))
         files.append(f)
@@ -151,10 +170,11 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
         (out / "verified.csv").unlink(missing_ok=True)
     sign = 1.0 if study.goal.maximize else -1.0
 
-    def nat(centre: np.ndarray, sd: np.ndarray) -> np.ndarray:  # (n, 3): value and its 95 % epistemic interval
-        return np.exp(np.column_stack([centre, centre - Z95 * sd, centre + Z95 * sd]))
+    def nat(centre: np.ndarray, sd: np.ndarray, floor: float = -math.inf) -> np.ndarray:  # (n, 3): `predicted`'s
+        return np.exp(np.column_stack([centre, np.maximum(centre - Z95 * sd, floor), centre + Z95 * sd]))
 
-    obj_nat, on_nat = nat(sign * scores.mean[:, 0], scores.std[:, 0]), nat(scores.mean[:, 1], scores.std[:, 1])
+    obj_nat = nat(sign * scores.mean[:, 0], scores.std[:, 0], ln_floor(study))
+    on_nat = nat(scores.mean[:, 1], scores.std[:, 1])
     ver = [(index[v.candidate.design_id], got.objective, got.on_current_nA) for v in verified
            if (got := measured_of(v, study)) is not None]
     files.append(plots.pareto(obj_nat, on_nat, ranking.pareto, top, out / "pareto.png", objective_label(study),

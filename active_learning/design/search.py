@@ -1,12 +1,13 @@
 """Inverse design: search a design space with a trained surrogate for membranes that rectify strongly while
 passing a useful ON current, rank them risk-aware, and verify the best with the oracle.
 
-Values are natural logs: the objective o = ln ICR (or ln selectivity; negated when the goal minimises) and
-c = ln I_on (nA). Risk-aware values are lower confidence bounds LCB = mean - kappa * sd, sd being the
-surrogate's epistemic std (its uncertainty about the design, not the measurement noise): a design ranks high
-only where the model is confident that it is good. Ranked: the candidates with LCB(c) >= ln(on_current_min_nA)
-(all of them without that constraint), by LCB(o), best first. Pareto front: the candidates that no other
-beats in both LCB(o) and LCB(c).
+Values are natural logs: the objective o = |ln ICR| (the rectification of the better orientation, campaign.targets;
+or ln selectivity; negated when the goal minimises) and c = ln I_on (nA). A design whose predicted ln ICR is below 0
+rectifies the other way round: it is reported as its mirror image (`Scores.flipped`, design.report). Risk-aware
+values are lower confidence bounds LCB = mean - kappa * sd, sd being the surrogate's epistemic std (its uncertainty
+about the design, not the measurement noise): a design ranks high only where the model is confident that it is good.
+Ranked: the candidates with LCB(c) >= ln(on_current_min_nA) (all of them without that constraint), by LCB(o), best
+first. Pareto front: the candidates that no other beats in both LCB(o) and LCB(c).
 
 Two searches, both ending in that ranking of every candidate they scored:
   screen  a documented discrete search: a scrambled-Sobol pool of `candidates` designs of the space (the same
@@ -43,12 +44,14 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 @dataclass
 class Scores:
-    """Surrogate scores of n candidates: columns (objective o, ln ON current c), each (n, 2)."""
+    """Surrogate scores of n candidates: columns (objective o, ln ON current c), each (n, 2); flipped (n,): the
+    predicted ln ICR is below 0 (ICR goals), so the orientation that rectifies is the mirror image."""
 
     candidates: list[Candidate]
     mean: np.ndarray
     std: np.ndarray  # epistemic
     seconds: float  # wall time of candidate generation and scoring
+    flipped: np.ndarray
 
     def lcb(self, kappa: float) -> np.ndarray:
         return self.mean - kappa * self.std
@@ -72,13 +75,15 @@ def prepare(model, goal: Goal):
 _WORKER_MODEL = None  # the surrogate, inherited by forked scoring workers
 
 
-def _chunk(model, cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray]:
+def _chunk(model, cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     obj, on, sign = _columns(model, goal)
     p = model.predict(cands)
-    return (np.column_stack([sign * p.mean[obj], p.mean[on]]), np.column_stack([p.epistemic[obj], p.epistemic[on]]))
+    flipped = p.mean["log_icr"] < 0 if goal.objective == "icr" else np.zeros(len(cands), bool)
+    return (np.column_stack([sign * p.mean[obj], p.mean[on]]), np.column_stack([p.epistemic[obj], p.epistemic[on]]),
+            flipped)
 
 
-def _worker_chunk(cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray]:
+def _worker_chunk(cands: list[Candidate], goal: Goal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _chunk(_WORKER_MODEL, cands, goal)
 
 
@@ -90,7 +95,7 @@ def score(model, candidates: list[Candidate], goal: Goal, chunk: int = 2048, pro
     _columns(model, goal)
     t0 = time.perf_counter()
     n = len(candidates)
-    mean, std = np.zeros((n, 2)), np.zeros((n, 2))
+    mean, std, flipped = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros(n, bool)
     starts = range(0, n, chunk)
     parts = [candidates[i:i + chunk] for i in starts]
     if workers > 1 and len(parts) > 1:
@@ -98,18 +103,18 @@ def score(model, candidates: list[Candidate], goal: Goal, chunk: int = 2048, pro
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
                 results = ex.map(_worker_chunk, parts, [goal] * len(parts))
-                for i, (m, s) in zip(starts, results, strict=True):
-                    mean[i:i + chunk], std[i:i + chunk] = m, s
+                for i, (m, s, f) in zip(starts, results, strict=True):
+                    mean[i:i + chunk], std[i:i + chunk], flipped[i:i + chunk] = m, s, f
                     if progress:
                         progress(min(i + chunk, n), n)
         finally:
             _WORKER_MODEL = None
     else:
         for i, part in zip(starts, parts, strict=True):
-            mean[i:i + chunk], std[i:i + chunk] = _chunk(model, part, goal)
+            mean[i:i + chunk], std[i:i + chunk], flipped[i:i + chunk] = _chunk(model, part, goal)
             if progress:
                 progress(min(i + chunk, n), n)
-    return Scores(list(candidates), mean, std, time.perf_counter() - t0)
+    return Scores(list(candidates), mean, std, time.perf_counter() - t0, flipped)
 
 
 def screen(space: DesignSpace, model, goal: Goal, n: int, seed: int, chunk: int = 2048,
@@ -169,7 +174,7 @@ def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: i
     _columns(model, goal)
     pv, decode = _variables(space)
     on_min = math.log(goal.on_current_min_nA) if goal.on_current_min_nA else None
-    seen: dict[str, tuple[Candidate, np.ndarray, np.ndarray]] = {}
+    seen: dict[str, tuple[Candidate, np.ndarray, np.ndarray, bool]] = {}
     t0 = time.perf_counter()
 
     def evaluate(xs) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +188,7 @@ def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: i
         if new:
             s = score(model, new, goal, len(new))
             for k, c in enumerate(new):
-                seen[c.design_id] = (c, s.mean[k], s.std[k])
+                seen[c.design_id] = (c, s.mean[k], s.std[k], bool(s.flipped[k]))
         f, g = np.full((len(xs), 2), 1e6), np.full((len(xs), 1), 1e6)
         for k, c in enumerate(cands):
             if c is not None:
@@ -211,7 +216,7 @@ def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: i
         raise DesignError("NSGA-II found no valid design in the space")
     rows = list(seen.values())
     return Scores([r[0] for r in rows], np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]),
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, np.array([r[3] for r in rows], bool))
 
 
 # --- ranking -----------------------------------------------------------------------------------------------

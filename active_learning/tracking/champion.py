@@ -1,12 +1,14 @@
 """Which of a campaign's models is its `champion`: the best by prospective validation, not the latest.
 
-Each iteration's model predicted the designs it picked before they were simulated (the pick-time prediction kept
-in the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (e.g.
-ln ICR) over those of its picks that completed with an uncensored value (surrogate.metrics.regression_metrics, the
-campaign's `heldout_nll` restricted to that model's picks): it rewards accurate means and honest uncertainties, what
-acquisition and inverse design rely on. The champion is the model with the lowest score among those with at least
-MIN_PROSPECTIVE such designs (ties: the later); while none has that many, the latest model. The last model of a
-campaign (trained on everything, picking nothing) has no prospective data, so it is champion only in that case.
+Each iteration's model predicted the designs it picked before they were simulated (the pick-time prediction kept in
+the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (|ln ICR| for
+an ICR goal, campaign.targets) over those of its picks that completed with an uncensored value
+(surrogate.metrics.regression_metrics, the campaign's `heldout_nll` restricted to that model's picks): it rewards
+accurate means and honest uncertainties, what acquisition and inverse design rely on. Picks made before the
+objective was predicted (a ledger of an earlier version) do not count. The champion is the model with the lowest
+score among those with at least MIN_PROSPECTIVE such designs (ties: the later); while none has that many, the latest
+model. The last model of a campaign (trained on everything, picking nothing) has no prospective data, so it is
+champion only in that case.
 Reads the ledger only.
 """
 
@@ -51,9 +53,8 @@ def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float,
 
 
 def _censored(t: dict, objective: str) -> bool:
-    if f"{objective}_hi" in t:
-        return t[f"{objective}_hi"] is None
-    return objective == "log_icr" and bool(t.get("icr_censored"))
+    """Only a bound of the measured objective is known (its `_hi` is None)."""
+    return f"{objective}_hi" in t and t[f"{objective}_hi"] is None
 
 
 def champion(ledger: Ledger, objective: str, min_n: int | None = None) -> Champion | None:

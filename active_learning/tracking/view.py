@@ -11,8 +11,10 @@ Tracking URI: MLFLOW_TRACKING_URI when set, else an embedded SQLite file `mlflow
 directory's parent), artifacts under `<workspace>/mlartifacts/` (surrogate.mlflow_store, shared with `porelab
 train`). One experiment per campaign, one parent run (study as params), a nested run per iteration (metrics by
 step, also on the parent; plots; the model, registered as `porelab-<experiment>`) and a nested run per finished
-simulation (its design as params; its measurement as metrics, each measured value `<name>` with its 95 % interval
-`<name>_lo`, `<name>_hi` beside it (no `_hi` when censored); its pick-time prediction). The alias `champion`
+simulation (its design as drawn as params; its measurement as metrics, each measured value `<name>` with its 95 %
+interval `<name>_lo`, `<name>_hi` beside it (no `_hi` when censored): the ledger's targets (ln, in the trial's
+orientation; `abs_log_icr` is an ICR goal's objective) and the campaign's reading in the orientation it shows
+(campaign.measured; tags `porelab.orientation` and `porelab.on_field`); its pick-time prediction). The alias `champion`
 points at the model that predicts best prospectively (tracking/champion.py), moved as the evidence comes in; the
 rule behind it is the tag `porelab.champion` on the parent run and on that model version.
 """
@@ -36,6 +38,7 @@ from porelab.active_learning.tracking.bookkeeping import Bookkeeping
 from porelab.active_learning.tracking.champion import champion
 from porelab.sim.faults import fault_point
 from porelab.sim.measurement import Measurement
+from porelab.sim.observables import oriented
 from porelab.surrogate.mlflow_quiet import quiet_mlflow as quiet  # MLflow's chatter silenced while logging
 from porelab.surrogate.mlflow_store import artifact_location, fluent_uri, tracking_uri
 
@@ -213,18 +216,22 @@ class MlflowView:
             if version is not None else {}
         rid, _ = self._find(*(("porelab.sim_key", key) if key != t.design_id else ("porelab.design_id", t.design_id)))
         if rid is None:
+            values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
+            read = measured({"design_id": t.design_id, **row}, self.study.goal) if values else None
+            shown = {"porelab.on_field": read.on_field,
+                     "porelab.orientation": "mirror image" if read.mirrored else "as drawn"} if read else {}
             name = f"sim {t.design_id}" + (f" v{version['version']}" if key != t.design_id else "")
             rid = self._child(name, {
                 "porelab.kind": "simulation", "porelab.design_id": t.design_id, "porelab.status": t.status,
-                "porelab.round": str(t.round), **ext, **({"porelab.error": t.error[:4000]} if t.error else {})})
+                "porelab.round": str(t.round), **ext, **shown,
+                **({"porelab.error": t.error[:4000]} if t.error else {})})
             params: dict = {"source": t.source, "attempts": str(t.attempts)}
             flatten("design", t.design, params)
             flatten("conditions", t.conditions, params)
             self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
             fault_point("view.sim_run")  # a half-logged simulation run
-            values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
-            if values:
-                values |= _measured_values(m, measured({"design_id": t.design_id, **row}, self.study.goal))
+            if read is not None:
+                values |= _measured_values(m, read)
             if t.busy_s is not None:
                 values["worker_busy_s"] = t.busy_s
             values |= {f"predicted_{k}": v for k, v in (t.prediction or {}).items()}
@@ -309,9 +316,12 @@ class MlflowView:
 
 
 def _measured_values(m: Measurement, read) -> dict:
-    """A measurement's numbers for MLflow, each with its 95 % interval beside it: the current at every field
-    (`current_nA_E<E>`, `_lo`, `_hi`), the ICR at every |E| (`icr_E<E>`, `_lo`, `_hi` unless censored), and the
-    campaign's reading (campaign.measured) in natural units: icr, on_current_nA, objective (and selectivity)."""
+    """A measurement's numbers for MLflow, each with its 95 % interval beside it, in the orientation the campaign
+    shows (campaign.measured: `oriented` to the mirror image when `read.mirrored`): the current at every field
+    (`current_nA_E<E>`, `_lo`, `_hi`), the ICR at every |E| (`icr_E<E>`, `_lo`, `_hi` where known), and the
+    campaign's reading in natural units: icr, on_current_nA, objective (and selectivity)."""
+    if read.mirrored:
+        m = oriented(m, read.design, read.conditions)
     out: dict = {}
     for f in m.fields:
         key = f"current_nA_E{f.field_V_per_nm:g}"
@@ -319,7 +329,5 @@ def _measured_values(m: Measurement, read) -> dict:
     for r in m.icr:
         key = f"icr_E{r.field_abs_V_per_nm:g}"
         out |= {key: r.icr, f"{key}_lo": r.icr_ci[0], f"{key}_hi": r.icr_ci[1]}
-    if read is not None:
-        out |= {k: v for k, v in read.as_dict().items() if k.startswith(("icr", "on_current", "objective",
-                                                                          "selectivity"))}
-    return out
+    return out | {k: v for k, v in read.as_dict().items() if k.startswith(("icr", "on_current", "objective",
+                                                                            "selectivity"))}

@@ -136,6 +136,47 @@ COUNTING_MD = textwrap.dedent('''
 ''')
 
 
+# A user oracle of MD-like crossing counts whose rectification follows the stack's charge dipole: with q = -1 for a
+# COO- sheet, +1 for NH3+, 0 otherwise, d = sum_i q_i (i - (n - 1) / 2) and ln ICR = 1.5 d. A Janus COO-/NH3+ stack
+# (d = 1) is ON at +E (docs/physics.md §6); its mirror image NH3+/COO- (d = -1) rectifies the other way, ICR 0.22.
+# Exact counts: K+ transits only, `n_on` at the ON sign and n_on / ICR at the other, over 1 ns.
+DIPOLE_MD = textwrap.dedent('''
+    import math
+
+    from porelab.sim.design import design_id
+    from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult
+    from porelab.sim.observables import icr_results
+
+    CHARGE = {"COO-": -1.0, "NH3+": 1.0}
+
+
+    class DipoleMD:
+        fidelity = "md"
+
+        def __init__(self, n_on=400):
+            self.n_on = n_on
+
+        def __call__(self, design, conditions, run_dir):
+            n = len(design.layers)
+            d = sum(CHARGE.get(g, 0.0) * (i - (n - 1) / 2) for i, g in enumerate(design.layers))
+            icr = math.exp(1.5 * d)
+            fields = []
+            for e in conditions.fields_V_per_nm:
+                k = round(self.n_on * min(1.0, icr if e > 0 else 1 / icr))
+                up, down = (k, 0) if e > 0 else (0, k)
+                j, half = (up - down) / 1.0, 2 * math.sqrt(k + 1)
+                sp = {"K+": SpeciesResult(crossings_up=up, crossings_down=down, crossings=up - down, flux_per_ns=j,
+                                          flux_ci_per_ns=(j - half, j + half)),
+                      "Cl-": SpeciesResult(crossings_up=0, crossings_down=0, crossings=0, flux_per_ns=0.0,
+                                           flux_ci_per_ns=(-2.0, 2.0))}
+                i, h = j * E_PER_NS_TO_NA, (half + 2.0) * E_PER_NS_TO_NA
+                fields.append(FieldResult(field_V_per_nm=e, time_ns=1.0, current_nA=i, current_ci_nA=(i - h, i + h),
+                                          species=sp))
+            return Measurement(design_id=design_id(design, conditions), design=design, conditions=conditions,
+                               fidelity="md", fields=fields, icr=icr_results(fields))
+''')
+
+
 # Synthetic MD measurements from crossing counts (tests of honest tables and extensions)
 E = 1.0
 COND = make_conditions({"electrolyte": {"K+": 1.0, "Cl-": 1.0}, "fields_V_per_nm": [E, -E]})
@@ -164,8 +205,11 @@ def md(layers: list[str], plus: tuple, minus: tuple) -> Measurement:
                        fields=fields, icr=icr_results(fields), oracle={"kind": "md", "settings": {}})
 
 
-# ON-side crossings (K+ up, K+ down, Cl- up, Cl- down) at +E, and the OFF side at -E
+# crossings (K+ up, K+ down, Cl- up, Cl- down) at +E, then at -E
 SYMMETRIC_NOISY = md(["COO-", "NH3+", "COO-"], (60, 0, 0, 40), (0, 20, 15, 0))  # ICR ~2.9, interval wide
 DECISIVE = md(["COO-", "NH3+"], (400, 0, 0, 300), (0, 180, 150, 0))  # ICR ~2.1, narrow: the honest best
-WIDE = md(["COO-", "OH"], (30, 0, 0, 20), (0, 8, 6, 0))  # ICR ~3.6, interval too wide to beat DECISIVE's bound
-CENSORED = md(["NH3+", "OH"], (10, 0, 0, 6), (0, 2, 1, 0))  # OFF current not resolved: ICR only "> x"
+WIDE = md(["COO-", "OH"], (15, 0, 0, 10), (0, 4, 3, 0))  # ICR ~3.6, interval too wide to beat DECISIVE's bound
+CENSORED = md(["NH3+", "OH"], (4, 0, 0, 2), (0, 0, 0, 0))  # no transit at -E: ICR only "> x"
+REVERSED = md(["NH3+", "OH", "COO-"], (0, 30, 25, 0), (120, 0, 0, 100))  # ICR ~0.25: its mirror image rectifies, ~4
+UPPER = md(["OH", "OH", "COO-"], (0, 0, 0, 0), (30, 0, 0, 20))  # no transit at +E: ICR only "< x"
+UNRESOLVED = md(["COO-", "COO-", "OH"], (0, 0, 0, 0), (0, 0, 0, 0))  # no transit at either sign

@@ -29,9 +29,9 @@ class MockModel:
 
     def predict(self, candidates):
         i = np.asarray(candidates, int)
-        return Prediction({"log_icr": self.mean[i], "log_on_current": self.on_mean[i]},
-                          {"log_icr": self.std[i], "log_on_current": self.on_std[i]},
-                          {"log_icr": self.epi[i], "log_on_current": self.on_std[i]},
+        return Prediction({"abs_log_icr": self.mean[i], "log_on_current": self.on_mean[i]},
+                          {"abs_log_icr": self.std[i], "log_on_current": self.on_std[i]},
+                          {"abs_log_icr": self.epi[i], "log_on_current": self.on_std[i]},
                           np.column_stack([self.mean[i], self.std[i]]))
 
 
@@ -129,9 +129,9 @@ def _pred(icr_mu, icr_sd, on_mu, on_sd):
     from porelab.surrogate.target_prediction import TargetPrediction
 
     a = lambda v: np.asarray(v, float)  # noqa: E731
-    return TargetPrediction({"log_icr": a(icr_mu), "log_on_current": a(on_mu)},
-                            {"log_icr": a(icr_sd), "log_on_current": a(on_sd)},
-                            {"log_icr": a(icr_sd), "log_on_current": a(on_sd)}, np.zeros((len(icr_mu), 1)))
+    return TargetPrediction({"abs_log_icr": a(icr_mu), "log_on_current": a(on_mu)},
+                            {"abs_log_icr": a(icr_sd), "log_on_current": a(on_sd)},
+                            {"abs_log_icr": a(icr_sd), "log_on_current": a(on_sd)}, np.zeros((len(icr_mu), 1)))
 
 
 @pytest.mark.parametrize("kind", ["ucb", "max_uncertainty", "ei"])

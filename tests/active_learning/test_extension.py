@@ -77,7 +77,7 @@ def test_only_undecided_contenders_are_offered_and_value_per_cost_decides(tmp_pa
     opts = {o["design_id"]: o for o in extension_options(snap, study)}
     assert set(opts) == {DECISIVE.design_id, WIDE.design_id}  # weak cannot pass the best bound; decided is done
     t = targets(WIDE, Goal())
-    s = (t["log_icr_hi"] - t["log_icr_lo"]) / 3.92
+    s = (t["abs_log_icr_hi"] - t["abs_log_icr_lo"]) / 3.92
     assert opts[WIDE.design_id]["extend_ps"] == 30.0  # doubled, but capped
     assert opts[WIDE.design_id]["value"] == pytest.approx(s ** 2 * (1 - 20 / 30))
     assert opts[WIDE.design_id]["cost_s"] == pytest.approx(10.0 * 10 / 20)  # its own seconds per ps

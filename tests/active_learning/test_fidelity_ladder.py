@@ -71,7 +71,7 @@ def test_a_ladder_campaign_spends_cheap_evaluations_where_they_inform_and_judges
         assert sum(r["n"] for r in summary["rounds"]) == len(picked)  # prospective error: the target's picks only
         final = led.iterations()[-1]["metrics"]
         assert final["heldout_n"] <= len([t for t in by[None] if t.round > 0])
-        best_target = max(r["targets"]["log_icr"] for r in rows if r["rung"] is None)
+        best_target = max(r["targets"]["abs_log_icr"] for r in rows if r["rung"] is None)
         assert final["best_objective"] == pytest.approx(math.exp(best_target))
     finally:
         led.close()

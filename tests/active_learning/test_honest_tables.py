@@ -70,7 +70,7 @@ def test_best_is_ranked_by_the_lower_bound_and_a_symmetric_stack_never_tops_by_n
     text = " ".join(r.output.split())
     r0 = DECISIVE.icr[0]
     assert f"{r0.icr:.3g} [{r0.icr_ci[0]:.3g}, {r0.icr_ci[1]:.3g}]" in text  # the value with its interval
-    assert f"> {CENSORED.icr[0].icr_ci[0]:.3g}" in text and "best first by the lower bound of ICR" in text
+    assert f"> {CENSORED.icr[0].icr_ci[0]:.3g}" in text and "best first by the lower bound of max(ICR, 1/ICR)" in text
     assert "mirror-symmetric" in text and text.index(DECISIVE.design_id) < text.index(SYMMETRIC_NOISY.design_id)
 
 

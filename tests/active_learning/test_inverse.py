@@ -23,11 +23,12 @@ runner = CliRunner()
 
 
 class Known:
-    """A surrogate with a known answer: ln ICR peaks at spacing 0.55 nm and grows with groups_per_rim;
-    ln ON current falls with the number of layers; the epistemic std grows with |E| (V/nm)."""
+    """A surrogate with a known answer: ln ICR (its sign says which orientation rectifies) and the objective
+    (`abs_log_icr`, here ln ICR + 7, >= 0) peak at spacing 0.55 nm and grow with groups_per_rim; ln ON current falls
+    with the number of layers; the epistemic std grows with |E| (V/nm)."""
 
     kind = "known"
-    targets = ("log_icr", "log_on_current")
+    targets = ("log_icr", "log_on_current", "abs_log_icr")
 
     def __init__(self):
         self.calls = 0
@@ -39,8 +40,8 @@ class Known:
         icr = np.array([-((x.spacing_nm - 0.55) / 0.1) ** 2 + 0.2 * x.groups_per_rim for x in d])
         on = np.array([2.0 - 0.5 * len(x.layers) for x in d])
         sd = 10 * e
-        mean = {"log_icr": icr, "log_on_current": on}
-        std = {"log_icr": sd, "log_on_current": 0.1 * sd}
+        mean = {"log_icr": icr, "log_on_current": on, "abs_log_icr": icr + 7.0}
+        std = {"log_icr": sd, "log_on_current": 0.1 * sd, "abs_log_icr": sd}
         return Prediction(mean, std, std, np.zeros((len(cands), 1)))
 
 
@@ -96,6 +97,35 @@ def test_nsga2_finds_the_known_optimum():
     assert len({c.design_id for c in s.candidates}) == len(s.candidates)  # each design scored once
     front = [s.candidates[i].design for i in r.pareto]
     assert min(len(d.layers) for d in front) == 1  # the ON-current end of the front
+
+
+def test_a_candidate_predicted_to_rectify_the_other_way_is_listed_as_its_mirror_image(tmp_path):
+    """Scores.flipped marks a predicted ln ICR below 0; the tables and design files list the mirror image (the same
+    design id and simulation), the predicted ICR (exp of |ln ICR|) never below 1."""
+    from porelab.active_learning.design import report
+    from porelab.active_learning.design.study import DesignStudy
+    from porelab.sim.design import design_id
+
+    doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
+    study = parse_study({**doc, "search": {"top": 40}}, "test", DesignStudy)
+    s = inverse.score(Known(), space().sample(64, 3), Goal())
+    assert s.flipped.any() and not s.flipped.all()
+    np.testing.assert_array_equal(s.flipped, Known().predict(s.candidates).mean["log_icr"] < 0)
+    r = inverse.rank(s, Goal(), kappa=1.0)
+    rows = report.rows(study, s, r, r.order)
+    for row, i in zip(rows, r.order, strict=True):
+        c = s.candidates[i]
+        layers = c.design.layers[::-1] if s.flipped[i] else c.design.layers
+        assert row["mirrored"] == s.flipped[i] and row["layers"] == " ".join(layers) and row["icr_lo"] >= 1.0
+    files = report.write(tmp_path, study, s, r, [], {})
+    for f in files:
+        if f.parent.name == "designs":
+            k = int(f.name.split("_")[1]) - 1
+            c = s.candidates[r.order[k]]
+            d, cond = load_design_file(f)
+            assert design_id(d, cond) == c.design_id
+            assert d == (c.design.mirrored() if s.flipped[r.order[k]] else c.design)
+    assert any(s.flipped[r.order[:40]])
 
 
 def test_selectivity_needs_a_model_trained_for_it():
@@ -164,6 +194,8 @@ def test_design_command_end_to_end(campaign, monkeypatch):
     from porelab.sim.design import design_id
 
     assert design_id(design, conditions) == top_id
+    header, top = ranked[0].split(","), ranked[1].split(",")
+    assert top[header.index("layers")] == " ".join(design.layers)  # the orientation listed, mirrored or not
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["candidates_scored"] == 512 and summary["metrics"]["oracle_calls"] == 2
     assert summary["surrogate"]["name"] == "porelab-small" and summary["software"]["openmm_version"]

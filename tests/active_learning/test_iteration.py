@@ -23,8 +23,8 @@ def files(root) -> set:
 
 @pytest.fixture
 def snapshot(tmp_path):
-    """A campaign whose round 0 (6 designs) finished, each with a pick-time prediction of ln ICR = measured + 1
-    and std 2 (so the held-out RMSE is 1 and every error lies within 1 std)."""
+    """A campaign whose round 0 (6 designs) finished, each with a pick-time prediction of the objective |ln ICR| =
+    measured + 1 and std 2 (so the held-out RMSE is 1 and every error lies within 1 std)."""
     study = load_study(write_study(tmp_path / "s.yaml"))
     d = create(study, tmp_path / "c")
     pool, _ = candidate_pool(study)
@@ -32,7 +32,7 @@ def snapshot(tmp_path):
     for c in pool[:6]:
         m = run_continuum(c.design, c.conditions)
         tg = targets(m, study.goal)
-        pred = {"log_icr_mean": tg["log_icr"] + 1.0, "log_icr_std": 2.0}
+        pred = {"abs_log_icr_mean": tg["abs_log_icr"] + 1.0, "abs_log_icr_std": 2.0}
         led.add_trial(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"), 0,
                       "initial", prediction=pred)
         led.start(c.design_id)
@@ -53,7 +53,7 @@ def test_the_same_snapshot_gives_the_same_picks_and_touches_no_file(snapshot, tm
     assert a.model is not None and a.n_train == 6 and len(a.picks) == study.budget.batch
     assert [p["design_id"] for p in a.picks] == [p["design_id"] for p in b.picks]
     assert not {p["design_id"] for p in a.picks} & snap.known_ids and all(p["round"] == 1 for p in a.picks)
-    assert all(p["prediction"]["log_icr_std"] > 0 for p in a.picks)
+    assert all(p["prediction"]["log_icr_std"] > 0 and p["prediction"]["abs_log_icr_std"] > 0 for p in a.picks)
     again = plan(snap, study, pool, 1, 0, 12, cached=a.model)  # a cached model trained on this set: same picks
     assert [p["design_id"] for p in again.picks] == [p["design_id"] for p in a.picks]
     assert a.metrics["train_digest"] == train_digest(snap, 0) != train_digest(snap, -1)
@@ -66,7 +66,7 @@ def test_prospective_metrics_are_regression_metrics_with_known_answers(snapshot)
 
     study, pool, snap = snapshot
     m = plan(snap, study, pool, 1, 0, 12).metrics
-    y, mu, sd = prospective(snap, "log_icr", 0)
+    y, mu, sd = prospective(snap, "abs_log_icr", 0)
     assert len(y) == 6 and np.allclose(mu - y, 1.0) and np.allclose(sd, 2.0)
     assert m["heldout_n"] == 6 and m["heldout_rmse"] == pytest.approx(1.0) and m["heldout_mae"] == pytest.approx(1.0)
     assert m["heldout_coverage_68"] == 1.0 and m["heldout_coverage_95"] == 1.0
@@ -104,7 +104,7 @@ def test_part_of_each_guided_batch_continues_the_pools_sobol_order(snapshot):
 
 
 def test_prospective_error_per_round_has_known_answers(tmp_path):
-    """Round 1's picks were predicted ln ICR = measured + 1 with std 0.6 (inside 1.96 std), round 2's measured + 1
+    """Round 1's picks were predicted |ln ICR| = measured + 1 with std 0.6 (inside 1.96 std), round 2's measured + 1
     with std 0.2 (outside): RMSE 1 in both, coverage 100 % then 0 %; round 0 (no prediction) is not a row."""
     from porelab.active_learning.campaign.summary import prospective_by_round
 
@@ -116,7 +116,8 @@ def test_prospective_error_per_round_has_known_answers(tmp_path):
         m = run_continuum(c.design, c.conditions)
         tg = targets(m, study.goal)
         rnd = k // 2
-        pred = None if rnd == 0 else {"log_icr_mean": tg["log_icr"] + 1.0, "log_icr_std": 0.6 if rnd == 1 else 0.2}
+        pred = None if rnd == 0 else {"abs_log_icr_mean": tg["abs_log_icr"] + 1.0,
+                                      "abs_log_icr_std": 0.6 if rnd == 1 else 0.2}
         led.add_trial(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"), rnd,
                       "ucb", prediction=pred)
         led.start(c.design_id)

@@ -7,7 +7,7 @@ from al_helpers import write_study
 
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.study import Goal, Selectivity, load_study
-from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+from porelab.active_learning.campaign.targets import InvalidMeasurement, fold_normal, targets
 from porelab.sim.continuum import run_continuum
 from porelab.sim.design import make_conditions, make_design
 from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES
@@ -20,39 +20,48 @@ def test_targets_of_a_continuum_measurement():
     m = run_continuum(JANUS, KCL)
     t = targets(m, Goal())
     assert t["log_icr"] == pytest.approx(math.log(m.icr[0].icr))
+    assert (t["abs_log_icr"], t["abs_log_icr_lo"], t["abs_log_icr_hi"]) == pytest.approx(
+        (abs(t["log_icr"]), t["log_icr_lo"], t["log_icr_hi"]) if t["log_icr_lo"] > 0 else
+        (abs(t["log_icr"]), -t["log_icr_hi"], -t["log_icr_lo"]))  # an interval clear of ICR 1 folds whole
     on = max(abs(f.current_nA) for f in m.fields)
     assert t["log_on_current"] == pytest.approx(math.log(on)) and t["icr_censored"] == 0.0
     with pytest.raises(InvalidMeasurement, match="no ICR at the goal's"):
         targets(m, Goal(field_abs_V_per_nm=2.0))
 
 
-def test_censored_icr_falls_back_to_the_current_ratio_and_zero_current_is_refused():
+def test_a_censored_icr_is_its_bound_and_a_zero_resolved_one_is_refused():
     m = run_continuum(JANUS, KCL)
-    r = m.icr[0].model_copy(update={"icr": 0.0, "icr_censored": True, "icr_ci": (0.0, None)})
+    r = m.icr[0].model_copy(update={"icr": 2.5, "icr_censored": True, "icr_ci": (2.5, None)})
     t = targets(m.model_copy(update={"icr": [r]}), Goal())
-    assert t["icr_censored"] == 1.0
-    assert t["log_icr"] == pytest.approx(math.log(abs(m.field(0.1).current_nA) / abs(m.field(-0.1).current_nA)))
-    zero = [f.model_copy(update={"current_nA": 0.0}) if f.field_V_per_nm < 0 else f for f in m.fields]
+    assert t["icr_censored"] == 1.0 and t["log_icr"] == t["log_icr_lo"] == pytest.approx(math.log(2.5))
+    assert t["log_icr_hi"] is None and t["abs_log_icr_hi"] is None
+    zero = r.model_copy(update={"icr": 0.0, "icr_censored": False, "icr_ci": (0.0, 0.0)})
     with pytest.raises(InvalidMeasurement, match="ICR at 0.1 V/nm"):
-        targets(m.model_copy(update={"icr": [r], "fields": zero}), Goal())
+        targets(m.model_copy(update={"icr": [zero]}), Goal())
 
 
-def test_no_net_crossing_falls_back_to_the_displacement_point_currents_censored():
-    """Short MD: zero crossings at both signs, displacement intervals unreliable (so not the label) but nonzero
-    point currents: the trial keeps a censored ICR with no known bound instead of being abandoned."""
-    m = run_continuum(JANUS, KCL)
-    short = [f.model_copy(update={"current_nA": 0.0, "current_ci_nA": (-3.0, 3.0),
-                                  "current_displacement_nA": 2.0 if f.field_V_per_nm > 0 else -0.5,
-                                  "current_displacement_ci_nA": (-9.0, 9.0), "current_displacement_reliable": False})
-             for f in m.fields]
-    r = m.icr[0].model_copy(update={"icr": 0.0, "icr_censored": True, "icr_ci": (0.0, None)})
-    t = targets(m.model_copy(update={"icr": [r], "fields": short}), Goal())
-    assert t["icr_censored"] == 1.0 and t["log_icr"] == pytest.approx(math.log(4.0))
-    assert t["log_icr_lo"] is None and t["log_icr_hi"] is None
-    assert t["log_on_current"] == pytest.approx(math.log(2.0)) and t["estimator"].startswith("displacement")
-    none = [f.model_copy(update={"current_displacement_nA": 0.0}) for f in short]
-    with pytest.raises(InvalidMeasurement, match="displacement currents|ICR at"):
-        targets(m.model_copy(update={"icr": [r], "fields": none}), Goal())
+def test_no_net_crossing_is_an_unresolved_icr_kept_and_the_displacement_sum_is_never_read():
+    """Short MD, no transit at either sign: the ICR row knows no bound. The trial keeps its measurement: ln ICR 0
+    with neither end, the objective censored at 0 ("> 1"), the ON current only an upper bound; a displacement sum
+    beside the counts (an earlier protocol's measurement) changes nothing."""
+    from al_helpers import UNRESOLVED
+
+    t = targets(UNRESOLVED, Goal())
+    assert t["log_icr"] == 0.0 and t["log_icr_lo"] is None and t["log_icr_hi"] is None and t["icr_censored"] == 1.0
+    assert (t["abs_log_icr"], t["abs_log_icr_lo"], t["abs_log_icr_hi"]) == (0.0, 0.0, None)
+    high = max(f.current_ci_nA[1] for f in UNRESOLVED.fields)
+    assert t["on_current_upper_censored"] == 1.0 and t["log_on_current_lo"] is None
+    assert t["log_on_current"] == t["log_on_current_hi"] == pytest.approx(math.log(high))
+    assert t["estimator"] == "crossings"
+    disp = [f.model_copy(update={
+        "current_displacement_nA": 2.0 * f.field_V_per_nm, "current_displacement_ci_nA": (-0.1, 4.0),
+        "current_displacement_n_eff": 80.0, "current_displacement_reliable": True,
+        "species": {s: r.model_copy(update={"flux_displacement_per_ns": 9.0,
+                                            "flux_displacement_ci_per_ns": (8.0, 10.0)})
+                    for s, r in f.species.items()}}) for f in UNRESOLVED.fields]
+    old = UNRESOLVED.model_copy(update={"fields": disp, "icr": [UNRESOLVED.icr[0].model_copy(update={
+        "icr_displacement": 4.0, "icr_displacement_ci": (3.0, 5.0), "icr_displacement_censored": False})]})
+    assert targets(old, Goal()) == t
 
 
 def test_selectivity_of_k_over_mg():
@@ -82,9 +91,14 @@ def test_model_fit_predict_save_load(tmp_path, data, kind):
     study, pool, ms = data
     model = CampaignModel(kind, study.goal, seed=0).fit(ms)
     pred = model.predict(pool[24:])
-    for t in ("log_icr", "log_on_current"):
+    for t in ("log_icr", "abs_log_icr", "log_on_current"):
         assert pred.mean[t].shape == (24,) and np.all(pred.std[t] >= pred.epistemic[t] - 1e-12)
         assert np.all(np.isfinite(pred.mean[t])) and np.all(pred.epistemic[t] >= 0)
+    # the objective: the folded distribution of the predicted ln ICR, epistemic for its mean, total for its std
+    mean, epi = fold_normal(pred.mean["log_icr"], pred.epistemic["log_icr"])
+    np.testing.assert_allclose(pred.mean["abs_log_icr"], mean)
+    np.testing.assert_allclose(pred.epistemic["abs_log_icr"], epi)
+    np.testing.assert_allclose(pred.std["abs_log_icr"], fold_normal(pred.mean["log_icr"], pred.std["log_icr"])[1])
     assert pred.embedding.shape == (24, len(SAMPLE_DESCRIPTOR_NAMES))
     train_pred = model.predict(pool[:24]).mean["log_icr"]
     y = np.array([targets(m, study.goal)["log_icr"] for m in ms])
@@ -107,7 +121,8 @@ def test_epistemic_std_is_floored_away_from_the_training_designs(data):
     floor = floored.novelty("continuum").std(b.embedding)
     y = np.array([targets(m, study.goal)["log_icr"] for m in ms])
     assert np.all(floor["log_icr"] <= np.std(y) + 1e-12) and floor["log_icr"].max() > 0
-    for t in own.targets:
+    assert set(floor) == set(own.derived) == {"log_icr", "log_on_current"}  # the objective is folded from ln ICR
+    for t in own.derived:
         np.testing.assert_allclose(b.mean[t], a.mean[t])
         np.testing.assert_allclose(b.epistemic[t], np.maximum(a.epistemic[t], floor[t]))
         np.testing.assert_allclose(b.std[t] ** 2 - b.epistemic[t] ** 2, a.std[t] ** 2 - a.epistemic[t] ** 2,

@@ -24,7 +24,8 @@ SPEC = {"layers": ["COO-"], "sheet_nm": 1.6, "box_z_nm": 3.0, "groups_per_rim": 
         "pore": {"shape": "circle", "width_nm": 0.7, "height_nm": 0.7}}
 FIELDS = [4.0]
 COMMON = dict(production_ps=0.2, checkpoint_ps=0.05, traj_interval_ps=0.01, report_interval_steps=5, equil_ps=0.1,
-              ramp_ps=0.05, seed=2, cutoff_nm=0.7, platform="CPU", cpu_threads=1, minimise_max_iterations=100)
+              ramp_ps=0.05, seed=2, cutoff_nm=0.7, platform="CPU", cpu_threads=1, minimise_max_iterations=100,
+              settle_max_ps=0.0)  # no settle: the commits are the field-on one, then one per checkpoint
 
 
 def test_kill_9_mid_production_then_resume_matches_the_straight_run(tmp_path, seed_from_one_equilibration):

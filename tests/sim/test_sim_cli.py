@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from porelab.active_learning.cli.main import app
 
 runner = CliRunner()
-EXAMPLE = "experiments/examples/tiny-3layer.yaml"
+EXAMPLE = "experiments/examples/tiny-symmetric.yaml"
 
 
 def test_build_writes_a_pdb(tmp_path):
@@ -83,7 +83,7 @@ def test_simulate_md_refuses_a_changed_setting_in_one_line_before_simulating(tmp
     MDRun(design, cond.with_fields([2.0, -2.0]), tmp_path, MDSettings(equil_ps=0.1))._claim_directory()
     before = sorted(p.name for p in tmp_path.iterdir())
     r = runner.invoke(app, ["simulate", EXAMPLE, "--out", str(tmp_path), "--fields", "2", "--equil-ps", "0.1",
-                            "--timestep-fs", "4"])
+                            "--settle-max-ps", "0.2", "--timestep-fs", "4"])
     assert r.exit_code == 2, r.output
     text = r.output.replace("\n", "")
     assert "timestep_fs=2.0 (asked 4.0)" in text and str(tmp_path) in text and "Traceback" not in r.output
@@ -95,7 +95,7 @@ def test_simulate_md_refuses_a_changed_setting_in_one_line_before_simulating(tmp
 @pytest.mark.slow
 def test_simulate_md_of_a_symmetric_pore_then_a_longer_run_extends_it(tmp_path):
     args = ["simulate", "experiments/examples/tiny-1layer.yaml", "--out", str(tmp_path), "--fields", "2",
-            "--equil-ps", "0.1", "--threads", "1"]
+            "--equil-ps", "0.1", "--settle-max-ps", "0.2", "--threads", "1"]
     r = runner.invoke(app, [*args, "--time-ps", "0.2"])
     assert r.exit_code == 0, r.output
     assert "1 by symmetry" in r.output and "stopped: fixed" in r.output

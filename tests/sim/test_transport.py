@@ -17,9 +17,9 @@ from porelab.sim.estimators import (
     flux_per_ns,
     poisson_linear_ci,
 )
-from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult
+from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, SpeciesResult
+from porelab.sim.observables import Interval, icr_results
 from porelab.sim.observables import icr_interval as icr_estimate
-from porelab.sim.observables import icr_results
 from porelab.sim.transport import CrossingCounter, TransportReporter
 
 LZ, ZMID, HW = 6.0, 3.0, 0.5  # box, mid-plane and band half-width (nm): band = [2.5, 3.5] + m*6
@@ -121,8 +121,6 @@ def test_displacement_current_of_uniform_drift():
     assert res.time_ns == pytest.approx(steps * dt / 1000)
     assert res.current_displacement_nA == pytest.approx(expected_e_per_ns * E_PER_NS_TO_NA)
     assert res.current_displacement_ci_nA == pytest.approx((res.current_displacement_nA,) * 2)
-    assert res.species["K+"].flux_displacement_per_ns == pytest.approx(5 * v / LZ * 1000)
-    assert res.species["Cl-"].flux_displacement_per_ns == pytest.approx(-5 * v / LZ * 1000)
     # each ion travels 2.5 nm: those starting just below a membrane image cross it once
     up, down = res.species["K+"].crossings_up, res.species["Cl-"].crossings_down
     assert up > 0 and down > 0
@@ -336,14 +334,90 @@ def test_reporter_matches_offline_counter():
         sim.step(5)
 
 
-def test_icr_from_displacement_currents_when_present():
-    on = FieldResult(field_V_per_nm=2.0, time_ns=0.1, current_nA=8.0, current_ci_nA=(-0.1, 18.0),
-                     current_displacement_nA=9.0, current_displacement_ci_nA=(6.0, 12.0), species={})
-    off = FieldResult(field_V_per_nm=-2.0, time_ns=0.1, current_nA=-4.0, current_ci_nA=(-14.0, 2.0),
-                      current_displacement_nA=-6.0, current_displacement_ci_nA=(-8.0, -4.0), species={})
-    (res,) = icr_results([on, off])
-    assert res.icr_censored  # counts alone cannot exclude a zero OFF current
-    assert res.icr_displacement == pytest.approx(1.5) and not res.icr_displacement_censored
-    lo, hi = res.icr_displacement_ci
-    assert lo < 1.5 < hi
-    assert icr_results([_field(2.0, 30, 0, 0, 10), _field(-2.0, 0, 10, 5, 0)])[0].icr_displacement is None
+def test_displacement_is_crossed_charge_plus_polarisation_change():
+    """Exactly, over any window: sum q dz / Lz = charge carried through the band (progress, partial transits
+    included) + change of Q_pol; and for ions that never pass the membrane the displacement is all polarisation."""
+    rng = np.random.default_rng(4)
+    n, steps = 30, 4000
+    q = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    z = rng.uniform(0, LZ, n)[None] + np.cumsum(rng.normal(0.01 * q, 0.1, (steps, n)), axis=0)
+    c = CrossingCounter(q, ["K+" if x > 0 else "Cl-" for x in q], np.mod(z[0], LZ), LZ, ZMID, HW)
+    for zi in z[1:]:
+        c.update(np.mod(zi, LZ), 0.1)
+
+    def progress(zz):  # transits of the band, continuous inside it
+        u = zz - ZMID
+        k = np.round(u / LZ)
+        return k + np.clip((u - k * LZ + HW) / (2 * HW), 0, 1)
+
+    band = float(q @ (progress(z[-1]) - progress(z[0])))
+    assert c.charge_displacement / LZ == pytest.approx(band + c.polarisation_series[-1] - c.polarisation0, abs=1e-9)
+    assert abs(c.net_charge_crossings() - band) <= np.sum(np.abs(q))  # they differ by the ions inside the band
+    assert c.up.sum() > 20
+    # ions reflected at the band (a membrane no ion passes) pushed along the field: no crossing, all polarisation
+    z0 = rng.uniform(ZMID + HW + 0.05, ZMID + LZ - HW - 0.05, n)
+    b = CrossingCounter(q, ["K+" if x > 0 else "Cl-" for x in q], z0, LZ, ZMID, HW)
+    zz = z0.copy()
+    for _ in range(2000):
+        zz = np.clip(zz + rng.normal(0.002 * q, 0.05), ZMID + HW + 0.01, ZMID + LZ - HW - 0.01)
+        b.update(zz, 0.1)
+    assert b.net_charge_crossings() == 0 and b.charge_displacement > 0
+    assert b.charge_displacement / LZ == pytest.approx(b.polarisation_series[-1] - b.polarisation0, abs=1e-9)
+    assert abs(b.polarisation_series[-1] - b.polarisation0) <= np.sum(np.abs(q)) / 2
+
+
+def test_production_window_counts_only_after_mark_start():
+    c = CrossingCounter([1.0], ["K+"], [1.0], LZ, ZMID, HW)
+    for zi in path(1.0, 5.0)[1:]:  # one transit before the window opens
+        c.update(np.array([zi]), 0.1)
+    c.mark_start()
+    assert c.species_counts() == {"K+": (0, 0)} and c.time_ns == 0
+    for zi in path(5.0, 10.0)[1:]:  # then up through the image at 9
+        c.update(np.array([zi % LZ]), 0.1)
+    assert c.species_counts() == {"K+": (1, 0)} and c.up[0] == 2
+    res = field_result(c, 1.0)
+    assert res.charge_crossings_e == 1 and res.time_ns == pytest.approx(c.time_ns)
+    assert sum(c.crossed_series) == 2 and sum(c.window(c.crossed_series)) == 1
+    restored = CrossingCounter.from_state_dict(json.loads(json.dumps(c.state_dict())))
+    assert field_result(restored, 1.0) == res
+
+
+def _counted(e, k_up, k_down, cl_up=0, cl_down=0, t=0.2):
+    """An MD field result with these crossing counts over t ns."""
+    counts = {"K+": (k_up, k_down), "Cl-": (cl_up, cl_down)}
+    i, ci = crossing_current_nA(counts, {"K+": 1.0, "Cl-": -1.0}, t)
+    species = {s: SpeciesResult(crossings_up=u, crossings_down=d, crossings=u - d, flux_per_ns=(u - d) / t,
+                                flux_ci_per_ns=flux_per_ns(u, d, t)[1]) for s, (u, d) in counts.items()}
+    return FieldResult(field_V_per_nm=e, time_ns=t, current_nA=i, current_ci_nA=ci, species=species)
+
+
+def test_icr_from_counts_is_the_exact_conditional_interval_and_censors_both_ways():
+    (r,) = icr_results([_counted(3.0, 30, 0), _counted(-3.0, 0, 0)])  # 30 e against 0 e: ICR > 7.6
+    assert r.icr_censored and r.icr_ci[1] is None and r.icr == pytest.approx(1 / (0.025 ** (-1 / 30) - 1), rel=1e-9)
+    assert r.icr == pytest.approx(7.64, abs=0.01)
+    (r,) = icr_results([_counted(3.0, 0, 0), _counted(-3.0, 0, 0, 0, 30)])  # the mirror case: ICR < 1/7.6
+    assert r.icr_upper_censored and not r.icr_censored and r.icr_ci == (0.0, pytest.approx(1 / 7.64, rel=1e-3))
+    assert str(Interval(r.icr, *r.icr_ci, r.icr_censored, r.icr_upper_censored)).startswith("< 0.13")
+    (r,) = icr_results([_counted(2.0, 12, 0, 0, 8), _counted(-2.0, 0, 3, 2, 0, t=0.1)])  # 20 e / 0.2 ns, 5 e / 0.1
+    assert r.icr == pytest.approx(2.0) and r.icr_ci[0] < 2.0 < r.icr_ci[1] and not r.icr_censored
+    (r,) = icr_results([_counted(2.0, 0, 0), _counted(-2.0, 0, 0)])
+    assert r.icr_censored and r.icr_ci == (0.0, None)  # no transit at all: nothing is known
+    # reverse transits: MOVER on the currents' intervals, censored when the OFF interval holds zero
+    (r,) = icr_results([_counted(2.0, 10, 1), _counted(-2.0, 0, 1)])
+    assert r.icr_censored
+
+
+@pytest.mark.parametrize("rates", [(50.0, 50.0), (40.0, 10.0), (15.0, 3.0), (5.0, 1.0)])
+def test_exact_count_icr_covers_the_true_ratio(rates):
+    """Poisson transits at known rates (e/ns) over 0.2 ns per sign: the 95 % ICR interval covers the true ratio
+    at least 95 % of the time (exact, hence conservative), censored bounds included."""
+    rng = np.random.default_rng(int(rates[0]))
+    true = rates[0] / rates[1]
+    hits = []
+    for n_p, n_m in rng.poisson(np.array(rates) * 0.2, (2000, 2)):
+        (r,) = icr_results([_counted(2.0, int(n_p), 0), _counted(-2.0, 0, int(n_m))])
+        lo, hi = r.icr_ci
+        hits.append(lo <= true <= (math.inf if hi is None else hi))
+    assert np.mean(hits) >= 0.95, np.mean(hits)
+    if min(rates) * 0.2 >= 2:  # with a few counts a side, close to nominal: not a vacuous interval
+        assert np.mean(hits) <= 0.99, np.mean(hits)
