@@ -10,8 +10,8 @@ still going at the limit is not counted; an extension finished after it counts a
 per strategy: the MD runs and continuum evaluations made, the
 best design by the lower bound of its MD ICR (ICR and ON current with 95 % intervals), and the surrogate's quality
 on held-out MD: a model trained on one strategy's data (the ladder's model learns both fidelities and predicts at
-MD) predicts ln ICR of the other strategy's MD designs it never saw — RMSE, R² and 95 % coverage (uncensored
-labels only).
+MD) predicts ln ICR of the other strategy's MD designs it never saw — RMSE, R² and 95 % coverage (values only, not
+bounds: neither "> x" nor "< x").
 
 Run: .venv/bin/python benchmarks/md_budget.py [--minutes 25] [--fixed-ps 24] [--chunk-ps 12] [--max-ps 48]
          [--extend-ps 96]
@@ -36,6 +36,7 @@ from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import ranked
 from porelab.active_learning.campaign.model import CampaignModel
 from porelab.active_learning.campaign.study import load_study
+from porelab.active_learning.campaign.targets import only_a_bound
 from porelab.sim.measurement import Measurement
 from porelab.surrogate.metrics import regression_metrics
 
@@ -83,11 +84,12 @@ def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
 
 def heldout(rows_train: list[dict], rows_test: list[dict], study, approach: str = "delta") -> dict:
     """A fresh model of the study's kind on rows_train (every fidelity, learned by `approach`, at MD when there are
-    several) asked for ln ICR of the MD designs of rows_test that it did not see, uncensored labels only."""
+    several) asked for ln ICR of the MD designs of rows_test that it did not see and that were measured with a value,
+    not only a bound either way (campaign.targets.only_a_bound)."""
     ms = [Measurement.model_validate_json(r["json"]) for r in rows_train]
     seen = {r["design_id"] for r in rows_train}
     test = [r for r in rows_test if r["fidelity"] == "md" and r["design_id"] not in seen
-            and not r["targets"].get("icr_censored")]
+            and not only_a_bound(r["targets"], "log_icr")]
     fids = {m.fidelity for m in ms}
     if len(test) < 2 or not any(m.fidelity == "md" for m in ms):
         return {"n": len(test)}

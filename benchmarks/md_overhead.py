@@ -36,7 +36,7 @@ def main() -> None:
     field = 2.0
     cond = make_conditions({"fields_V_per_nm": [field]})
     work = Path(tempfile.mkdtemp(prefix="md_overhead_"))
-    settings = MDSettings(production_ps=args.ps, equil_ps=2.0, settle_ps=0.0, timestep_fs=args.timestep_fs,
+    settings = MDSettings(production_ps=args.ps, equil_ps=2.0, settle_max_ps=0.0, timestep_fs=args.timestep_fs,
                           checkpoint_ps=min(10.0, args.ps / 2), platform=args.platform)
     run = MDRun(design, cond, work / "run", settings, progress=False)
     run._claim_directory()

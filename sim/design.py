@@ -319,11 +319,17 @@ def _mirror_flip(design: Design, conditions: Conditions) -> tuple[bool, dict, di
     return sorted((-e for e in fields), reverse=True) > fields, a, b
 
 
+def mirror_question(design: Design, conditions: Conditions) -> tuple[Design, Conditions]:
+    """The mirror image of the question: the design reflected (`Design.mirrored`) at the opposite fields, the same
+    simulation (z -> -z, docs/physics.md §1)."""
+    return design.mirrored(), conditions.with_fields([-e for e in conditions.fields_V_per_nm])
+
+
 def canonical(design: Design, conditions: Conditions) -> tuple[Design, Conditions, bool]:
     """The canonical orientation of the question: (design, conditions) or its mirror image at the opposite
-    fields, which is the same simulation (z -> -z). Returns (design, conditions, mirrored); see `_mirror_flip`."""
+    fields (`mirror_question`). Returns (design, conditions, mirrored); see `_mirror_flip`."""
     if _mirror_flip(design, conditions)[0]:
-        return design.mirrored(), conditions.with_fields([-e for e in conditions.fields_V_per_nm]), True
+        return *mirror_question(design, conditions), True
     return design, conditions, False
 
 

@@ -236,10 +236,12 @@ def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float =
     if not t > 0:
         raise ValueError("the counter has seen no production time (no updates after mark_start)")
     counts = counter.species_counts()
-    disp_factor = dispersion(block_sums(counter.window(counter.transit_series), counter.window(counter.dt_series)))
+    transits, dt = counter.window(counter.transit_series), counter.window(counter.dt_series)
+    # (a counter saved before the transit series existed has none: Poisson)
+    disp_factor = dispersion(block_sums(transits, dt)) if len(transits) == len(dt) else 1.0
     current, current_ci = crossing_current_nA(counts, counter.species_charge, t, alpha, disp_factor)
     disp = {}
-    series, dt = counter.window(counter.current_series), counter.window(counter.dt_series)
+    series = counter.window(counter.current_series)
     if len(series) >= 2:
         r = correlated_mean(series, dt, alpha, drop_transient=False)
         disp = {"current_displacement_nA": r.mean * E_PER_NS_TO_NA,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from porelab.sim.design import SPECIES, Conditions, Design, physical_state
+from porelab.sim.design import SPECIES, Conditions, Design, mirror_question, physical_state
 from porelab.sim.estimators import crossing_current_nA
 from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, ICRResult, Measurement, SpeciesResult
 
@@ -66,11 +66,6 @@ def ratio_interval(a: float, ci_a: tuple[float, float], b: float, ci_b: tuple[fl
     low = d - math.hypot(math.log(t1) - math.log(l1), math.log(u2) - math.log(t2))
     high = d + math.hypot(math.log(u1) - math.log(t1), math.log(t2) - math.log(l2))
     return t1 / t2, (math.exp(low), math.exp(high)), False
-
-
-def point_icr(i_pos: float, i_neg: float) -> float:
-    """|I(+E)| / |I(-E)| of two point currents (nA), their intervals aside; nan when I(-E) = 0."""
-    return abs(i_pos) / abs(i_neg) if i_neg != 0 else math.nan
 
 
 def icr_interval(i_pos: float, ci_pos: tuple[float, float], i_neg: float, ci_neg: tuple[float, float],
@@ -199,8 +194,7 @@ def oriented(m: Measurement, design: Design, conditions: Conditions) -> Measurem
     asked = physical_state(design, conditions)
     if physical_state(m.design, m.conditions) == asked:
         return m
-    if physical_state(m.design.mirrored(), m.conditions.with_fields([-e for e in m.conditions.fields_V_per_nm])) \
-            != asked:
+    if physical_state(*mirror_question(m.design, m.conditions)) != asked:
         raise ValueError(f"measurement {m.design_id} answers another question than the one asked")
     if m.status != "ok":
         return m.model_copy(update={"design": design, "conditions": conditions})
@@ -231,15 +225,10 @@ class Interval:
         return f"{self.value:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
-def on_current(plus: FieldResult, minus: FieldResult, estimator: str = "crossings") -> Interval:
-    """The ON current max(|I(+E)|, |I(-E)|) (nA) with the interval of that side; estimator crossings | displacement."""
-    def cur(f: FieldResult) -> tuple[float, tuple[float, float]]:
-        if estimator == "displacement" and f.current_displacement_ci_nA is not None:
-            return f.current_displacement_nA, f.current_displacement_ci_nA
-        return f.current_nA, f.current_ci_nA
-
-    side = max((plus, minus), key=lambda f: abs(cur(f)[0]))
-    value, lo, hi = abs_interval(*cur(side))
+def on_current(plus: FieldResult, minus: FieldResult) -> Interval:
+    """The ON current max(|I(+E)|, |I(-E)|) (nA) with the interval of that side."""
+    side = max((plus, minus), key=lambda f: abs(f.current_nA))
+    value, lo, hi = abs_interval(side.current_nA, side.current_ci_nA)
     return Interval(value, lo, hi)
 
 

@@ -212,8 +212,8 @@ class FieldProduction:
         def advance(ps: float) -> None:
             self.engine.step(simulation, max(1, round(ps * 1000 / dt)))
             reporter.sync(simulation)
-            bar.set_postfix_str(f"{self.field:+g} V/nm, settling ({counter.time_ps:.0f} ps)")
             self._commit(simulation, {**prog, "settle_ps": counter.time_ps}, reporter)
+            bar.set_postfix_str(f"{self.field:+g} V/nm, settling ({counter.time_ps:.0f} ps)")
 
         settle_ps, settled = settle(advance, lambda: (counter.dt_series, counter.polarisation_series),
                                     s.settle_window_ps, s.settle_tol_e, 0.0, s.settle_max_ps, prog["settle_ps"])
@@ -222,13 +222,12 @@ class FieldProduction:
         self._commit(simulation, prog, reporter)
         return prog
 
-    def _commit(self, simulation: app.Simulation, prog: dict, reporter: TransportReporter | None) -> None:
+    def _commit(self, simulation: app.Simulation, prog: dict, reporter: TransportReporter) -> None:
         """Atomically: write a new checkpoint file, then progress.json naming it (the commit), then prune."""
         name = f"step_{simulation.currentStep:012d}.chk"
-        if reporter is not None:
-            reporter.sync(simulation)  # count up to the checkpoint exactly
+        reporter.sync(simulation)  # count up to the checkpoint exactly
         atomic_write_bytes(self.dir / name, simulation.context.createCheckpoint())
-        prog = {**prog, "checkpoint": name, "counter": reporter.state_dict() if reporter else None}
+        prog = {**prog, "checkpoint": name, "counter": reporter.state_dict()}
         atomic_write_text(self.dir / "progress.json", json.dumps(prog))
         for old in self.dir.glob("step_*.chk"):
             if old.name != name:

@@ -6,7 +6,8 @@
 The model is anything with `predict(candidates) -> TargetPrediction` (surrogate.target_prediction: mean/std/
 epistemic dicts of arrays by target name, and an (n, k) embedding). Higher score = more worth simulating. The
 default target is an ICR goal's objective, |ln ICR| (campaign.targets: the rectification of the better orientation,
-its predictive distribution folded from ln ICR's by campaign.model), scored on its mean and std like any target.
+its predictive distribution folded from ln ICR's by campaign.model), scored on its mean and std like any target
+(Thompson sampling folds a draw of ln ICR instead).
 `select_batch` turns scores into a diverse batch with k-means++ (sklearn) weighted by score on the embeddings.
 """
 
@@ -19,9 +20,8 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.cluster import kmeans_plusplus
 
+from porelab.active_learning.campaign.targets import ICR_OBJECTIVE
 from porelab.surrogate.target_prediction import TargetPrediction
-
-ICR_OBJECTIVE = "abs_log_icr"  # campaign.targets.ICR_OBJECTIVE (which imports the study, which imports this module)
 
 
 class AcquisitionFunction:
@@ -82,16 +82,22 @@ class UpperConfidenceBound(AcquisitionFunction):
 
 
 class ThompsonSampling(AcquisitionFunction):
-    """One draw from the model's posterior, independent per candidate: mean + std * z, z ~ N(0, 1) (seeded).
-    Where the model is flat its std decides and the picks spread like random ones; where it is sure, its mean."""
+    """One draw from the model's posterior, independent per candidate: mean + std * z, z ~ N(0, 1) (seeded), std
+    the epistemic; for the ICR objective |ln ICR| an exact draw of its folded posterior, |mean + std * z| with ln
+    ICR's mean and std. Where the model is flat its std decides and the picks spread like random ones; where it is
+    sure, its mean."""
 
     def __init__(self, model=None, target: str = ICR_OBJECTIVE, maximize: bool = True, seed: int = 0):
         super().__init__(model, target, maximize)
         self.seed = seed
 
     def score(self, pred: TargetPrediction) -> np.ndarray:
+        z = np.random.default_rng(self.seed).standard_normal(len(pred))
+        if self.target == ICR_OBJECTIVE:
+            mean, sd = (np.asarray(v["log_icr"], float) for v in (pred.mean, pred.epistemic))
+            return self.sign * np.abs(mean + sd * z)
         mu, sd = self._mu_sigma(pred)
-        return mu + sd * np.random.default_rng(self.seed).standard_normal(len(mu))
+        return mu + sd * z
 
 
 def _ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:

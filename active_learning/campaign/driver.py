@@ -49,7 +49,7 @@ from porelab.active_learning.campaign.iteration import (
     measured_rows,
     pick_row,
     plan,
-    prospective,
+    prospective_rows,
     train_digest,
 )
 from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
@@ -368,7 +368,7 @@ class Campaign:
             self.log(note)
         mrec = self.cache.save(p.step, p.model)
         goal = self.study.goal
-        step_plots(step_dir(self.dir, "plots", p.step), prospective(snap, self.objective, None),
+        step_plots(step_dir(self.dir, "plots", p.step), prospective_rows(snap, self.objective, None),
                    [*snap.iterations, {"metrics": p.metrics}], objective_label(goal),
                    "best max(ICR, 1/ICR)" if goal.objective == "icr" else f"best {goal.objective}", p.scores,
                    p.picked, p.acquisition, snapshot=snap, goal=goal)

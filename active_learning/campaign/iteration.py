@@ -6,10 +6,11 @@ that very set), scores the pool's designs the ledger does not know yet with the 
 batch and computes the metrics. It reads no file and writes nothing: the caller saves the model, draws the plots
 and commits the iteration with its picks in one ledger transaction.
 
-Metrics: counts, the best objective so far, and the model's prospective quality, `heldout_*` =
-`surrogate.metrics.regression_metrics` of the objective over the finished designs that were predicted before they
-ran (their pick-time mean and std against what was measured): rmse, mae, r2, nll, coverage_68, coverage_95,
-spearman, n.
+Metrics: counts, the best objective so far and the ON current of that design (None when only an upper bound of it
+is known), and the model's prospective quality, `heldout_*` = `surrogate.metrics.regression_metrics` of the
+objective over the finished designs that were predicted before they ran and measured with a value, not only a bound
+(`prospective_rows`: their pick-time predictive mean and std against what was measured): rmse, mae, r2, nll,
+coverage_68, coverage_95, spearman, n.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import Rung
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, Study
-from porelab.active_learning.campaign.targets import objective_name, target_names
+from porelab.active_learning.campaign.targets import (
+    ICR_OBJECTIVE,
+    objective_name,
+    only_a_bound,
+    predictive,
+    target_names,
+    upper_censored,
+)
 from porelab.sim.measurement import Measurement
 
 SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's Sobol order
@@ -39,11 +47,13 @@ P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_
 def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[dict]:
     """The ledger's ok measurements (Ledger.measurements); with `goal`, each one's targets as
     campaign.measured.with_intervals reads them (computed again for a row stored before targets carried the ICR
-    objective and the intervals)."""
+    objective and the intervals), leaving out a row whose targets still lack the goal's objective (a measurement
+    that no longer yields valid targets: campaign.targets.InvalidMeasurement)."""
     rows = ledger.measurements(ok_only=True)
     if goal is None:
         return rows
-    return [{**r, "targets": with_intervals(r["targets"], r["json"], goal)} for r in rows]
+    read = [{**r, "targets": with_intervals(r["targets"], r["json"], goal)} for r in rows]
+    return [r for r in read if objective_name(goal) in r["targets"]]
 
 
 @dataclass(frozen=True)
@@ -127,17 +137,24 @@ def best_observed(rows: list[dict], study: Study) -> tuple[float | None, dict | 
     return (math.exp(best) if best is not None else None), who
 
 
+def prospective_rows(snap: Snapshot, objective: str, max_round: int | None,
+                     only_round: int | None = None) -> list[tuple[dict, float, float, float]]:
+    """(row, measured, predicted mean, predicted std) of the objective for the finished designs of rounds
+    <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) with a
+    value, not only a bound (campaign.targets.only_a_bound), whose objective was predicted before they ran
+    (campaign.targets.predictive), in the snapshot's order."""
+    out = []
+    for r in snap.rows(max_round, target_only=True):
+        pred = predictive(snap.predicted.get(r["design_id"], (None, {}))[1], objective)
+        if pred is not None and only_round in (None, r["round"]) and not only_a_bound(r["targets"], objective):
+            out.append((r, r["targets"][objective], *pred))
+    return out
+
+
 def prospective(snap: Snapshot, objective: str, max_round: int | None,
                 only_round: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(measured, predicted mean, predicted std) of the objective, each (n,), for the finished designs of rounds
-    <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) whose
-    objective was predicted before they ran."""
-    rows = []
-    for r in snap.rows(max_round, target_only=True):
-        p = snap.predicted.get(r["design_id"], (None, {}))[1]
-        if f"{objective}_mean" in p and only_round in (None, r["round"]):
-            rows.append((r["targets"][objective], p[f"{objective}_mean"], p[f"{objective}_std"]))
-    a = np.array(rows, float).reshape(-1, 3)
+    """(measured, predicted mean, predicted std) of the objective, each (n,), of `prospective_rows`."""
+    a = np.array([x[1:] for x in prospective_rows(snap, objective, max_round, only_round)], float).reshape(-1, 3)
     return a[:, 0], a[:, 1], a[:, 2]
 
 
@@ -208,9 +225,14 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
 
 
 def _prediction_row(pred, i: int, names: list[str]) -> dict:
-    """The pick-time prediction of row i (ledger trial's `prediction`): {<target>_mean, <target>_std}."""
-    return {**{f"{t}_mean": float(pred.mean[t][i]) for t in names},
-            **{f"{t}_std": float(pred.std[t][i]) for t in names}}
+    """The pick-time prediction of row i (ledger trial's `prediction`): {<target>_mean, <target>_std}, the total
+    std; the ICR objective's as campaign.targets.predictive folds it from ln ICR's, comparable with a measurement
+    (not the acquisition's epistemic fold)."""
+    row = {f"{t}_{k}": float(v[t][i]) for t in names if t != ICR_OBJECTIVE
+           for k, v in (("mean", pred.mean), ("std", pred.std))}
+    if ICR_OBJECTIVE in names:
+        row[f"{ICR_OBJECTIVE}_mean"], row[f"{ICR_OBJECTIVE}_std"] = predictive(row, ICR_OBJECTIVE)
+    return row
 
 
 def choose_fidelities(model: CampaignModel, picks: list[Candidate], pred, idx: np.ndarray, rungs: list[Rung],
@@ -323,7 +345,8 @@ def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | 
     best, who = best_observed(snap.measured, study)
     out = {"n_train": n_train, "completed": snap.counts["completed"], "failed": snap.counts["failed"],
            "abandoned": snap.counts["abandoned"], "best_objective": best,
-           "on_current_of_best_nA": math.exp(who["log_on_current"]) if who else None}
+           "on_current_of_best_nA": math.exp(who["log_on_current"])
+           if who and not upper_censored(who, "log_on_current") else None}
     y, mu, sd = prospective(snap, objective, max_round)
     if len(y) >= 2:
         out |= {f"heldout_{k}": (None if isinstance(v, float) and math.isnan(v) else v)
@@ -379,9 +402,11 @@ def respect_constraint(scores: np.ndarray, pred, log_threshold: float, p_min: fl
 
 
 def _best_feasible(snap: Snapshot, study: Study, kind: str, max_round: int | None) -> float | None:
+    """EI's incumbent: the best objective measured in rounds <= max_round by a design known to meet the goal's ON
+    current (an ON current known only from above, "< x", is not); without one None for constrained_ei, else -inf."""
     thr, objective = study.goal.on_current_min_nA, objective_name(study.goal)
-    vals = [m["targets"][objective] for m in snap.rows(max_round)
-            if thr is None or m["targets"]["log_on_current"] >= math.log(thr)]
+    vals = [m["targets"][objective] for m in snap.rows(max_round) if thr is None or (
+        not upper_censored(m["targets"], "log_on_current") and m["targets"]["log_on_current"] >= math.log(thr))]
     if not vals:
         return None if kind == "constrained_ei" else -np.inf
     return max(vals) if study.goal.maximize else min(vals)

@@ -21,8 +21,14 @@ import math
 from dataclasses import dataclass
 
 from porelab.active_learning.campaign.study import Goal
-from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, InvalidMeasurement, objective_name, targets
-from porelab.sim.design import Conditions, Design
+from porelab.active_learning.campaign.targets import (
+    ICR_OBJECTIVE,
+    InvalidMeasurement,
+    objective_name,
+    targets,
+    upper_censored,
+)
+from porelab.sim.design import Conditions, Design, mirror_question
 from porelab.sim.measurement import Measurement
 from porelab.sim.observables import Interval
 
@@ -31,13 +37,13 @@ NAMES = ("log_icr", ICR_OBJECTIVE, "log_on_current", "log_selectivity")
 
 def interval(t: dict, name: str) -> Interval:
     """The natural-unit Interval of target `name` (e.g. log_icr) of a targets dict (see `with_intervals`): censored
-    (only a lower bound, the value) when `_hi` is None; upper-censored (only an upper bound, the value) when the
-    dict flags `<x>_upper_censored` for name `log_<x>`. KeyError when the dict lacks the bounds."""
+    (only a lower bound, the value) when `_hi` is None; upper-censored (only an upper bound, the value) when
+    campaign.targets.upper_censored says so. KeyError when the dict lacks the bounds."""
     value, lo, hi = t[name], t[f"{name}_lo"], t[f"{name}_hi"]
     low = math.exp(lo) if lo is not None else 0.0
     if hi is None:
         return Interval(low, low, None, True)
-    if t.get(f"{name.removeprefix('log_')}_upper_censored"):
+    if upper_censored(t, name):
         return Interval(math.exp(hi), 0.0, math.exp(hi), upper_censored=True)
     return Interval(math.exp(value), low, math.exp(hi))
 
@@ -157,8 +163,7 @@ def measured(row: dict, goal: Goal) -> Measured | None:
     icr, sign = interval(t, "log_icr"), on_field_sign(t)
     mirrored = goal.objective == "icr" and sign < 0
     if mirrored:
-        design, icr, sign = design.mirrored(), inverted(icr), 1
-        conditions = conditions.with_fields([-x for x in conditions.fields_V_per_nm])
+        (design, conditions), icr, sign = mirror_question(design, conditions), inverted(icr), 1
     obj = sel if goal.objective == "selectivity" else interval(t, ICR_OBJECTIVE)
     symmetric = design.is_symmetric()
     return Measured(row["design_id"], icr, interval(t, "log_on_current"), sel, obj, e, doc.get("fidelity", "?"),

@@ -20,9 +20,11 @@ not claim to know the rest of the space.
 The targets are derived from the predicted fluxes at the goal's |E| (default: the largest |E| of the candidate's
 conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. An ICR goal's
 objective, |ln ICR| (campaign.targets), is the folded distribution of the predicted ln ICR (`fold_normal`): its mean
-and epistemic std from ln ICR's mean and epistemic std, its total std from ln ICR's total std, after the calibration
-and the novelty floor (the last predictive of ln ICR, which exists only as a mean and a std), so that acquisition
-scores the rectification of the better orientation and a design and its mirror image score alike. Saved models are
+and epistemic std from ln ICR's mean and epistemic std (the noise-free rectification, what acquisition and inverse
+design score), its total std from ln ICR's total std, after the calibration and the novelty floor (the last
+predictive of ln ICR, which exists only as a mean and a std), so that a design and its mirror image score alike. A
+measurement is compared with campaign.targets.predictive instead (ln ICR's total predictive folded, mean and std:
+the epistemic fold's mean lies below what noisy measurements average). Saved models are
 surrogate.store model directories (no pickle), the same that `porelab train` writes and `porelab design` reads. Only
 this file should change when the surrogate's API moves.
 """

@@ -28,28 +28,26 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], iterations: list[dict],
+def step_plots(d: Path, prospective: list[tuple[dict, float, float, float]], iterations: list[dict],
                objective_label: str, best_label: str, scores: np.ndarray | None = None,
                picked: np.ndarray | None = None, acquisition: str | None = None, snapshot=None,
                goal=None) -> list[Path]:
-    """An iteration's plots in `d`: parity and calibration of the prospective predictions (measured, mean, std),
-    each (n,), when n >= 2; the learning curve over `iterations` (ledger rows with metrics); the acquisition scores
-    (n,) with the picks marked, when given. With the iteration's `snapshot` (iteration.Snapshot) and the study's
-    `goal`, measured values carry their 95 % intervals: x error bars on the parity plot (censored values as
-    lower-bound markers) and the best design so far, ranked by its bound (campaign.measured), with its interval on
-    the learning curve. Returns the files written."""
+    """An iteration's plots in `d`: parity and calibration of the prospective predictions (iteration.prospective_rows:
+    (row, measured, mean, std) each) when there are >= 2; the learning curve over `iterations` (ledger rows with
+    metrics); the acquisition scores (n,) with the picks marked, when given. With the study's `goal`, measured
+    values carry their 95 % intervals: x error bars on the parity plot and, with the iteration's `snapshot`
+    (iteration.Snapshot), the best design so far, ranked by its bound (campaign.measured), with its interval on the
+    learning curve. Returns the files written."""
     d.mkdir(parents=True, exist_ok=True)
-    y, mu, sd = prospective
-    ci = best = None
+    y, mu, sd = (np.array([x[k] for x in prospective], float) for k in (1, 2, 3))
+    ci = _log_intervals([measured(r, goal) for r, *_ in prospective]) if goal is not None else None
+    best = None
     if snapshot is not None and goal is not None:
-        read = {r["design_id"]: measured(r, goal) for r in snapshot.measured}
-        ci = _log_intervals([read.get(r["design_id"]) for r in snapshot.measured
-                             if r["design_id"] in snapshot.predicted])  # iteration.prospective's rows, its order
-        best = _best_so_far([read.get(r["design_id"]) for r in snapshot.measured], goal)
+        best = _best_so_far([measured(r, goal) for r in snapshot.measured], goal)
     out = []
     if len(y) >= 2:
-        out += [parity(y, mu, sd, d / "parity.png", objective_label, ci if ci is not None and len(ci) == len(y)
-                       else None), calibration(y, mu, sd, d / "calibration.png")]
+        out += [parity(y, mu, sd, d / "parity.png", objective_label, ci),
+                calibration(y, mu, sd, d / "calibration.png")]
     if iterations:
         out.append(learning_curve([it["metrics"].get("completed", 0) for it in iterations],
                                   [it["metrics"].get("heldout_rmse") for it in iterations],
@@ -61,13 +59,13 @@ def step_plots(d: Path, prospective: tuple[np.ndarray, np.ndarray, np.ndarray], 
 
 
 def _log_intervals(rows: list) -> np.ndarray:
-    """(n, 2) ln (low, high) of each Measured's objective; high NaN when censored, low NaN when it is not positive
-    (no lower bar), both NaN when unknown."""
+    """(n, 2) ln (low, high) of each Measured's objective (measured with a value: iteration.prospective_rows); low
+    NaN when it is not positive (no lower bar), both NaN when unknown."""
     out = np.full((len(rows), 2), np.nan)
     for k, m in enumerate(rows):
         if m is not None:
             o = m.objective
-            out[k] = (np.log(o.low) if o.low > 0 else np.nan), (np.log(o.high) if not o.censored else np.nan)
+            out[k] = (np.log(o.low) if o.low > 0 else np.nan), np.log(o.high)
     return out
 
 
@@ -83,24 +81,15 @@ def _best_so_far(rows: list, goal) -> list[Interval | None]:
 
 def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, label: str = "ln ICR",
            measured_ci: np.ndarray | None = None) -> Path:
-    """Predicted (before the simulation) vs measured, with 95 % bars: the prediction's (mean -+ 1.96 std) and, given
-    measured_ci (n, 2) on the same scale (high NaN: censored), the measurement's; a censored measurement is drawn
-    as a right-pointing triangle at its lower bound."""
+    """Predicted (before the simulation) vs measured values (not bounds), with 95 % bars: the prediction's
+    (mean -+ 1.96 std) and, given measured_ci (n, 2) on the same scale, the measurement's."""
     fig, ax = _figure((4.2, 4))
     z = norm.ppf(0.975)
-    cens = np.zeros(len(measured), bool) if measured_ci is None else \
-        np.isnan(measured_ci[:, 1]) & ~np.isnan(measured_ci[:, 0])
-    ok = ~cens
     xerr = None
     if measured_ci is not None:  # an unknown end draws no bar on that side
-        xerr = np.nan_to_num(np.abs(np.vstack([measured[ok] - measured_ci[ok, 0], measured_ci[ok, 1] - measured[ok]])))
-    ax.errorbar(measured[ok], mean[ok], xerr=xerr, yerr=z * std[ok], fmt="o", ms=4, alpha=0.8, elinewidth=0.8)
-    if cens.any():
-        ax.errorbar(measured_ci[cens, 0], mean[cens], yerr=z * std[cens], fmt=">", ms=5, alpha=0.8, c="C3",
-                    elinewidth=0.8, label="measured: lower bound only")
-        ax.legend(fontsize=7, loc="best")
-    xs = measured_ci[cens, 0] if cens.any() else np.zeros(0)
-    lo, hi = np.nanmin(np.r_[measured, mean, xs]), np.nanmax(np.r_[measured, mean, xs])
+        xerr = np.nan_to_num(np.abs(np.vstack([measured - measured_ci[:, 0], measured_ci[:, 1] - measured])))
+    ax.errorbar(measured, mean, xerr=xerr, yerr=z * std, fmt="o", ms=4, alpha=0.8, elinewidth=0.8)
+    lo, hi = np.nanmin(np.r_[measured, mean]), np.nanmax(np.r_[measured, mean])
     pad = 0.05 * (hi - lo + 1e-9)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
     ax.set(xlabel=f"measured {label}", ylabel=f"predicted {label}", title="parity (prospective, 95 % bars)")

@@ -88,7 +88,8 @@ class Selectivity(_Strict):
 
 class Goal(_Strict):
     """What the campaign looks for at `field_abs_V_per_nm` (default: the largest |E| measured): objective icr, the
-    rectification of the better orientation max(ICR, 1/ICR) (campaign.targets), or selectivity."""
+    rectification of the better orientation max(ICR, 1/ICR) (campaign.targets), always maximised (a target above
+    1), or selectivity, maximised or minimised."""
 
     objective: Literal["icr", "selectivity"] = "icr"
     maximize: bool = True
@@ -102,6 +103,11 @@ class Goal(_Strict):
     def _check(self) -> Goal:
         if self.objective == "selectivity" and self.selectivity is None:
             raise ValueError("objective selectivity needs selectivity: {numerator: [...], denominator: [...]}")
+        if self.objective == "icr" and not self.maximize:
+            raise ValueError("objective icr maximises max(ICR, 1/ICR), the rectification; maximize: false is not "
+                             "supported")
+        if self.objective == "icr" and self.target is not None and self.target <= 1:
+            raise ValueError(f"target {self.target:g} is met at once: max(ICR, 1/ICR) >= 1; give a target above 1")
         return self
 
 
@@ -228,7 +234,9 @@ class Study(Problem):
                                    "first: a fidelity ladder (iteration.choose_fidelities)")
     executor: ExecutorSpec = ExecutorSpec()
     model: ModelSpec = ModelSpec()
-    acquisition: AcquisitionSpec = AcquisitionSpec()
+    # a factory, not an instance: its validator imports campaign.acquisition, which imports campaign.targets, which
+    # imports this module; an instance here would run it while this module is still being imported
+    acquisition: AcquisitionSpec = Field(default_factory=AcquisitionSpec)
 
     @model_validator(mode="after")
     def _check_campaign(self) -> Study:

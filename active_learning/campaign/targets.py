@@ -9,7 +9,8 @@ the orientation that rectifies).
   log_icr          ln ICR at the goal's |E| (default the largest |E| measured), signed, as the measurement's ICR
                    row gives it (sim.observables.icr_results): the point estimate, or the bound when only a bound is
                    known: `icr_censored` = 1 when only a lower bound is ("> x", the -E current's interval contains
-                   zero), `icr_upper_censored` = 1 when only an upper bound is ("< x", the +E current's does).
+                   zero), `icr_upper_censored` = 1 when only an upper bound is ("< x", the +E current's does;
+                   also an unflagged row of an older measurement whose interval starts at 0, `_icr_interval`).
   abs_log_icr      the objective of an ICR goal: |ln ICR| = ln max(ICR, 1/ICR), the rectification of the better
                    orientation (a membrane turned upside down at the opposite field is the same simulation, and a
                    campaign keeps the pair as one trial in whichever orientation its pool drew). Its interval is
@@ -41,7 +42,7 @@ import numpy as np
 from scipy.stats import norm
 
 from porelab.active_learning.campaign.study import Goal
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import ICRResult, Measurement
 from porelab.sim.observables import Interval, abs_interval, on_current, selectivity
 from porelab.surrogate.labels import labelled
 
@@ -93,6 +94,38 @@ def fold_normal(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return e, np.sqrt(np.maximum(m**2 + s**2 - e**2, 0.0))
 
 
+def predictive(p: dict, objective: str) -> tuple[float, float] | None:
+    """The predictive mean and total std of `objective` in a pick-time prediction row ({<target>_mean,
+    <target>_std}), what a measurement of it is compared with (prospective metrics, the champion, parity and
+    calibration plots); None when the row lacks it.
+
+    |ln ICR| is folded from ln ICR's total predictive, fold_normal(log_icr_mean, log_icr_std), as a measurement
+    folds a noisy ln ICR, so a row written before the objective was predicted counts too. (Acquisition folds with
+    the epistemic std instead, campaign.model: the noise-free rectification, which lies below what noisy
+    measurements average: at ln ICR 0 with epistemic std 0.2 and total 0.6, 0.16 against 0.48.)"""
+    if objective == ICR_OBJECTIVE:
+        if "log_icr_mean" not in p:
+            return None
+        mean, sd = fold_normal(p["log_icr_mean"], p["log_icr_std"])
+        return float(mean), float(sd)
+    if f"{objective}_mean" not in p:
+        return None
+    return p[f"{objective}_mean"], p[f"{objective}_std"]
+
+
+def upper_censored(t: dict, name: str) -> bool:
+    """Whether a targets dict knows the target `name` = log_<x> only from above ("< x": it flags
+    `<x>_upper_censored`, as ln ICR and ln ON current do); its value is then that bound."""
+    return bool(t.get(f"{name.removeprefix('log_')}_upper_censored"))
+
+
+def only_a_bound(t: dict, name: str) -> bool:
+    """Only a bound of the measured target `name` = log_<x> is known, not a value to score a prediction against:
+    `_hi` None or flagged `<x>_censored` ("> x", or nothing known), or `upper_censored` ("< x")."""
+    lower = (f"{name}_hi" in t and t[f"{name}_hi"] is None) or t.get(f"{name.removeprefix('log_')}_censored")
+    return bool(lower) or upper_censored(t, name)
+
+
 # --- measured targets ----------------------------------------------------------------------------------------
 def _finite_log(x: float, what: str) -> float:
     if not (isinstance(x, int | float) and math.isfinite(x) and x > 0):
@@ -108,6 +141,18 @@ def _with_interval(name: str, value: float, what: str, iv: Interval) -> dict:
     """{name: ln value, name_lo: ln low, name_hi: ln high} (None where unknown)."""
     return {name: _finite_log(value, what), f"{name}_lo": _log_or_none(iv.low),
             f"{name}_hi": None if iv.censored else _log_or_none(iv.high)}
+
+
+def _icr_interval(r: ICRResult) -> Interval:
+    """The ICR row as an Interval: unresolved (neither bound known) as ICR 1 censored at 0; a row of a measurement
+    made before ICRs were censored from above, unflagged with its lower end 0 and a finite upper end (no net
+    crossing at +E), as what it is: "< high" (value = the bound)."""
+    lo, hi = r.icr_ci
+    if r.icr_censored:
+        return Interval(r.icr if lo > 0 else 1.0, lo, None, True)
+    if r.icr_upper_censored or (lo <= 0 and hi is not None and math.isfinite(hi)):
+        return Interval(hi, 0.0, hi, upper_censored=True)
+    return Interval(r.icr, lo, hi)
 
 
 def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
@@ -128,8 +173,7 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
         r = near[0]
     e = r.field_abs_V_per_nm
     (plus, est_p), (minus, est_m) = lab.field(e), lab.field(-e)
-    unresolved = r.icr_censored and not r.icr_ci[0] > 0  # neither bound known: ICR 1, nothing learned of it
-    icr = Interval(1.0 if unresolved else r.icr, r.icr_ci[0], r.icr_ci[1], r.icr_censored, r.icr_upper_censored)
+    icr = _icr_interval(r)
     on = on_current(plus, minus)
     if on.value == 0:  # no net current at either sign: only an upper bound
         high = max(abs_interval(f.current_nA, f.current_ci_nA)[2] for f in (plus, minus))
@@ -139,7 +183,7 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
     value, low, high = fold_interval(out["log_icr"], out["log_icr_lo"], out["log_icr_hi"])
     out |= {ICR_OBJECTIVE: value, f"{ICR_OBJECTIVE}_lo": low, f"{ICR_OBJECTIVE}_hi": high,
             **_with_interval("log_on_current", on.value, "ON current (nA)", on),
-            "icr_censored": float(r.icr_censored), "icr_upper_censored": float(r.icr_upper_censored),
+            "icr_censored": float(icr.censored), "icr_upper_censored": float(icr.upper_censored),
             "on_current_upper_censored": float(on.upper_censored),
             "estimator": est_p if est_p == est_m else f"{est_p}|{est_m}"}
     if goal.objective == "selectivity":

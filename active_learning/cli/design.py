@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -119,7 +118,7 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
 
 
 def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
-    from porelab.active_learning.design.report import ln_floor, measured_of, predicted, provenance
+    from porelab.active_learning.design.report import ln_floor, measured_of, predicted, provenance, risk_bound
 
     sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     best = ranking.order[0]
@@ -128,7 +127,7 @@ def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
     metrics = {"candidates_scored": len(scores.candidates), "search_seconds": scores.seconds,
                "candidates_per_s": rate, "feasible": int(ranking.feasible.sum()), "pareto_size": len(ranking.pareto),
                f"top1_predicted_{name}": obj[0], f"top1_predicted_{name}_lo": obj[1],
-               f"top1_predicted_{name}_hi": obj[2], f"top1_risk_bound_{name}": math.exp(sign * ranking.lcb[best, 0]),
+               f"top1_predicted_{name}_hi": obj[2], f"top1_risk_bound_{name}": risk_bound(study, ranking.lcb[best, 0]),
                "oracle_calls": len(verified), "verified_ok": len(got)}
     if got:  # the best measured design by its bound (campaign.measured), with its 95 % interval
         b = max(got, key=lambda m: m.rank_bound)
@@ -145,14 +144,14 @@ def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
 
 
 def _iv(row: dict, key: str) -> str:
-    """row[key] with row[key_lo], row[key_hi] as `value [low, high]`, `> low` (high empty: censored) or `-` (no
-    value): sim.observables.Interval's format."""
+    """row[key] with row[key_lo], row[key_hi] as `value [low, high]`, `> low` (high empty: censored), `< high`
+    (row[key_upper_censored]) or `-` (no value): sim.observables.Interval's format."""
     from porelab.sim.observables import Interval
 
     value, low, high = row[key], row[f"{key}_lo"], row[f"{key}_hi"]
     if value == "":
         return "-"
-    return str(Interval(value, low, None if high == "" else high, high == ""))
+    return str(Interval(value, low, None if high == "" else high, high == "", bool(row.get(f"{key}_upper_censored"))))
 
 
 def _print(study, scores, ranking, verified) -> None:
@@ -179,8 +178,8 @@ def _print(study, scores, ranking, verified) -> None:
     print_table(t)
     if verified:
         v = Table(title=f"verified with the {study.oracle.kind} oracle (predicted: 95 % epistemic interval; "
-                        "measured: 95 % interval, '> x' a lower bound)", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
+                        "measured: 95 % interval, '> x' a lower bound, '< x' an upper one)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
         for col in ("rank", "design id", f"predicted {label}", f"measured {label}", "predicted ON nA",
                     "measured ON nA", "measured by"):
             v.add_column(col, justify="right", no_wrap=col not in ("rank", "measured by"))

@@ -6,8 +6,9 @@ candidate: design_id (n,), mean and epistemic std (n, 2) of objective and ln ON 
 --verify) and summary.json (provenance: study, surrogate and its registry version, versions, seed, timing).
 Every number comes with its interval: a prediction `<name>` with `<name>_lo`, `<name>_hi`, the surrogate's 95 %
 epistemic interval (mean -+ 1.96 sd on the log scale; for ICR, exp of the predicted |ln ICR|, at least 1), and
-`<name>_risk_bound`, the bound it is ranked by; a measured value with its 95 % interval (campaign.measured; `_hi`
-empty when censored) and what measured it. For an ICR goal every design is listed (tables, designs/) in the
+`<name>_risk_bound`, the bound it is ranked by (floored like the interval); a measured value with its 95 % interval
+(campaign.measured; `_hi` empty and `_censored` when only a lower bound is known, `_upper_censored` when only an
+upper one) and what measured it. For an ICR goal every design is listed (tables, designs/) in the
 orientation predicted to rectify, ON at +E: the mirror image (layers and fields reversed, the same design id and
 simulation; `mirrored`) of a candidate whose predicted ln ICR is below 0, and its ICR is that of the orientation
 listed, max(ICR, 1/ICR).
@@ -35,8 +36,9 @@ from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.design.search import Ranking, Scores, Verified
 from porelab.active_learning.design.study import DesignStudy
-from porelab.sim.design import Conditions, Design
+from porelab.sim.design import Conditions, Design, mirror_question
 from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
+from porelab.sim.observables import Interval
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -48,6 +50,13 @@ def objective_label(study: DesignStudy) -> str:
 def ln_floor(study: DesignStudy) -> float:
     """The least value of the objective on its ln scale: 0 for ICR (|ln ICR|), none for selectivity."""
     return 0.0 if study.goal.objective == "icr" else -math.inf
+
+
+def risk_bound(study: DesignStudy, lcb: float) -> float:
+    """The objective's risk-aware bound in natural units from its LCB (on the sign-adjusted ln scale of
+    search.Scores), at least exp(ln_floor) like the lower end of its interval (`predicted`)."""
+    sign = 1.0 if study.goal.maximize else -1.0
+    return math.exp(max(sign * lcb, ln_floor(study)))
 
 
 def predicted(ln_value: float, sd: float, floor: float = -math.inf) -> tuple[float, float, float]:
@@ -66,9 +75,7 @@ def measured_of(v: Verified, study: DesignStudy) -> Measured | None:
 
 def shown(c: Candidate, mirrored: bool) -> tuple[Design, Conditions]:
     """The candidate's design and conditions as listed: its mirror image at the opposite fields when `mirrored`."""
-    if not mirrored:
-        return c.design, c.conditions
-    return c.design.mirrored(), c.conditions.with_fields([-e for e in c.conditions.fields_V_per_nm])
+    return mirror_question(c.design, c.conditions) if mirrored else (c.design, c.conditions)
 
 
 def describe(c: Candidate, mirrored: bool = False) -> dict:
@@ -93,7 +100,7 @@ def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) 
         obj, on = predicted(sign * m[0], s[0], ln_floor(study)), predicted(m[1], s[1])
         out.append({"rank": rank_of.get(int(i), ""), **describe(scores.candidates[i], bool(scores.flipped[i])),
                     name: obj[0], f"{name}_lo": obj[1], f"{name}_hi": obj[2],
-                    f"{name}_risk_bound": math.exp(sign * lcb[0]), f"ln_{name}_std": s[0],
+                    f"{name}_risk_bound": risk_bound(study, lcb[0]), f"ln_{name}_std": s[0],
                     "on_current_nA": on[0], "on_current_nA_lo": on[1], "on_current_nA_hi": on[2],
                     "on_current_risk_bound_nA": math.exp(lcb[1]), "ln_on_current_std": s[1],
                     "feasible": bool(ranking.feasible[i]), "pareto": int(i) in on_front})
@@ -101,8 +108,9 @@ def rows(study: DesignStudy, scores: Scores, ranking: Ranking, idx: np.ndarray) 
 
 
 def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) -> list[dict]:
-    """Predicted (95 % epistemic interval) vs measured (95 % interval, `_hi` empty when censored) for each verified
-    design; measured columns empty when the oracle failed."""
+    """Predicted (95 % epistemic interval) vs measured (95 % interval: `_hi` empty and `_censored` when only a lower
+    bound is known, `_upper_censored` when only an upper one, the value) for each verified design; measured columns
+    empty when the oracle failed."""
     sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     index = {c.design_id: k for k, c in enumerate(scores.candidates)}
     out = []
@@ -115,18 +123,23 @@ def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) 
         out.append({"rank": v.rank, "design_id": v.candidate.design_id,
                     f"predicted_{name}": pred_obj[0], f"predicted_{name}_lo": pred_obj[1],
                     f"predicted_{name}_hi": pred_obj[2], f"predicted_ln_{name}_std": scores.std[i, 0],
-                    f"measured_{name}": obj.value if obj else "", f"measured_{name}_lo": obj.low if obj else "",
-                    f"measured_{name}_hi": obj.high if obj and obj.high is not None else "",
+                    **_measured_columns(f"measured_{name}", obj),
                     "predicted_on_current_nA": pred_on[0], "predicted_on_current_nA_lo": pred_on[1],
-                    "predicted_on_current_nA_hi": pred_on[2],
-                    "measured_on_current_nA": on.value if on else "", "measured_on_current_nA_lo": on.low if on else "",
-                    "measured_on_current_nA_hi": on.high if on and on.high is not None else "",
-                    "measured_icr_censored": got.icr.censored if got else "",
+                    "predicted_on_current_nA_hi": pred_on[2], **_measured_columns("measured_on_current_nA", on),
                     "measured_by": got.measured_by if got else "",
                     "z_score": (sign * v.measured[objective_name(study.goal)] - scores.mean[i, 0])
                     / max(scores.std[i, 0], 1e-12) if got else "",
                     "status": "ok" if got else "failed", "error": v.error or ""})
     return out
+
+
+def _measured_columns(key: str, iv: Interval | None) -> dict:
+    """{key, key_lo, key_hi, key_censored, key_upper_censored} of a measured Interval ("" where unknown, all of
+    them without a measurement)."""
+    if iv is None:
+        return {k: "" for k in (key, f"{key}_lo", f"{key}_hi", f"{key}_censored", f"{key}_upper_censored")}
+    return {key: iv.value, f"{key}_lo": iv.low, f"{key}_hi": "" if iv.high is None else iv.high,
+            f"{key}_censored": iv.censored, f"{key}_upper_censored": iv.upper_censored}
 
 
 def _csv(path: Path, table: list[dict]) -> Path:

@@ -2,13 +2,14 @@
 
 Each iteration's model predicted the designs it picked before they were simulated (the pick-time prediction kept in
 the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (|ln ICR| for
-an ICR goal, campaign.targets) over those of its picks that completed with an uncensored value
-(surrogate.metrics.regression_metrics, the campaign's `heldout_nll` restricted to that model's picks): it rewards
-accurate means and honest uncertainties, what acquisition and inverse design rely on. Picks made before the
-objective was predicted (a ledger of an earlier version) do not count. The champion is the model with the lowest
-score among those with at least MIN_PROSPECTIVE such designs (ties: the later); while none has that many, the latest
-model. The last model of a campaign (trained on everything, picking nothing) has no prospective data, so it is
-champion only in that case.
+an ICR goal, campaign.targets) over those of its picks that completed with a value, not only a bound
+(campaign.targets.only_a_bound), against their predictive mean and std (campaign.targets.predictive: |ln ICR| folded
+from the predicted ln ICR) (surrogate.metrics.regression_metrics, the campaign's `heldout_nll` restricted to that
+model's picks): it rewards accurate means and honest uncertainties, what acquisition and inverse design rely on.
+Picks without a predicted objective, or whose stored targets lack it (a ledger of an earlier version), do not count.
+The champion is the model with the lowest score among those with at least MIN_PROSPECTIVE such designs (ties: the
+later); while none has that many, the latest model. The last model of a campaign (trained on everything, picking
+nothing) has no prospective data, so it is champion only in that case.
 Reads the ledger only.
 """
 
@@ -18,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.targets import only_a_bound, predictive
 
 MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
 
@@ -35,26 +37,22 @@ class Champion:
 
 
 def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int]]:
-    """{model step: (mean NLL, n)} over each model's completed, uncensored picks (see the module docstring)."""
+    """{model step: (mean NLL, n)} over each model's completed picks measured with a value (see the module
+    docstring)."""
     from porelab.surrogate.metrics import regression_metrics
 
     measured = {r["design_id"]: r["targets"] or {} for r in ledger.measurements(ok_only=True)}
     by_step: dict[int, list[tuple[float, float, float]]] = {}
     for t in ledger.trials("completed"):
-        p, y = t.prediction or {}, measured.get(t.design_id, {})
-        if f"{objective}_mean" not in p or objective not in y or _censored(y, objective):
+        pred, y = predictive(t.prediction or {}, objective), measured.get(t.design_id, {})
+        if pred is None or objective not in y or only_a_bound(y, objective):
             continue
-        by_step.setdefault(t.round, []).append((y[objective], p[f"{objective}_mean"], p[f"{objective}_std"]))
+        by_step.setdefault(t.round, []).append((y[objective], *pred))
     out = {}
     for step, rows in by_step.items():
         y, mu, sd = zip(*rows, strict=True)
         out[step] = (regression_metrics(list(y), list(mu), list(sd))["nll"], len(rows))
     return out
-
-
-def _censored(t: dict, objective: str) -> bool:
-    """Only a bound of the measured objective is known (its `_hi` is None)."""
-    return f"{objective}_hi" in t and t[f"{objective}_hi"] is None
 
 
 def champion(ledger: Ledger, objective: str, min_n: int | None = None) -> Champion | None:

@@ -15,11 +15,13 @@ from porelab.active_learning.campaign.acquisition import (
     resolve_acquisition,
     select_batch,
 )
+from porelab.active_learning.campaign.targets import fold_normal
 from porelab.surrogate.target_prediction import TargetPrediction as Prediction
 
 
 class MockModel:
-    """Returns fixed predictions for candidates 0..n-1 (candidates are indices)."""
+    """Returns fixed predictions for candidates 0..n-1 (candidates are indices): the objective |ln ICR| and, for
+    Thompson sampling's folded draw, ln ICR with the same numbers."""
 
     def __init__(self, mean, std, on_mean=None, on_std=None, epistemic=None):
         self.mean, self.std = np.asarray(mean, float), np.asarray(std, float)
@@ -29,9 +31,9 @@ class MockModel:
 
     def predict(self, candidates):
         i = np.asarray(candidates, int)
-        return Prediction({"abs_log_icr": self.mean[i], "log_on_current": self.on_mean[i]},
-                          {"abs_log_icr": self.std[i], "log_on_current": self.on_std[i]},
-                          {"abs_log_icr": self.epi[i], "log_on_current": self.on_std[i]},
+        return Prediction({"abs_log_icr": self.mean[i], "log_icr": self.mean[i], "log_on_current": self.on_mean[i]},
+                          {"abs_log_icr": self.std[i], "log_icr": self.std[i], "log_on_current": self.on_std[i]},
+                          {"abs_log_icr": self.epi[i], "log_icr": self.epi[i], "log_on_current": self.on_std[i]},
                           np.column_stack([self.mean[i], self.std[i]]))
 
 
@@ -65,8 +67,12 @@ def test_thompson_draws_from_the_posterior_seeded():
     wins = np.bincount([np.argmax(ThompsonSampling(flat, seed=k)(X)) for k in range(4000)], minlength=4)
     assert np.all(np.abs(wins / 4000 - 0.25) < 0.03)
     # draws follow N(mean, std): z-scores of many seeds have mean 0 and std 1
-    z = np.array([(ThompsonSampling(m, seed=k)(X)[3] - 0.5) / 2.0 for k in range(4000)])
+    z = np.array([(ThompsonSampling(m, target="log_icr", seed=k)(X)[3] - 0.5) / 2.0 for k in range(4000)])
     assert abs(z.mean()) < 0.06 and abs(z.std() - 1) < 0.05
+    # |ln ICR|: a draw of ln ICR folded, |N(0.5, 2^2)| (campaign.targets.fold_normal), never below 0
+    d = np.array([ThompsonSampling(m, seed=k)(X)[3] for k in range(4000)])
+    e, sd = fold_normal(0.5, 2.0)
+    assert d.min() >= 0 and abs(d.mean() - e) < 0.06 * sd and abs(d.std() / sd - 1) < 0.05
 
 
 def test_expected_improvement_closed_form():

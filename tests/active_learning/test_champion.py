@@ -70,3 +70,20 @@ def test_nll_is_the_mean_gaussian_negative_log_likelihood(tmp_path):
     nll, n = prospective_scores(led, "log_icr")[1]
     assert nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)  # every error exactly 1 sd
     led.close()
+
+
+def test_the_icr_objective_is_scored_against_the_fold_of_the_predicted_ln_icr(tmp_path):
+    """|ln ICR| is compared with the fold of the pick-time ln ICR prediction (campaign.targets.predictive), also
+    for picks that stored no prediction of |ln ICR| itself: predicted ln ICR -(|ln ICR| + 0.3), the mirror image's
+    sign, with std 0.3 is one sd off."""
+    led = Ledger(tmp_path / "l.sqlite")
+    truth = np.linspace(3.0, 4.0, MIN_PROSPECTIVE)
+    picks = [pick(f"d{k}", 1, -(y + 0.3), 0.3) for k, y in enumerate(truth)]
+    led.record_iteration(1, 1, 0.0, 4, {}, {"kind": "rf", "path": "models/step_001", "sha256": "x"}, picks)
+    for p, y in zip(picks, truth, strict=True):
+        led.start(p["design_id"])
+        led.finish(p["design_id"], "completed", json.dumps({}), "md",
+                   {"abs_log_icr": y, "abs_log_icr_lo": y - 0.1, "abs_log_icr_hi": y + 0.1})
+    nll, n = prospective_scores(led, "abs_log_icr")[1]
+    assert n == MIN_PROSPECTIVE and nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)
+    led.close()

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import yaml
-from al_helpers import CENSORED, DECISIVE, SMALL, SYMMETRIC_NOISY, WIDE
+from al_helpers import CENSORED, DECISIVE, SMALL, SYMMETRIC_NOISY, WIDE, md
 from typer.testing import CliRunner
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, create
@@ -75,11 +75,15 @@ def test_best_is_ranked_by_the_lower_bound_and_a_symmetric_stack_never_tops_by_n
 
 
 def test_minimising_ranks_by_the_upper_bound_and_a_censored_value_last():
-    goal = Goal(maximize=False)
+    """Selectivity K+/Cl- minimised (an ICR goal always maximises): DECISIVE's (400/300, narrow) before WIDE's
+    (15/10, wide), and a selectivity known only from below (no Cl- transit: "> x") last."""
+    goal = Goal(objective="selectivity", selectivity={"numerator": ["K+"], "denominator": ["Cl-"]}, maximize=False)
+    no_cl = md(["NH3+", "OH"], (40, 0, 0, 0), (0, 0, 0, 0))
     rows = [{"design_id": m.design_id, "json": m.to_json(), "targets": targets(m, goal)}
-            for m in (CENSORED, WIDE, DECISIVE)]
+            for m in (no_cl, WIDE, DECISIVE)]
     out = ranked(rows, goal)
-    assert [m.design_id for m in out] == [DECISIVE.design_id, WIDE.design_id, CENSORED.design_id]
+    assert [m.design_id for m in out] == [DECISIVE.design_id, WIDE.design_id, no_cl.design_id]
+    assert out[-1].objective.censored
     assert out[0].rank_bound == pytest.approx(-math.log(out[0].objective.high))
     assert out[-1].rank_bound == -math.inf
 

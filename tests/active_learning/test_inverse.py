@@ -28,7 +28,7 @@ class Known:
     with the number of layers; the epistemic std grows with |E| (V/nm)."""
 
     kind = "known"
-    targets = ("log_icr", "log_on_current", "abs_log_icr")
+    targets = ("log_icr", "log_on_current", "abs_log_icr", "log_selectivity")
 
     def __init__(self):
         self.calls = 0
@@ -40,8 +40,8 @@ class Known:
         icr = np.array([-((x.spacing_nm - 0.55) / 0.1) ** 2 + 0.2 * x.groups_per_rim for x in d])
         on = np.array([2.0 - 0.5 * len(x.layers) for x in d])
         sd = 10 * e
-        mean = {"log_icr": icr, "log_on_current": on, "abs_log_icr": icr + 7.0}
-        std = {"log_icr": sd, "log_on_current": 0.1 * sd, "abs_log_icr": sd}
+        mean = {"log_icr": icr, "log_on_current": on, "abs_log_icr": icr + 7.0, "log_selectivity": icr}
+        std = {"log_icr": sd, "log_on_current": 0.1 * sd, "abs_log_icr": sd, "log_selectivity": sd}
         return Prediction(mean, std, std, np.zeros((len(cands), 1)))
 
 
@@ -85,8 +85,10 @@ def test_screen_is_the_seeded_pool_and_chunking_changes_nothing():
     np.testing.assert_array_equal(a.mean, c.mean)
     assert [c.design_id for c in a.candidates] == [c.design_id for c in sp.sample(300, 5)]
     np.testing.assert_array_equal(a.mean, b.mean)
-    minimise = inverse.score(Known(), a.candidates, Goal(maximize=False))
-    np.testing.assert_array_equal(minimise.mean[:, 0], -a.mean[:, 0])
+    sel = {"objective": "selectivity", "selectivity": {"numerator": ["K+"], "denominator": ["Cl-"]}}
+    maximise = inverse.score(Known(), a.candidates, Goal(**sel))
+    minimise = inverse.score(Known(), a.candidates, Goal(**sel, maximize=False))
+    np.testing.assert_array_equal(minimise.mean[:, 0], -maximise.mean[:, 0])
 
 
 def test_nsga2_finds_the_known_optimum():
@@ -129,9 +131,52 @@ def test_a_candidate_predicted_to_rectify_the_other_way_is_listed_as_its_mirror_
 
 
 def test_selectivity_needs_a_model_trained_for_it():
+    class IcrOnly(Known):
+        targets = ("log_icr", "log_on_current", "abs_log_icr")
+
     goal = Goal(objective="selectivity", selectivity={"numerator": ["K+"], "denominator": ["Cl-"]})
     with pytest.raises(ModelError, match="not log_selectivity"):
-        inverse.prepare(Known(), goal)
+        inverse.prepare(IcrOnly(), goal)
+
+
+def test_the_risk_bound_is_floored_like_the_interval():
+    """|ln ICR| - kappa sd below 0 is ICR 1, the floor of the interval beside it, not exp of a negative bound; a
+    selectivity has no floor."""
+    from porelab.active_learning.design import report
+    from porelab.active_learning.design.study import DesignStudy
+
+    doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
+    icr = parse_study(doc, "test", DesignStudy)
+    sel = parse_study({**doc, "goal": {"objective": "selectivity",
+                                       "selectivity": {"numerator": ["K+"], "denominator": ["Cl-"]}}},
+                      "test", DesignStudy)
+    assert report.risk_bound(icr, -0.5) == 1.0 == report.predicted(0.1, 1.0, report.ln_floor(icr))[1]
+    assert report.risk_bound(icr, 0.5) == report.risk_bound(sel, 0.5) == pytest.approx(math.exp(0.5))
+    assert report.risk_bound(sel, -0.5) == pytest.approx(math.exp(-0.5))
+
+
+def test_a_verified_on_current_known_only_from_above_prints_as_a_bound():
+    """No net current at either sign: the measured ON current is "< x" in verified.csv's flags and the table, and
+    the objective, known only from below, "> x"."""
+    from al_helpers import UNRESOLVED
+
+    from porelab.active_learning.campaign.space import Candidate
+    from porelab.active_learning.campaign.targets import targets
+    from porelab.active_learning.cli.design import _iv
+    from porelab.active_learning.design import report
+    from porelab.active_learning.design.study import DesignStudy
+
+    doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
+    study = parse_study(doc, "test", DesignStudy)
+    m = UNRESOLVED
+    c = Candidate(design=m.design, conditions=m.conditions, design_id=m.design_id)
+    s = inverse.Scores([c], np.zeros((1, 2)), np.ones((1, 2)), 0.0, np.zeros(1, bool))
+    row = report.verified_rows(study, s, [inverse.Verified(1, c, m, targets(m, study.goal), None)])[0]
+    on = row["measured_on_current_nA"]
+    assert row["measured_on_current_nA_upper_censored"] and not row["measured_on_current_nA_censored"]
+    assert row["measured_on_current_nA_lo"] == 0.0 and row["measured_on_current_nA_hi"] == on
+    assert _iv(row, "measured_on_current_nA") == f"< {on:.3g}"
+    assert row["measured_icr_censored"] and not row["measured_icr_upper_censored"] and _iv(row, "measured_icr") == "> 1"
 
 
 def test_verify_measures_resumes_and_reports_failures(tmp_path, user_oracle):

@@ -81,6 +81,62 @@ def test_an_upper_censored_icr_gives_a_lower_censored_objective():
         assert not s.mirrored and s.on_field == "unresolved" and str(s.objective) == "> 1"
 
 
+def old_style(point: float, high: float) -> Measurement:
+    """UPPER as a measurement made before ICRs were censored from above: its ICR row unflagged, (0, high)."""
+    row = UPPER.icr[0].model_copy(update={"icr": point, "icr_ci": (0.0, high), "icr_upper_censored": False})
+    return UPPER.model_copy(update={"icr": [row]})
+
+
+def test_an_icr_row_from_before_upper_censoring_reads_as_an_upper_bound():
+    """An older measurement's ICR row with its lower end 0 and no flag (no net crossing at +E: value 0) is "< high",
+    like the flagged row of today's: the value is the bound, whatever the point, and the ON field follows the
+    bound ("< 5" does not say which field is ON, "< 0.8" does: its mirror image, "> 1.25")."""
+    r = UPPER.icr[0]
+    assert targets(old_style(0.0, r.icr_ci[1]), Goal()) == targets(UPPER, Goal())
+    for point, high, mirrored in ((2.0, 5.0, False), (0.5, 0.8, True)):
+        m = old_style(point, high)
+        t = targets(m, Goal())
+        assert t["icr_upper_censored"] == 1.0 and t["log_icr_lo"] is None
+        assert t["log_icr"] == t["log_icr_hi"] == pytest.approx(math.log(high))
+        s = shown(m)
+        assert s.mirrored == mirrored and (s.on_field == "unresolved") == (not mirrored)
+        assert str(s.icr) == (f"> {1 / high:.3g}" if mirrored else f"< {high:.3g}")
+
+
+def test_a_ledger_written_before_the_icr_objective_reads_every_measurement(tmp_path):
+    """Targets stored by an earlier version (no |ln ICR|, no intervals) are computed again from the measurement, an
+    old-style "< x" ICR row included (it is shown, as its mirror image); a measurement that yields no targets
+    any more is left out of the rows a campaign reads, instead of failing its iteration."""
+    from porelab.active_learning.campaign.iteration import (
+        Snapshot,
+        _best_feasible,
+        best_observed,
+        extension_options,
+        prospective,
+    )
+    from porelab.active_learning.campaign.ledger import Ledger
+    from porelab.active_learning.campaign.summary import summarize
+
+    old, broken = old_style(0.0, UPPER.icr[0].icr_ci[1]), CENSORED.model_copy(update={"icr": []})
+    study = parse_study({**SMALL, "goal": {"on_current_min_nA": 1e-6}})
+    led = Ledger(create(study, tmp_path / "camp") / "ledger.sqlite")
+    for m in (old, DECISIVE, broken):
+        led.add_trial(m.design_id, m.design.model_dump(mode="json"), m.conditions.model_dump(mode="json"), 0,
+                      "initial")
+        led.start(m.design_id)
+        led.finish(m.design_id, "completed", m.to_json(), "md", {"log_icr": 0.0, "log_on_current": 0.0})
+    snap = Snapshot.read(led, study.goal)
+    assert [r["design_id"] for r in snap.measured] == [old.design_id, DECISIVE.design_id]
+    assert snap.measured[0]["targets"] == targets(UPPER, study.goal)
+    top = max(r["targets"]["abs_log_icr"] for r in snap.measured)
+    assert best_observed(snap.measured, study)[0] == pytest.approx(math.exp(top))
+    assert _best_feasible(snap, study, "ei", None) == top
+    assert extension_options(snap, study) == [] and len(prospective(snap, "abs_log_icr", None)[0]) == 0
+    shown_old = next(b for b in summarize(led, study)["best"] if b["design_id"] == old.design_id)
+    assert shown_old["mirrored"] and shown_old["icr_censored"]
+    led.close()
+
+
 def test_an_unresolved_icr_ranks_after_a_resolved_one():
     u, c = shown(UNRESOLVED), shown(CENSORED)
     assert str(u.objective) == "> 1" and u.rank_bound == 0.0 and u.on_field == "unresolved" and not u.mirrored

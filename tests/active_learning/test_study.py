@@ -34,6 +34,8 @@ def test_small_study_loads_and_pool_is_seeded(tmp_path):
     ({"base": {"conditions": {"electrolyte": {"Xe+": 1.0}}}}, "species 'Xe+' is unknown"),
     ({"model": {"kind": "transformer"}}, "model.kind: Input should be 'gnn', 'rf' or 'gp'"),
     ({"goal": {"objective": "selectivity"}}, "objective selectivity needs selectivity"),
+    ({"goal": {"maximize": False}}, "objective icr maximises max(ICR, 1/ICR)"),
+    ({"goal": {"target": 1.0}}, "target 1 is met at once: max(ICR, 1/ICR) >= 1"),
 ])
 def test_bad_studies_name_the_field(tmp_path, change, message):
     with pytest.raises(StudyError, match=re.escape(message)):

@@ -64,7 +64,7 @@ def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monke
 
     def crashing_commit(self, simulation, prog, reporter):
         original(self, simulation, prog, reporter)
-        if prog["phase"] == "count" and prog["time_ps"] > 0 and reporter is not None:
+        if prog["phase"] == "count" and prog["time_ps"] > 0:
             simulation.step(7)  # work after the checkpoint that the crash loses
             raise Interrupt
 
