@@ -214,14 +214,6 @@ def correlated_mean(series, dt=None, alpha: float = 0.05, drop_transient: bool =
                       start=k0 * size)
 
 
-def displacement_current_nA(series_e_per_ns, dt_ps=None, alpha: float = 0.05,
-                            drop_transient: bool = False) -> tuple[float, tuple[float, float]]:
-    """Displacement current (nA) and its interval from the per-update series (e/ns), shape (n_updates,), with
-    update lengths dt_ps (default: equal); see `correlated_mean`."""
-    r = correlated_mean(series_e_per_ns, dt_ps, alpha, drop_transient)
-    return r.mean * E_PER_NS_TO_NA, (r.ci[0] * E_PER_NS_TO_NA, r.ci[1] * E_PER_NS_TO_NA)
-
-
 def field_result(counter: CrossingCounter, field_V_per_nm: float, alpha: float = 0.05,
                  settled: bool | None = None) -> FieldResult:
     """Everything the counter measured in its production window at one signed field (V/nm), as a FieldResult

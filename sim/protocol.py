@@ -1,13 +1,16 @@
-"""The MD run protocol: minimise (field off), equilibrate, then counted production at each field from the same
-equilibrated state, in chunks, until a fixed length or a decisive answer (`sim.run_length`); exact resume.
+"""The MD run protocol (docs/physics.md §3): minimise (field off), equilibrate until the ions' polarisation is
+stationary (`sim.settle`), then at each field from that state: switch the field on with the field's own velocities,
+settle again (not counted), and count transits in chunks until a fixed length or a decisive answer
+(`sim.run_length`); exact resume.
 
 What is simulated. The canonical orientation of the question (`sim.design.canonical`): a design and its mirror
 image at the opposite fields share one run directory and one simulation, and the measurement is returned
 oriented as asked (`sim.observables.oriented`). A design equal to its own mirror image is simulated at +|E| only;
 its -|E| results are the mirror images (`derived_by_symmetry`) and its ICR is 1 by symmetry (docs/physics.md §3).
 
-Run length. until="fixed": `production_ps` per field. until="decisive": every field advances by `chunk_ps`, then
-the rule of `sim.run_length` is checked, up to `max_production_ps`. Calling again with a longer length (or cap)
+Run length. until="fixed": `production_ps` per field. until="decisive": every field advances to
+`min_production_ps`, then by `chunk_ps`, and the rule of `sim.run_length` is checked at each of these looks, up to
+`max_production_ps`. Calling again with a longer length (or cap)
 and the same other settings continues from the checkpoints and improves the numbers in place; a shorter length,
 or a change of a setting that changes the numbers (`MDSettings.identity()`), is refused with one line.
 
@@ -17,6 +20,7 @@ Run directory (every result written atomically: temp file + rename):
   system.xml                   the serialized OpenMM System
   ions.pdb                     topology of the trajectory atoms (ions + water oxygens)
   state/equilibrated.xml       the equilibrated state every field starts from
+  state/equilibration.json     how long the equilibration ran (ps) and whether its polarisation settled
   state/E<field>/...           per-field production (`sim.production`)
   state/run.json               the run record: rule, length, cost, ICR history (canonical orientation)
   traj_E<field>.dcd, md_E<field>.log   trajectory and StateDataReporter log of each simulated field
