@@ -9,11 +9,12 @@ out: their ICR is 1 by symmetry). Tiny preset, 1.0 M KCl, +-|E| (default 2 V/nm)
 crossing counts with exact intervals; docs/physics.md §3). Each design runs in its own process with one OpenMM
 thread (--workers at once); run it under `nice -n 19`.
 
-Writes data/md/records/<design_id>.json (the Measurement, oriented as drawn), data/md/index.csv (one row per
-design: design, currents, ICR and charge crossed with intervals, settle lengths, CPU seconds) and
-data/md/README.md (protocol, versions, CPU-hours). A design whose record exists is skipped; a record made with
-other settings stops the run with one line (it is never reused for another question). Trajectories stay in
---runs; an interrupted design resumes from its checkpoints there.
+data/md is a measurement store (porelab.sim.store): data/md/md-<key>/<design_id>/measurement.json (the
+Measurement, in the orientation drawn; committed) beside the run's own files (trajectories and
+checkpoints: git-ignored, so an interrupted design resumes from its checkpoints and a longer run extends it), plus
+data/md/index.csv (one row per design: design, currents, ICR and charge crossed with intervals, settle lengths, CPU
+seconds) and data/md/README.md (protocol, versions, CPU-hours). A design already stored is skipped. A campaign run
+with PORELAB_STORE=data/md and the same MD settings reuses these answers; `porelab train data/md` trains on them.
 
 Run: nice -n 19 .venv/bin/python benchmarks/md_dataset.py [--n 64] [--field 2] [--ps 100] [--workers 2]
 """
@@ -35,6 +36,7 @@ from porelab.active_learning.campaign.space import Candidate, DesignSpace, Range
 from porelab.sim.md_settings import MDSettings, md_identity
 from porelab.sim.measurement import Measurement, atomic_write_text
 from porelab.sim.protocol import run_md
+from porelab.sim.store import MeasurementStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {
@@ -66,8 +68,14 @@ def settings_for(args) -> MDSettings:
                       platform="CPU", cpu_threads=1)
 
 
-def simulate(cand: Candidate, runs: Path, settings: MDSettings) -> str:
-    m = run_md(cand.design, cand.conditions, runs / cand.design_id, settings, progress=False)
+def simulate(cand: Candidate, store: Path, settings: MDSettings) -> str:
+    """Run one design in its store entry (in the entry's orientation), store it; its Measurement JSON."""
+    st, ident = MeasurementStore(store), md_identity(settings)
+    with st.lock(ident, cand.design, cand.conditions) as entry:
+        d, c = st.question(ident, cand.design, cand.conditions)
+        m = st.get(ident, d, c) or run_md(d, c, entry, settings, progress=False)  # run_md names its oracle
+        if m.status == "ok":
+            st.put(m)
     return m.to_json()
 
 
@@ -114,9 +122,11 @@ def write_index(out: Path, records: list[Measurement], settings: MDSettings, com
     text = f"""# The shared MD dataset
 
 Tiny-preset MD of Janus and asymmetric stacks, grown by `{command}` (resumable; run it again to add designs,
-`nice -n 19` while you work). Every record is a porelab Measurement (`records/<design_id>.json`, readable with
-`porelab.sim.measurement.Measurement.load`); `index.csv` has one row per design with every number and its 95 %
-interval. No trajectories are kept.
+`nice -n 19` while you work). This folder is a porelab measurement store (`porelab/sim/store.py`): every record
+is a Measurement, `md-<key>/<design_id>/measurement.json` (the oracle's identity in `md-<key>/oracle.json`;
+readable with `porelab.sim.measurement.Measurement.load`); `index.csv` has one row per design with every number
+and its 95 % interval. Trajectories and checkpoints stay beside the records, git-ignored. Train on it with
+`porelab train data/md --out ...`; a campaign run with `PORELAB_STORE=data/md` and these MD settings reuses it.
 
 - Designs: the seed study's 1-3 Janus-layer pores, then non-symmetric stacks of 1-4 sheets (rim groups COO-, NH3+,
   OH, none; spacing 0.3-0.6 nm; 2-6 groups per rim) in the scrambled-Sobol order of `benchmarks/md_dataset.py`.
@@ -142,12 +152,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "md")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "md_dataset")
     args = ap.parse_args()
     settings = settings_for(args)
     oracle = md_identity(settings)
-    (args.out / "records").mkdir(parents=True, exist_ok=True)
-    records = {p.stem: Measurement.load(p) for p in sorted((args.out / "records").glob("*.json"))}
+    store = MeasurementStore(args.out)
+    records = {m.design_id: m for m in store.measurements("md")}
     other = [k for k, m in records.items() if m.oracle != oracle]
     if other:
         sys.exit(f"md_dataset: {len(other)} records in {args.out} (e.g. {other[0]}) were made with other MD settings "
@@ -158,12 +167,12 @@ def main() -> None:
     print(f"md_dataset: {len(records)} designs recorded, {len(todo)} to simulate ({args.workers} workers)", flush=True)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as ex, tqdm(total=len(todo), unit="design", desc="MD dataset") as bar:
-        futures = {ex.submit(simulate, c, args.runs, settings): c for c in todo}
+        futures = {ex.submit(simulate, c, args.out, settings): c for c in todo}
         for fut in as_completed(futures):
             cand = futures[fut]
             m = Measurement.model_validate_json(fut.result())
-            atomic_write_text(args.out / "records" / f"{cand.design_id}.json", m.to_json())
-            records[cand.design_id] = m
+            if m.status == "ok":
+                records[cand.design_id] = m
             write_index(args.out, list(records.values()), settings, command)
             bar.update(1)
             r = index_row(m)

@@ -101,8 +101,10 @@ def build_model(cfg: TrainConfig):
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="directory tree of measurement.json files")],
     out: Annotated[Path, typer.Option(help="output directory (model, plots, metrics, MLflow store)")],
+    data: Annotated[Path | None, typer.Argument(help="directory tree of measurement.json files (default: the "
+                                                     "workspace's measurement store, every MD result kept there)")]
+    = None,
     config: Annotated[Path | None, typer.Option(help="YAML: model kind and settings, split, MLflow names")] = None,
 ):
     """Train a surrogate (GNN ensemble, RF or GP) on DATA; write the model, metrics and plots to OUT; log an
@@ -113,6 +115,12 @@ def train(
     from porelab.surrogate.store import model_kind, save_model
 
     out = out_path(out, "--out")
+    if data is None:
+        from porelab.sim.store import default_store
+
+        data = default_store()
+        if data is None:
+            _fail("DATA: none given and the measurement store is off (PORELAB_STORE=off)")
     cfg = load_config(config)
     try:
         model = build_model(cfg)

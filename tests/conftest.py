@@ -1,5 +1,6 @@
 """Shared test configuration: GPU tests are skipped when OpenMM has no usable CUDA platform; the workspace
-(where porelab may write, see sim/workspace.py) is pytest's temporary root, so CLI tests may write to tmp_path."""
+(where porelab may write, see sim/workspace.py) is pytest's temporary root, so CLI tests may write to tmp_path;
+each test has its own measurement store."""
 
 import os
 import shutil
@@ -17,6 +18,12 @@ def _workspace_is_pytest_tmp(tmp_path_factory):
         os.environ.pop("PORELAB_WORKSPACE", None)
     else:
         os.environ["PORELAB_WORKSPACE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _store_per_test(tmp_path_factory, monkeypatch):
+    """Each test its own measurement store (sim/store.py), so no test reuses another's simulations."""
+    monkeypatch.setenv("PORELAB_STORE", str(tmp_path_factory.mktemp("store")))
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from porelab.active_learning.campaign.directory import (
     run_dir,
     step_dir,
 )
-from porelab.active_learning.campaign.executors import Task, TaskResult, make_executor
+from porelab.active_learning.campaign.executors import Task, TaskResult, make_executor, store_for
 from porelab.active_learning.campaign.ingest import ingest, recover
 from porelab.active_learning.campaign.iteration import (
     SPACE_FILLING,
@@ -282,7 +282,7 @@ class Campaign:
             rung = self.rung[t.fidelity]
             spec = rung.spec if t.extend_ps is None else extended(rung.spec, t.extend_ps, rung.length_setting)
             executor.submit(Task(t.design_id, t.design, t.conditions, spec, str(run_dir(self.dir, t.design_id)),
-                                 attempt, t.extend_ps))
+                                 attempt, t.extend_ps, store_for(rung.name)))
 
     def _ingest(self, r: TaskResult) -> None:
         line = ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},

@@ -4,7 +4,9 @@ A task is keyed by its design id: submitting a design that is already pending is
 measurement.json in the task's run directory returns it instead of simulating again only when it answers the same
 question (design id) from the same oracle (`Measurement.oracle` equal to the oracle's identity), turned to the
 orientation asked (`sim.observables.oriented`: the mirror image at the opposite fields has the same id); a
-measurement by another oracle is refused in one line, neither reused nor overwritten.
+measurement by another oracle is refused in one line, neither reused nor overwritten. A task of an MD-fidelity
+oracle also carries the workspace's measurement store (sim.store): the simulation runs in the store's entry for
+its question, and a stored answer that reaches the task's length is reused by every campaign of the workspace.
 `wait(timeout)` returns results as they arrive, so the driver can refill a free worker at once.
 An oracle exception or a lost worker comes back as a TaskResult with `error` set; the driver decides on
 retries. Workers never touch the ledger or MLflow.
@@ -27,6 +29,7 @@ from porelab.active_learning.campaign.oracles import check_measurement, identity
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement, same_oracle
 from porelab.sim.observables import oriented
+from porelab.sim.store import MeasurementStore, default_store
 
 
 class ExecutorError(RuntimeError):
@@ -42,6 +45,7 @@ class Task:
     run_dir: str
     attempt: int = 1
     extend_ps: float | None = None  # an extension: the production per field to reach (the oracle spec says so too)
+    store: str | None = None  # the measurement store's root (sim.store): the oracle runs in its entry, reused there
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,13 @@ def task_identity(spec: dict) -> dict:
     return identity_of(_oracle(spec), spec["kind"], spec.get("settings"), spec.get("path"))
 
 
+def store_for(fidelity: str) -> str | None:
+    """The measurement store a task of this fidelity goes through: the workspace's (`sim.store.default_store`) for
+    MD, None for the cheap ones (and when the store is off)."""
+    store = default_store() if fidelity == "md" else None
+    return None if store is None else str(store)
+
+
 def run_task(task: Task) -> TaskResult:
     """Worker side: run (or reuse, see the module docstring) one design's measurement, oriented as asked, and save
     it atomically in its run directory."""
@@ -98,15 +109,45 @@ def run_task(task: Task) -> TaskResult:
             if reaches(m, task.extend_ps):
                 return TaskResult(task.design_id, task.attempt, oriented(m, design, conditions).to_json(), None,
                                   time.perf_counter() - t0, worker, reused=True)
-        m = check_measurement(oracle(design, conditions, run_dir), design, conditions,
-                              getattr(oracle, "fidelity", task.oracle["kind"]))
-        m = oriented(stamp(m, identity), design, conditions)
+        if task.store is None:
+            m = _simulate(oracle, identity, task, design, conditions, run_dir)
+        else:
+            m, reused = _through_store(oracle, identity, task, design, conditions)
+            if reused:
+                m.save(saved)
+                return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker,
+                                  reused=True)
         m.save(saved)
         return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker)
     except Exception as err:  # the oracle (or its loading) raised: reported, the driver retries or fails it
         text = f"{type(err).__name__}: {err}".strip().splitlines()[0][:500]
         storage = isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
         return TaskResult(task.design_id, task.attempt, None, text, time.perf_counter() - t0, worker, storage=storage)
+
+
+def _simulate(oracle, identity: dict, task: Task, design: Design, conditions: Conditions, where: Path) -> Measurement:
+    """The oracle's answer to (design, conditions), run in `where`, checked, stamped and oriented as asked."""
+    m = check_measurement(oracle(design, conditions, where), design, conditions,
+                          getattr(oracle, "fidelity", task.oracle["kind"]))
+    return oriented(stamp(m, identity), design, conditions)
+
+
+def _through_store(oracle, identity: dict, task: Task, design: Design,
+                   conditions: Conditions) -> tuple[Measurement, bool]:
+    """(answer, reused): the store's answer when it reaches the task's length, else the oracle run in the store's
+    entry, in the entry's orientation (`MeasurementStore.question`; resuming and extending what ran there), and
+    stored when it succeeded. The entry is locked meanwhile: a second campaign asking the same question waits,
+    then reuses."""
+    store = MeasurementStore(task.store)
+    with store.lock(identity, design, conditions) as entry:
+        held = store.get(identity, design, conditions)
+        if held is not None and held.status == "ok" and reaches(held, task.extend_ps):
+            return held, True
+        d, c = store.question(identity, design, conditions)
+        m = _simulate(oracle, identity, task, d, c, entry)
+        if m.status == "ok":
+            store.put(m)
+        return oriented(m, design, conditions), False
 
 
 def _watch_parent(ppid: int) -> None:

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from porelab.active_learning.campaign.executors import Task, run_task
+from porelab.active_learning.campaign.executors import Task, run_task, store_for
 from porelab.active_learning.campaign.model import ModelError
+from porelab.active_learning.campaign.oracles import make_oracle
 from porelab.active_learning.campaign.space import Candidate, Choice, DesignSpace, Range, Sequence, make_candidate
 from porelab.active_learning.campaign.study import Goal, OracleSpec
 from porelab.active_learning.campaign.targets import InvalidMeasurement, objective_name, target_names, targets
@@ -275,13 +276,15 @@ def verify(ranked: list[Candidate], oracle: OracleSpec, run_root: Path, goal: Go
            progress: Progress | None = None) -> list[Verified]:
     """Run the oracle on each candidate (best first) in oracle_dir(run_root, oracle)/<design_id>/; a measurement
     that oracle already saved there for the same question is reused (turned to the candidate's orientation), so an
-    interrupted verification resumes. Failures are reported, never recorded as numbers."""
+    interrupted verification resumes; MD goes through the workspace's measurement store (`executors.store_for`), so
+    a design any campaign measured is not simulated again. Failures are reported, never recorded as numbers."""
     spec = {"kind": oracle.kind, "settings": oracle.settings, "path": oracle.path}
     root = oracle_dir(run_root, oracle)
+    store = store_for(str(getattr(make_oracle(oracle.kind, oracle.settings, oracle.path), "fidelity", oracle.kind)))
     out = []
     for k, c in enumerate(ranked):
         res = run_task(Task(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"),
-                            spec, str(root / c.design_id)))
+                            spec, str(root / c.design_id), store=store))
         m = Measurement.model_validate_json(res.measurement) if res.measurement else None
         measured, error = None, res.error
         if m is not None and m.status != "ok":

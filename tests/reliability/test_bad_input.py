@@ -278,6 +278,7 @@ def test_broken_measurements_and_ledgers(ws):
     (["ui", ".", "--host", "999.1.1.1"], "999.1.1.1"),
     (["ui", "nowhere"], "no mlflow.db"),
     (["train", "data", "--out", "m"], "not a directory"),
+    (["train", "--out", "m"], "no measurement.json below it"),  # no DATA: the measurement store, empty
     (["nosuch"], "No such command"),
 ])
 def test_bad_options_are_one_line(ws, args, words):
