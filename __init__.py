@@ -1,7 +1,8 @@
 """porelab: computational nanofluidics. Janus nanopore MD, a continuum twin, GNN surrogates and active learning.
 
-The repository root is the `porelab` package; its folders are the floors `porelab.sim` (physics),
-`porelab.surrogate` (learning) and `porelab.active_learning` (orchestration). Importing porelab changes no global
+The repository root is the `porelab` package; its folders are the floors `porelab.base` (what is not
+physics: files, workspace, console, errors), `porelab.sim` (physics), `porelab.surrogate` (learning) and
+`porelab.active_learning` (orchestration). Importing porelab changes no global
 state and loads no floor until one is used.
 """
 
@@ -12,7 +13,8 @@ try:
 except PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0+unknown"
 
-_API = ("Campaign", "Conditions", "Design", "Measurement", "Surrogate", "load_design", "load_surrogate", "simulate")
+_API = ("Campaign", "Conditions", "Design", "Measurement", "PorelabError", "Surrogate", "load_design", "load_surrogate",
+        "simulate")
 
 
 def __getattr__(name: str):

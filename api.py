@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from porelab.active_learning.campaign.driver import Campaign
+from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design, load_design_file
 from porelab.sim.measurement import Measurement
 
@@ -49,7 +50,7 @@ class Surrogate:
     its MLflow model serves (surrogate.serving: ICR, ON current and per-species fluxes with 95 % intervals)."""
 
     def __init__(self, directory: str | Path):
-        from porelab.active_learning.design.surrogate_source import newest_model
+        from porelab.active_learning.inverse.surrogate_source import newest_model
         from porelab.surrogate.store import MODEL_FILE, load_model
 
         d = Path(directory)
@@ -82,5 +83,5 @@ def load_surrogate(directory: str | Path) -> Surrogate:
     return Surrogate(directory)
 
 
-__all__ = ["Campaign", "Conditions", "Design", "Measurement", "Surrogate", "load_design", "load_surrogate",
-           "simulate"]
+__all__ = ["Campaign", "Conditions", "Design", "Measurement", "PorelabError", "Surrogate", "load_design",
+           "load_surrogate", "simulate"]

@@ -31,8 +31,8 @@ from porelab.active_learning.campaign.directory import create
 from porelab.active_learning.campaign.driver import Campaign
 from porelab.active_learning.campaign.study import Goal, Study, load_study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
-from porelab.active_learning.design import search as inverse
-from porelab.active_learning.design.surrogate_source import load_surrogate
+from porelab.active_learning.inverse import search as inverse
+from porelab.active_learning.inverse.surrogate_source import load_surrogate
 from porelab.sim.continuum import run_continuum
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "continuum-al.yaml"

@@ -24,7 +24,7 @@ import torch
 
 from porelab.active_learning.campaign.model import CampaignModel
 from porelab.active_learning.campaign.study import Goal, load_study
-from porelab.active_learning.design import search as inverse
+from porelab.active_learning.inverse import search as inverse
 from porelab.sim.continuum import run_continuum
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "continuum-al.yaml"

@@ -33,8 +33,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from porelab.active_learning.campaign.space import Candidate, DesignSpace, Range, Sequence, make_candidate
+from porelab.base.files import atomic_write_text
 from porelab.sim.md_settings import MDSettings, md_identity
-from porelab.sim.measurement import Measurement, atomic_write_text
+from porelab.sim.measurement import Measurement
 from porelab.sim.protocol import run_md
 from porelab.sim.store import MeasurementStore
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from porelab.base.console import console, fail, out_path, print_table
 from porelab.sim.design import PRESETS, DesignError, design_id, load_design_file
-from porelab.sim.workspace import WorkspaceError, output_path
 
 Fidelity = Literal["md", "continuum"]
 Preset = Literal[tuple(PRESETS)]  # tiny | seed
@@ -30,34 +29,6 @@ ThreadsOption = Annotated[int | None, typer.Option(help="CPU platform threads (d
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="porelab: Janus nanopore membranes, simulated and learned.")
-console = Console()
-
-
-def fail(msg: str, code: int = 2):
-    """Print a one-line error and exit non-zero (no traceback)."""
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def print_table(table) -> None:
-    """Print a rich Table at its natural width even on a narrower terminal: numbers and intervals are never cut
-    short or folded (the terminal wraps the long lines instead)."""
-    natural = console.measure(table, options=console.options.update(max_width=10_000)).maximum
-    if natural <= console.width:
-        console.print(table)
-        return
-    Console(file=console.file, width=natural, force_terminal=console.is_terminal, no_color=console.no_color,
-            color_system=console.color_system).print(table)
-
-
-def out_path(path: Path, what: str) -> Path:
-    """`path` resolved inside the workspace, or a one-line error naming it."""
-    try:
-        return output_path(path, what)
-    except WorkspaceError as err:
-        fail(str(err))
-
-
 def _load(path: Path, preset: str | None):
     try:
         return load_design_file(path, preset=preset)

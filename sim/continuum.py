@@ -43,6 +43,7 @@ import scipy
 from scipy.linalg import solve_banded
 
 import porelab
+from porelab.base.errors import PorelabError
 from porelab.sim.design import SPECIES, Conditions, Design, design_id
 from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, Measurement, SpeciesResult, oracle_identity
 from porelab.sim.observables import icr_results
@@ -58,7 +59,7 @@ GCI_FACTOR = 3.0  # Roache's two-grid convergence index, safety factor 3, order 
 GRID_NM = {"pore": 0.02, "access": 0.03, "reservoir": 0.08}  # node spacing at resolution 1
 
 
-class ContinuumError(RuntimeError):
+class ContinuumError(PorelabError, RuntimeError):
     """The PNP solver did not converge; the message says where (voltage or fixed-charge scale) and why."""
 
 

@@ -18,7 +18,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from porelab.sim.yaml_file import read_yaml
+from porelab.base.errors import PorelabError
+from porelab.base.yaml_file import read_yaml
 
 #: Species porelab knows: valence (e) and bulk diffusion coefficient (1e-9 m^2/s = nm^2/ns), docs/physics.md §7.
 SPECIES: dict[str, dict[str, float]] = {
@@ -47,7 +48,7 @@ MAX_FIELD_V_PER_NM = 10.0
 FLOAT_DIGITS = 6
 
 
-class DesignError(ValueError):
+class DesignError(PorelabError, ValueError):
     """An impossible or malformed design/conditions; the message names the field and the limit."""
 
 

@@ -19,6 +19,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as u
 
+from porelab.base.errors import PorelabError
 from porelab.sim.design import DesignError
 
 KB_KJ_PER_MOL_K = 0.00831446261815324
@@ -30,7 +31,7 @@ RAMP_STEP_FS = 1.0  # the ramp after minimisation runs at 1 fs (a NaN was seen t
 T = TypeVar("T")
 
 
-class SimulationBlowUp(RuntimeError):
+class SimulationBlowUp(PorelabError, RuntimeError):
     """The integration raised, produced non-finite energy, or ran away in temperature."""
 
 

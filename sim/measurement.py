@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from porelab.base.files import atomic_write_text
 from porelab.sim.design import Conditions, Design, design_id
-from porelab.sim.faults import fault_point
 
 E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
 
@@ -166,38 +164,3 @@ def oracle_identity(kind: str, settings: dict | None = None, path: str | None = 
 def same_oracle(m: Measurement, oracle: dict) -> bool:
     """Whether `m` was produced by `oracle` (an `oracle_identity`)."""
     return m.oracle == oracle
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def is_temp(path: str | Path) -> bool:
-    """A temp file of atomic_write_bytes (or another writer's `.name...tmp`), never a result."""
-    name = Path(path).name
-    return name.startswith(".") and ".tmp" in name
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to a temp file in the same directory, fsync, then rename over `path`."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file `.<name>.<random>.tmp` beside `path`, fsync, then rename over `path`: a crash leaves
-    the previous version (and at worst a stray temp file, which no reader takes for a result)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        fault_point(f"atomic_write:{path.name}")
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:  # say which file could not be written
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
-        raise

@@ -25,9 +25,10 @@ import openmm
 import openmm.app as app
 import openmm.unit as u
 
+from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.engine import Engine, SimulationBlowUp, retrying
 from porelab.sim.estimators import field_result
-from porelab.sim.measurement import FieldResult, atomic_write_bytes, atomic_write_text
+from porelab.sim.measurement import FieldResult
 from porelab.sim.settle import settle
 from porelab.sim.system import SolvatedSystem
 from porelab.sim.transport import CrossingCounter, TransportReporter

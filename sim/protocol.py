@@ -39,11 +39,12 @@ import openmm
 from tqdm.auto import tqdm
 
 import porelab
+from porelab.base.files import atomic_write_text
 from porelab.sim.builder import build
 from porelab.sim.design import Conditions, Design, DesignError, canonical, canonical_json, design_id
 from porelab.sim.engine import Engine, SimulationBlowUp, choose_platform, retrying
 from porelab.sim.md_settings import MDSettings, md_identity
-from porelab.sim.measurement import ChunkRecord, Extension, FieldResult, Measurement, RunRecord, atomic_write_text
+from porelab.sim.measurement import ChunkRecord, Extension, FieldResult, Measurement, RunRecord
 from porelab.sim.observables import icr_results, mirrored_field, oriented
 from porelab.sim.production import TIME_TOL_PS, FieldProduction, counted_ps
 from porelab.sim.run_length import look_times, stop_verdict

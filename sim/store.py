@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from porelab.base.files import atomic_write_text
+from porelab.base.workspace import workspace
 from porelab.sim.design import Conditions, Design, design_id
-from porelab.sim.measurement import Measurement, atomic_write_text
+from porelab.sim.measurement import Measurement
 from porelab.sim.observables import oriented
-from porelab.sim.workspace import workspace
 
 MEASUREMENT_FILE = "measurement.json"
 ORACLE_FILE = "oracle.json"

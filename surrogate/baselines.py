@@ -115,6 +115,8 @@ class GPBaseline(_DescriptorModel):
     `max_train` randomly chosen training rows (exact GP cost grows as n^3, its ARD gradient as n^2 d), with at
     most `max_iter` L-BFGS-B iterations for the kernel hyperparameters. Epistemic = the noise-free posterior."""
 
+    kind = "gp"  # surrogate.factory's name for it
+
     def __init__(self, max_train: int = 400, max_iter: int = 50, n_restarts: int = 0, n_draws: int = 64,
                  symmetric: bool = True, calibrate: bool = True, val_fraction: float = 0.15,
                  flux_scale_per_ns: float = 0.01, seed: int = 0):
@@ -191,6 +193,8 @@ def _design_blocks(samples: Samples) -> list[np.ndarray]:
 class RFBaseline(_DescriptorModel):
     """Random forest per species. Members are the trees: epistemic = spread of the tree means, aleatoric = the
     target variance inside the leaves the sample falls in (law of total variance over trees)."""
+
+    kind = "rf"  # surrogate.factory's name for it
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 3, max_features: float = 0.5,
                  symmetric: bool = True, calibrate: bool = True, val_fraction: float = 0.15,

@@ -34,7 +34,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from porelab.sim.yaml_file import read_yaml
+from porelab.base.yaml_file import read_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="porelab surrogate commands.")
 console = Console()
@@ -83,9 +83,9 @@ def load_config(path: Path | None) -> TrainConfig:
 
 def build_model(cfg: TrainConfig):
     """The unfitted model the config describes; ValueError naming the first bad keyword."""
+    from porelab.surrogate.factory import new_model
     from porelab.surrogate.graph import GraphSettings
     from porelab.surrogate.params import check_graph_params, check_model_params
-    from porelab.surrogate.store import new_model
 
     params = dict(cfg.model)
     kind = params.pop("kind", "gnn")
@@ -109,10 +109,11 @@ def train(
 ):
     """Train a surrogate (GNN ensemble, RF or GP) on DATA; write the model, metrics and plots to OUT; log an
     MLflow run."""
-    from porelab.sim.cli import out_path
+    from porelab.base.console import out_path
     from porelab.surrogate.dataset import MeasurementFileError, find_measurements, load_dataset, read_measurement
+    from porelab.surrogate.factory import model_kind
     from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
-    from porelab.surrogate.store import model_kind, save_model
+    from porelab.surrogate.store import save_model
 
     out = out_path(out, "--out")
     if data is None:
@@ -170,7 +171,7 @@ def train(
     li = icr_arrays(test_set, pred)
     parity_plot(*li, out / "parity_log_icr.png", "ln ICR", "ICR, held-out designs")
     calibration_plot({"flux": (y, mu, sd), "ln ICR": li}, out / "calibration.png", "held-out designs")
-    from porelab.sim.workspace import workspace
+    from porelab.base.workspace import workspace
     from porelab.surrogate.mlflow_quiet import quiet_mlflow
     from porelab.surrogate.mlflow_store import tracking_uri
 
@@ -193,9 +194,9 @@ def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path, st
     from mlflow.tracking import MlflowClient
 
     from porelab.surrogate.aliases import heldout_nll, set_aliases
+    from porelab.surrogate.factory import featuriser
     from porelab.surrogate.mlflow_store import artifact_location, fluent_uri
     from porelab.surrogate.serving import log_model
-    from porelab.surrogate.store import featuriser
 
     ws, uri = store
     client = MlflowClient(uri)

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from porelab.base.errors import PorelabError
+from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import Conditions, Design
-from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
+from porelab.sim.measurement import Measurement
 from porelab.surrogate.graph import (
     FIDELITY_COLUMNS,
     DesignGraph,
@@ -247,7 +249,7 @@ def _cache_key(settings: GraphSettings, transform: FluxTransform) -> str:
     return f"{settings.hash()}-{transform.scale_per_ns:.6g}-v{CACHE_VERSION}"
 
 
-class MeasurementFileError(ValueError):
+class MeasurementFileError(PorelabError, ValueError):
     """A measurement.json that cannot be read or does not validate; the message names the file."""
 
 

@@ -1,7 +1,7 @@
 """Deep ensemble of pore GNNs with a scikit-learn-like interface.
 
 Hyperparameters are constructor keywords stored unchanged (so `sklearn.base.clone` works); learned state ends
-in `_` and is set by `fit`. The M members train together (one batched model, see surrogate.model), each
+in `_` and is set by `fit`. The M members train together (one batched model, see surrogate.network), each
 with its own initialisation and its own early stopping on a held-out set of whole designs.
 
 Loss per member: beta-weighted Gaussian NLL of exact labels with variance (predicted + measurement noise), plus
@@ -35,7 +35,7 @@ from porelab.surrogate.dataset import Samples
 from porelab.surrogate.graph import GLOBAL_FEATURES, NODE_FEATURES, GraphSettings, mirror_globals, mirror_graph
 from porelab.surrogate.likelihood import censored_nll, gaussian_nll
 from porelab.surrogate.metrics import icr_calibration_factor
-from porelab.surrogate.model import PoreGNN, collate, symmetric_forward
+from porelab.surrogate.network import PoreGNN, collate, symmetric_forward
 from porelab.surrogate.params import check_ensemble_params
 from porelab.surrogate.prediction import Prediction, calibration_factor, from_members
 from porelab.surrogate.targets import SPECIES_NAMES, FluxTransform
@@ -47,6 +47,8 @@ _VALENCE = torch.tensor(VALENCE, dtype=torch.float32)
 
 class DeepEnsemble(BaseEstimator):
     """GNN deep ensemble: fit(Samples) -> self; predict(Samples) -> Prediction (transformed flux scale)."""
+
+    kind = "gnn"  # surrogate.factory's name for it
 
     def __init__(self, n_members: int = 5, hidden: int = 16, n_conv: int = 2, msg_dim: int = 8,
                  head_hidden: int = 64, lr: float = 3e-3, weight_decay: float = 1e-5, batch_designs: int = 8,

@@ -1,5 +1,5 @@
 """Several fidelities learned jointly, predicted at a target one (e.g. MD) with an uncertainty that includes the gap
-between fidelities. Wraps any surrogate kind (gnn, rf, gp; surrogate.store.new_model). A fidelity is an oracle
+between fidelities. Wraps any surrogate kind (gnn, rf, gp; surrogate.factory.new_model). A fidelity is an oracle
 (continuum, md, a user's); a longer MD run is the same fidelity with a narrower label interval.
 
 Approaches (`approach`):
@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from porelab.surrogate.dataset import Samples, _replace
+from porelab.surrogate.factory import new_model
 from porelab.surrogate.metrics import icr_calibration_factor
 from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH
 from porelab.surrogate.params import FIDELITY_APPROACHES as APPROACHES
@@ -37,9 +38,12 @@ RHO_BOUNDS = (0.0, 5.0)
 
 
 def _new(kind: str, params: dict):
-    from porelab.surrogate.store import new_model
-
     return new_model(kind, **params)
+
+
+def new_fidelity_model(kind: str, target: str, approach: str, **params):
+    """An unfitted surrogate.fidelity.FidelityModel over a `kind` model with keywords `params` (seed included)."""
+    return FidelityModel(kind, approach, target, params=params, seed=params.get("seed", 0)).check()
 
 
 class FidelityModel(BaseEstimator):

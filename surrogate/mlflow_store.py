@@ -2,7 +2,7 @@
 
 Tracking URI: MLFLOW_TRACKING_URI when set, else the embedded SQLite file `<workspace>/mlflow.db`, with each
 experiment's artifacts under `<workspace>/mlartifacts/<experiment>/`. `porelab train`'s workspace is
-sim.workspace.workspace() ($PORELAB_WORKSPACE or the current directory); a campaign's is its directory's parent.
+base.workspace.workspace() ($PORELAB_WORKSPACE or the current directory); a campaign's is its directory's parent.
 """
 
 from __future__ import annotations

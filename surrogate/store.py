@@ -23,7 +23,6 @@ import json
 import pickle
 import platform
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,67 +30,21 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from porelab.sim.measurement import Measurement, atomic_write_bytes, atomic_write_text
-from porelab.surrogate.params import check_model_params
+from porelab.base.files import atomic_write_bytes, atomic_write_text
+from porelab.sim.measurement import Measurement
+from porelab.surrogate.factory import KINDS, featuriser, model_kind, new_model
 from porelab.surrogate.targets import SPECIES_NAMES
+from porelab.surrogate.training_set import main_fidelity, training_samples
 
 FORMAT = 1
 MODEL_FILE = "model.json"
-KINDS = ("gnn", "rf", "gp")  # DeepEnsemble, RFBaseline, GPBaseline
-
-
-def new_model(kind: str, **params):
-    """An unfitted surrogate of `kind` with constructor keywords `params`; ValueError naming a bad one."""
-    check_model_params(kind, params)
-    if kind == "gnn":
-        from porelab.surrogate.ensemble import DeepEnsemble
-
-        return DeepEnsemble(**params)
-    from porelab.surrogate.baselines import GPBaseline, RFBaseline
-
-    return RFBaseline(**params) if kind == "rf" else GPBaseline(**params)
-
-
-def new_fidelity_model(kind: str, target: str, approach: str, **params):
-    """An unfitted surrogate.fidelity.FidelityModel over a `kind` model with keywords `params` (seed included)."""
-    from porelab.surrogate.fidelity import FidelityModel
-
-    return FidelityModel(kind, approach, target, params=params, seed=params.get("seed", 0)).check()
-
-
-def model_kind(model) -> str:
-    if type(model).__name__ == "FidelityModel":
-        return model.kind
-    return {"DeepEnsemble": "gnn", "RFBaseline": "rf", "GPBaseline": "gp"}[type(model).__name__]
 
 
 def _fidelity_keywords(model) -> dict | None:
     """A FidelityModel's own keywords (not its base model's), else None."""
-    if type(model).__name__ != "FidelityModel":
+    if not hasattr(model, "base_params"):  # only a FidelityModel wraps a base model
         return None
     return {k: v for k, v in model.get_params().items() if k not in ("kind", "params", "seed")}
-
-
-def featuriser(model) -> str:
-    """What the model's inputs were computed with: the graph featuriser's hash, or the descriptors' version."""
-    if model_kind(model) == "gnn":
-        return f"graph-{model.settings.hash()}"
-    from porelab.surrogate.descriptors import DESCRIPTOR_VERSION
-
-    return f"descriptors-v{DESCRIPTOR_VERSION}"
-
-
-def training_samples(model, measurements: Sequence[Measurement]):
-    """The labelled Samples a model of this kind and flux scale trains on (ok measurements only)."""
-    from porelab.surrogate.dataset import Samples
-
-    return Samples.from_measurements(list(measurements), model.settings, model.transform)
-
-
-def main_fidelity(measurements: Sequence[Measurement]) -> str:
-    """The most common fidelity among ok measurements (queries are asked at it)."""
-    counts = Counter(m.fidelity for m in measurements if m.status == "ok")
-    return counts.most_common(1)[0][0] if counts else "continuum"
 
 
 @dataclass

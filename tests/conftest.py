@@ -1,5 +1,5 @@
 """Shared test configuration: GPU tests are skipped when OpenMM has no usable CUDA platform; the workspace
-(where porelab may write, see sim/workspace.py) is pytest's temporary root, so CLI tests may write to tmp_path;
+(where porelab may write, see base/workspace.py) is pytest's temporary root, so CLI tests may write to tmp_path;
 each test has its own measurement store."""
 
 import os

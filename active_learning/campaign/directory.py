@@ -14,14 +14,15 @@ import yaml
 
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.study import Study, parse_study
-from porelab.sim.measurement import atomic_write_text
-from porelab.sim.yaml_file import read_yaml
+from porelab.base.errors import PorelabError
+from porelab.base.files import atomic_write_text
+from porelab.base.yaml_file import read_yaml
 
 STUDY_FILE = "study.yaml"
 LEDGER_FILE = "ledger.sqlite"
 
 
-class CampaignError(RuntimeError):
+class CampaignError(PorelabError, RuntimeError):
     """A campaign that cannot be created, resumed or run; the message says why."""
 
 

@@ -60,7 +60,7 @@ from porelab.active_learning.campaign.space import Candidate, drop_symmetric
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_label, objective_name
-from porelab.sim.faults import fault_point
+from porelab.base.faults import fault_point
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, reaches, stamp
+from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement, same_oracle
 from porelab.sim.observables import oriented
 from porelab.sim.store import MeasurementStore, default_store
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(PorelabError, RuntimeError):
     """An executor that cannot start (missing optional dependency, unreachable scheduler)."""
 
 
@@ -64,13 +65,15 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 _ORACLES: dict[str, object] = {}
+_ORACLES_LOCK = threading.Lock()  # a Dask worker runs tasks in threads: a user module is imported by one at a time
 
 
 def _oracle(spec: dict):
     """The oracle of a task's spec, built once per worker process."""
     key = json.dumps(spec, sort_keys=True)
-    if key not in _ORACLES:
-        _ORACLES[key] = make_oracle(spec["kind"], spec.get("settings"), spec.get("path"))
+    with _ORACLES_LOCK:
+        if key not in _ORACLES:
+            _ORACLES[key] = make_oracle(spec["kind"], spec.get("settings"), spec.get("path"))
     return _ORACLES[key]
 
 

@@ -37,8 +37,9 @@ from porelab.active_learning.campaign.measured import icr_text, interval, measur
 from porelab.active_learning.campaign.oracles import study_identity
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
+from porelab.base.files import atomic_write_bytes
 from porelab.sim.design import design_id
-from porelab.sim.measurement import Measurement, atomic_write_bytes, same_oracle
+from porelab.sim.measurement import Measurement, same_oracle
 
 FORMATS = (".csv", ".parquet")
 TOLD = "told"

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from porelab.sim.faults import fault_point
+from porelab.base.errors import PorelabError
+from porelab.base.faults import fault_point
 
 STATUSES = ("candidate", "running", "completed", "failed", "abandoned")
 FINAL = frozenset({"completed", "failed", "abandoned"})
@@ -73,7 +74,7 @@ MIGRATIONS = (("fidelity", "fidelity TEXT"), ("extend_ps", "extend_ps REAL"),
               ("extensions", "extensions INTEGER NOT NULL DEFAULT 0"))
 
 
-class LedgerError(RuntimeError):
+class LedgerError(PorelabError, RuntimeError):
     """A ledger operation that is not allowed (unknown trial, illegal transition, locked directory)."""
 
 

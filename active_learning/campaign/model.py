@@ -39,17 +39,18 @@ import numpy as np
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, ModelSpec
 from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, fold_normal, target_names
+from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.factory import KINDS as MODEL_KINDS
 from porelab.surrogate.novelty import NoveltyFloor
 from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH as DEFAULT_APPROACH
-from porelab.surrogate.store import KINDS as MODEL_KINDS
 from porelab.surrogate.target_prediction import TargetPrediction
 
 ADAPTER_DEFAULTS = {"gnn": {"progress": False}, "rf": {}, "gp": {}}  # under the study's model params
 
 
-class ModelError(RuntimeError):
+class ModelError(PorelabError, RuntimeError):
     """The surrogate cannot be built or trained (unknown kind, bad parameter, too little data)."""
 
 
@@ -86,7 +87,8 @@ class CampaignModel:
                    novelty_floor=spec.novelty_floor, **spec.params)
 
     def _new(self):
-        from porelab.surrogate.store import new_fidelity_model, new_model
+        from porelab.surrogate.factory import new_model
+        from porelab.surrogate.fidelity import new_fidelity_model
 
         params = {**ADAPTER_DEFAULTS[self.kind], **self.params, "seed": self.seed}
         try:
@@ -104,7 +106,7 @@ class CampaignModel:
 
     # --- training ---------------------------------------------------------------------------------
     def fit(self, measurements: Sequence[Measurement]) -> CampaignModel:
-        from porelab.surrogate.store import main_fidelity, training_samples
+        from porelab.surrogate.training_set import main_fidelity, training_samples
 
         ms = [m for m in measurements if m.status == "ok"]
         if len(ms) < 2:

@@ -10,7 +10,7 @@ from pathlib import Path
 from porelab.active_learning.campaign.directory import step_dir
 from porelab.active_learning.campaign.iteration import Snapshot
 from porelab.active_learning.campaign.model import CampaignModel
-from porelab.sim.measurement import is_temp
+from porelab.base.files import is_temp
 
 
 def sha256_dir(d: Path) -> str:

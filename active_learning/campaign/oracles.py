@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design, design_id
 from porelab.sim.measurement import Measurement, oracle_identity
 
 
-class OracleError(ValueError):
+class OracleError(PorelabError, ValueError):
     """An oracle that cannot be loaded or built from the study (bad path, class, or settings)."""
 
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from scipy.stats import norm
 
 from porelab.active_learning.campaign.measured import measured
-from porelab.sim.measurement import atomic_write_bytes
+from porelab.base.files import atomic_write_bytes
 from porelab.sim.observables import Interval
 
 

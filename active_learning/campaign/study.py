@@ -14,11 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from porelab.active_learning.campaign.space import DesignSpace, Dimension, check_name
+from porelab.base.errors import PorelabError
+from porelab.base.yaml_file import read_yaml
 from porelab.sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
-from porelab.sim.yaml_file import read_yaml
 
 
-class StudyError(ValueError):
+class StudyError(PorelabError, ValueError):
     """A malformed or impossible study; the message names the field."""
 
 

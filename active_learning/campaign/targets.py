@@ -37,20 +37,24 @@ after every design whose rectification is resolved, and a longer run (acquisitio
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import norm
 
-from porelab.active_learning.campaign.study import Goal
+from porelab.base.errors import PorelabError
 from porelab.sim.measurement import ICRResult, Measurement
 from porelab.sim.observables import Interval, abs_interval, on_current, selectivity
 from porelab.surrogate.labels import labelled
+
+if TYPE_CHECKING:  # annotations only: study validates acquisitions, which read the objective names here
+    from porelab.active_learning.campaign.study import Goal
 
 BASE_TARGETS = ("log_icr", "log_on_current")  # what the surrogate predicts for every goal (surrogate.derived)
 ICR_OBJECTIVE = "abs_log_icr"  # |ln ICR|: derived from log_icr, measured or predicted, never learned itself
 
 
-class InvalidMeasurement(ValueError):
+class InvalidMeasurement(PorelabError, ValueError):
     """The oracle returned numbers that cannot be learned from (NaN, infinite, non-positive ICR)."""
 
 

@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from porelab.sim.cli import console, fail, out_path, print_table
+from porelab.base.console import console, fail, out_path, print_table
 
 ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/active_learning/test_cli.py checks)
 AcquisitionKind = Literal["ucb", "thompson", "ei", "constrained_ei", "max_uncertainty", "random",

@@ -11,7 +11,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from porelab.sim.cli import console, fail, print_table
+from porelab.base.console import console, fail, print_table
 
 app = typer.Typer(add_completion=False)
 
@@ -20,8 +20,8 @@ def _errors() -> tuple[type[Exception], ...]:
     from porelab.active_learning.campaign.model import ModelError
     from porelab.active_learning.campaign.oracles import OracleError
     from porelab.active_learning.campaign.study import StudyError
+    from porelab.base.workspace import WorkspaceError
     from porelab.sim.design import DesignError
-    from porelab.sim.workspace import WorkspaceError
 
     return (ModelError, OracleError, StudyError, DesignError, WorkspaceError)
 
@@ -59,11 +59,11 @@ def design(
 
 def _design(study_file, surrogate, out, verify, method, candidates, kappa, tracking, quiet) -> None:
     from porelab.active_learning.campaign.study import StudyError, parse_study
-    from porelab.active_learning.design import report as design_report
-    from porelab.active_learning.design import search as inverse
-    from porelab.active_learning.design.study import DesignStudy, load_design_study
-    from porelab.active_learning.design.surrogate_source import load_surrogate
-    from porelab.sim.workspace import output_path
+    from porelab.active_learning.inverse import report as design_report
+    from porelab.active_learning.inverse import search as inverse
+    from porelab.active_learning.inverse.study import DesignStudy, load_design_study
+    from porelab.active_learning.inverse.surrogate_source import load_surrogate
+    from porelab.base.workspace import output_path
 
     study = load_design_study(study_file)
     search = {k: v for k, v in {"method": method, "candidates": candidates, "kappa": kappa}.items() if v is not None}
@@ -118,7 +118,7 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
 
 
 def _summary(study, sur, scores, ranking, verified, rate: float) -> dict:
-    from porelab.active_learning.design.report import ln_floor, measured_of, predicted, provenance, risk_bound
+    from porelab.active_learning.inverse.report import ln_floor, measured_of, predicted, provenance, risk_bound
 
     sign, name = (1.0 if study.goal.maximize else -1.0), study.goal.objective
     best = ranking.order[0]
@@ -155,7 +155,7 @@ def _iv(row: dict, key: str) -> str:
 
 
 def _print(study, scores, ranking, verified) -> None:
-    from porelab.active_learning.design.report import objective_label, rows, verified_rows
+    from porelab.active_learning.inverse.report import objective_label, rows, verified_rows
 
     name, label = study.goal.objective, objective_label(study)
     sd = f"mean {'-' if study.goal.maximize else '+'} {study.search.kappa:g} sd"

@@ -14,7 +14,7 @@ import time
 
 from rich.markup import escape
 
-from porelab.sim.cli import console
+from porelab.base.console import console
 
 VERBOSITY = {-1: (logging.WARNING, logging.ERROR), 0: (logging.INFO, logging.WARNING),
              1: (logging.DEBUG, logging.WARNING)}  # verbosity -> (porelab level, other libraries' level)

@@ -22,8 +22,8 @@ from typer._click import exceptions as click_errors  # the click that typer runs
 from porelab.active_learning.cli.campaign import campaign_app
 from porelab.active_learning.cli.design import app as inverse_app
 from porelab.active_learning.cli.ui import ui
+from porelab.base.console import console, fail
 from porelab.sim.cli import app as sim_app
-from porelab.sim.cli import console, fail
 from porelab.sim.free_energy.cli import app as free_energy_app
 from porelab.surrogate.cli import app as surrogate_app
 

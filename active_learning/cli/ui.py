@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from porelab.sim.cli import console, fail, out_path
+from porelab.base.console import console, fail, out_path
 
 
 def _is_loopback(host: str) -> bool:

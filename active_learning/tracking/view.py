@@ -36,7 +36,7 @@ from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.tracking.bookkeeping import Bookkeeping
 from porelab.active_learning.tracking.champion import champion
-from porelab.sim.faults import fault_point
+from porelab.base.faults import fault_point
 from porelab.sim.measurement import Measurement
 from porelab.sim.observables import oriented
 from porelab.surrogate.mlflow_quiet import quiet_mlflow as quiet  # MLflow's chatter silenced while logging

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from porelab.sim.cli import PlatformOption, PresetOption, SeedOption, ThreadsOption, console, fail, out_path
+from porelab.base.console import console, fail, out_path
+from porelab.sim.cli import PlatformOption, PresetOption, SeedOption, ThreadsOption
 from porelab.sim.design import DesignError, load_design_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)

@@ -8,13 +8,13 @@ from pathlib import Path
 import openmm
 
 import porelab
+from porelab.base.files import atomic_write_text
 from porelab.sim.design import Conditions, Design, design_id, physical_state
 from porelab.sim.free_energy.plots import plot_convergence, plot_profile, plot_surface
 from porelab.sim.free_energy.result import FreeEnergyResult, analyse
 from porelab.sim.free_energy.settings import FESettings
 from porelab.sim.free_energy.target import default_k_z, pore_target, window_centres
 from porelab.sim.free_energy.windows import UmbrellaRun
-from porelab.sim.measurement import atomic_write_text
 
 
 def run_claim(design: Design, conditions: Conditions, ion: str) -> dict:

@@ -13,11 +13,11 @@ import openmm
 import openmm.app as app
 import openmm.unit as u
 
+from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import DesignError
 from porelab.sim.engine import Engine, SimulationBlowUp, retrying
 from porelab.sim.free_energy.settings import FESettings
 from porelab.sim.free_energy.target import KZ, Z0, UmbrellaTarget, place_ion, wrap
-from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
 
 CHECK_PS = 0.5  # the blow-up rule is applied about this often while sampling, ps
 

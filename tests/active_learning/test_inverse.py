@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from porelab.active_learning.campaign.model import ModelError
 from porelab.active_learning.campaign.study import Goal, OracleSpec, StudyError, parse_study
 from porelab.active_learning.cli.main import app
-from porelab.active_learning.design import search as inverse
-from porelab.active_learning.design.study import load_design_study
-from porelab.active_learning.design.surrogate_source import load_surrogate
+from porelab.active_learning.inverse import search as inverse
+from porelab.active_learning.inverse.study import load_design_study
+from porelab.active_learning.inverse.surrogate_source import load_surrogate
 from porelab.sim.design import DesignError, load_design_file
 from porelab.surrogate.target_prediction import TargetPrediction as Prediction
 
@@ -104,8 +104,8 @@ def test_nsga2_finds_the_known_optimum():
 def test_a_candidate_predicted_to_rectify_the_other_way_is_listed_as_its_mirror_image(tmp_path):
     """Scores.flipped marks a predicted ln ICR below 0; the tables and design files list the mirror image (the same
     design id and simulation), the predicted ICR (exp of |ln ICR|) never below 1."""
-    from porelab.active_learning.design import report
-    from porelab.active_learning.design.study import DesignStudy
+    from porelab.active_learning.inverse import report
+    from porelab.active_learning.inverse.study import DesignStudy
     from porelab.sim.design import design_id
 
     doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
@@ -142,8 +142,8 @@ def test_selectivity_needs_a_model_trained_for_it():
 def test_the_risk_bound_is_floored_like_the_interval():
     """|ln ICR| - kappa sd below 0 is ICR 1, the floor of the interval beside it, not exp of a negative bound; a
     selectivity has no floor."""
-    from porelab.active_learning.design import report
-    from porelab.active_learning.design.study import DesignStudy
+    from porelab.active_learning.inverse import report
+    from porelab.active_learning.inverse.study import DesignStudy
 
     doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
     icr = parse_study(doc, "test", DesignStudy)
@@ -163,8 +163,8 @@ def test_a_verified_on_current_known_only_from_above_prints_as_a_bound():
     from porelab.active_learning.campaign.space import Candidate
     from porelab.active_learning.campaign.targets import targets
     from porelab.active_learning.cli.design import _iv
-    from porelab.active_learning.design import report
-    from porelab.active_learning.design.study import DesignStudy
+    from porelab.active_learning.inverse import report
+    from porelab.active_learning.inverse.study import DesignStudy
 
     doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
     study = parse_study(doc, "test", DesignStudy)

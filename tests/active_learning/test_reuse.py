@@ -14,8 +14,8 @@ from porelab.active_learning.campaign.executors import Task, run_task
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, OracleSpec, load_study
-from porelab.active_learning.design import search as inverse
-from porelab.active_learning.design.search import oracle_dir
+from porelab.active_learning.inverse import search as inverse
+from porelab.active_learning.inverse.search import oracle_dir
 from porelab.sim.continuum import continuum_identity, run_continuum
 from porelab.sim.design import design_id, make_conditions, make_design
 from porelab.sim.measurement import Measurement, oracle_identity

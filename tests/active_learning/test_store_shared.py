@@ -59,6 +59,7 @@ def test_two_workers_asking_at_once_simulate_once(tmp_path):
         t.start()
     for t in threads:
         t.join()
+    assert [r.error for r in results] == [None, None]
     assert sorted(r.reused for r in results) == [False, True]
     assert len(log.read_text().splitlines()) == 1
 

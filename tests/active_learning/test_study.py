@@ -78,7 +78,7 @@ def test_user_oracle_path_is_made_absolute(tmp_path, user_oracle):
 def test_shipped_studies_validate():
     from pathlib import Path
 
-    from porelab.active_learning.design.study import load_design_study
+    from porelab.active_learning.inverse.study import load_design_study
 
     for f in sorted(Path("experiments").glob("*.yaml")):
         if f.name.startswith("design-"):  # inverse-design studies

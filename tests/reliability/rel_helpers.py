@@ -14,7 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "active_learning"))
 from al_helpers import USER_ORACLE, write_study  # noqa: E402
 
-from porelab.sim.measurement import Measurement, is_temp  # noqa: E402
+from porelab.base.files import is_temp  # noqa: E402
+from porelab.sim.measurement import Measurement  # noqa: E402
 
 __all__ = ["USER_ORACLE", "write_study", "small_study", "porelab", "check_campaign", "oracle_calls", "snapshot"]
 

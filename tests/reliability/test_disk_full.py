@@ -11,7 +11,7 @@ import uuid
 import pytest
 from rel_helpers import check_campaign, porelab, small_study, snapshot
 
-from porelab.sim.measurement import is_temp
+from porelab.base.files import is_temp
 
 pytestmark = pytest.mark.reliability
 

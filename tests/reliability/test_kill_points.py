@@ -1,4 +1,4 @@
-"""kill -9 of the driver at injected fault points (sim/faults.py), then `porelab campaign resume`: no finished
+"""kill -9 of the driver at injected fault points (base/faults.py), then `porelab campaign resume`: no finished
 simulation lost, none run twice; ledger, run directories and MLflow agree."""
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import mdtraj as md
 import numpy as np
 import pytest
 
+from porelab.base.files import is_temp
 from porelab.sim.design import SPECIES, make_conditions, make_design
-from porelab.sim.measurement import is_temp
 from porelab.sim.protocol import MDSettings, run_md
 
 pytestmark = pytest.mark.reliability

@@ -8,7 +8,7 @@ import yaml
 from test_bad_input import DESIGN, STUDY, Workspace, refused, runner
 
 from porelab.active_learning.cli.main import app
-from porelab.sim.workspace import WorkspaceError, output_path
+from porelab.base.workspace import WorkspaceError, output_path
 
 pytestmark = pytest.mark.reliability
 

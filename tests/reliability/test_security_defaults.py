@@ -83,7 +83,8 @@ def test_model_with_a_pickled_object_is_refused(tmp_path):
     import torch
 
     from porelab.surrogate.ensemble import DeepEnsemble
-    from porelab.surrogate.store import FORMAT, featuriser, load_model
+    from porelab.surrogate.factory import featuriser
+    from porelab.surrogate.store import FORMAT, load_model
     from porelab.surrogate.targets import SPECIES_NAMES
 
     d, marker = tmp_path / "model", tmp_path / "pwned"

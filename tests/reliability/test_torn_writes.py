@@ -13,9 +13,10 @@ import pytest
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.model import CampaignModel
 from porelab.active_learning.campaign.study import Goal
+from porelab.base.files import is_temp
 from porelab.sim.continuum import run_continuum
 from porelab.sim.design import make_conditions, make_design
-from porelab.sim.measurement import Measurement, is_temp
+from porelab.sim.measurement import Measurement
 
 pytestmark = pytest.mark.reliability
 
@@ -73,7 +74,7 @@ def test_checkpoint_commit_keeps_the_previous_progress(tmp_path):
     crash(f"""
         import json
         from pathlib import Path
-        from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
+        from porelab.base.files import atomic_write_bytes, atomic_write_text
         d = Path({str(tmp_path)!r})
         atomic_write_bytes(d / "step_000000000200.chk", b"new checkpoint")
         atomic_write_text(d / "progress.json", json.dumps({{"checkpoint": "step_000000000200.chk", "time_ps": 0.4}}))

@@ -16,8 +16,10 @@ import pandas as pd
 import psutil
 import pytest
 
+from porelab.surrogate.factory import new_model
 from porelab.surrogate.serving import input_example, log_model, predict_frame
-from porelab.surrogate.store import load_model, new_model, save_model, training_samples
+from porelab.surrogate.store import load_model, save_model
+from porelab.surrogate.training_set import training_samples
 
 pytestmark = pytest.mark.slow
 NAME = "porelab-served"

@@ -7,7 +7,9 @@ import pytest
 
 from porelab.surrogate import store
 from porelab.surrogate.dataset import Samples
-from porelab.surrogate.store import load_model, new_model, save_model, training_samples
+from porelab.surrogate.factory import new_model
+from porelab.surrogate.store import load_model, save_model
+from porelab.surrogate.training_set import training_samples
 
 KW = {"rf": {"n_estimators": 20}, "gp": {"max_train": 100, "max_iter": 10},
       "gnn": {"n_members": 2, "hidden": 8, "msg_dim": 4, "head_hidden": 8, "n_conv": 1, "max_epochs": 2,

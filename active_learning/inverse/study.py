@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from porelab.active_learning.campaign.study import Problem, StudyError, _Strict, parse_study, resolve_oracle_path
-from porelab.sim.yaml_file import read_yaml
+from porelab.base.yaml_file import read_yaml
 
 CAMPAIGN_ONLY = ("budget", "executor", "model", "acquisition")
 

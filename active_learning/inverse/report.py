@@ -34,10 +34,10 @@ from porelab.active_learning.campaign import plots
 from porelab.active_learning.campaign.measured import Measured, measured
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
-from porelab.active_learning.design.search import Ranking, Scores, Verified
-from porelab.active_learning.design.study import DesignStudy
+from porelab.active_learning.inverse.search import Ranking, Scores, Verified
+from porelab.active_learning.inverse.study import DesignStudy
+from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import Conditions, Design, mirror_question
-from porelab.sim.measurement import atomic_write_bytes, atomic_write_text
 from porelab.sim.observables import Interval
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile

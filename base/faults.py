@@ -4,7 +4,7 @@ With PORELAB_FAULT unset (always, outside the tests) a fault point is one dict l
 PORELAB_FAULT="name[:n[:action]][,name2...]" makes the n-th hit (default 1) of `name` in this process act:
 action `kill` (default) sends SIGKILL to the process itself (no cleanup, no finally, no atexit); `enospc`
 raises OSError(ENOSPC) at that hit and every later one, as a full disk would. Hits are counted per process.
-It lives on the lowest floor (sim) so that every floor can mark its fault points.
+It lives on the ground floor (base) so that every floor can mark its fault points.
 """
 
 from __future__ import annotations

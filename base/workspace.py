@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from porelab.base.errors import PorelabError
 
-class WorkspaceError(ValueError):
+
+class WorkspaceError(PorelabError, ValueError):
     """An output path that escapes the workspace; the message names the path and the workspace."""
 
 
