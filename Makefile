@@ -1,4 +1,5 @@
-# make demo: install into .venv and run the main job. make test: install and run the test suite.
+# make demo: install into .venv and run the main job. make test: install and run the test suite (which also builds
+# the API reference, tests/test_docs.py). make docs: the API reference in build/api/.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # CPU-only (nvidia-smi lists no GPU): the CPU build from PyTorch's CPU wheel index, or from the index pip is
 # configured with when that one cannot be reached. An NVIDIA GPU: the registry's default build (CUDA 13 for
 # torch 2.13) and the extra `cuda` (OpenMM's CUDA 13 platform). Overrides: GPU=yes / GPU= (the detection),
-# TORCH_INDEX=<url> (TORCH_INDEX= : the configured index), EXTRAS=dev,cuda12 (a CUDA 12 torch, see README).
+# TORCH_INDEX=<url> (TORCH_INDEX= : the configured index), EXTRAS=dev,cuda12 (a CUDA 12 torch, see docs/cluster.md).
 TORCH := torch==2.13.0
 comma := ,
 ifeq ($(origin GPU),undefined)
@@ -25,13 +26,13 @@ EXTRAS ?= dev$(if $(GPU),$(comma)cuda)
 TORCH_INDEX_UP = [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request as u; \
   u.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=15)" "$(TORCH_INDEX)" 2>/dev/null
 
-.PHONY: install torch demo test lint clean browser
+.PHONY: install torch demo test lint clean browser docs
 
 $(BIN)/porelab: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(MAKE) --no-print-directory torch
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS),docs]"
 	touch $(BIN)/porelab
 
 # torch alone, as chosen above; `make torch TORCH_PIP_FLAGS="--dry-run --report torch.json"` shows what it takes
@@ -70,6 +71,21 @@ browser:
 	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "note: no chromium, not root and no sudo; browser test skipped"; fi; \
 	} || echo "note: installing chromium failed; the browser test will be skipped"
+
+# the API reference: pdoc's HTML of the public modules' docstrings (numpy style) in API_DIR; any warning pdoc prints
+# fails it. PDOC_ALLOW_EXEC=1: importing mlflow runs `uname -p` (platform.platform() in mlflow.telemetry.schemas),
+# which pdoc would block and warn about. pdoc is the extra `docs` (pyproject.toml), which `install` installs.
+API_DIR ?= build/api
+API_MODULES := porelab.api porelab.base porelab.sim porelab.surrogate porelab.active_learning
+
+docs: install
+	@rm -rf $(API_DIR) && mkdir -p $(API_DIR)
+	@PDOC_ALLOW_EXEC=1 $(BIN)/python -m pdoc -d numpy --no-show-source -o $(API_DIR) $(API_MODULES) \
+	  2> $(API_DIR)/warnings.txt || { cat $(API_DIR)/warnings.txt; echo "make docs: pdoc failed"; exit 1; }
+	@if [ -s $(API_DIR)/warnings.txt ]; then cat $(API_DIR)/warnings.txt; echo "make docs: pdoc warned (above)"; \
+	  exit 1; fi
+	@rm -f $(API_DIR)/warnings.txt; echo "API reference: $(API_DIR)/index.html ($$(find $(API_DIR) -name '*.html' | \
+	  wc -l) pages, no warnings)"
 
 lint: install
 	$(BIN)/ruff check sim surrogate active_learning tests benchmarks

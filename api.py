@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from porelab.active_learning.campaign.directory import LEDGER_FILE
 from porelab.active_learning.campaign.driver import Campaign
 from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design, load_design_file
@@ -54,7 +55,7 @@ class Surrogate:
         from porelab.surrogate.store import MODEL_FILE, load_model
 
         d = Path(directory)
-        if not (d / MODEL_FILE).exists() and (d / "ledger.sqlite").exists():
+        if not (d / MODEL_FILE).exists() and (d / LEDGER_FILE).exists():
             d = newest_model(d)  # a campaign directory: its newest model
         self.directory = d
         self.saved = load_model(d)

@@ -149,7 +149,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"command": "benchmarks/md_rectification.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "runs")),
-        "md_settings": {k: v for k, v in vars(settings).items()}, "designs": {}}
+        "md_settings": settings.model_dump(), "designs": {}}
     for name in args.designs.split(","):
         design = make_design(DESIGNS[name], "tiny")
         conditions = make_conditions({"electrolyte": {"K+": 1.0, "Cl-": 1.0},

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from porelab.base.console import console, fail, out_path, print_table
 from porelab.sim.design import PRESETS, DesignError, design_id, load_design_file
+from porelab.sim.measurement import MEASUREMENT_FILE
 
 Fidelity = Literal["md", "continuum"]
 Preset = Literal[tuple(PRESETS)]  # tiny | seed
@@ -148,7 +149,7 @@ def simulate(
             from porelab.sim.continuum import run_continuum
 
             m = run_continuum(design, conditions)
-            m.save(out / "measurement.json")
+            m.save(out / MEASUREMENT_FILE)
     except DesignError as err:
         fail(str(err))
     if m.status != "ok":

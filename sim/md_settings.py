@@ -4,17 +4,22 @@ changes the numbers. Times in ps, step in fs."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import ClassVar
 
+from pydantic import model_validator
+
+from porelab.base.settings import Settings
 from porelab.sim.design import DesignError
 from porelab.sim.measurement import oracle_identity
 
 UNTIL = ("fixed", "decisive")
 
 
-@dataclass
-class MDSettings:
+class MDSettings(Settings):
     """Run protocol settings. Times in ps, step in fs. `identity()` names those that change the numbers."""
+
+    WHAT: ClassVar[str] = "md settings"
+    ERROR: ClassVar[type[Exception]] = DesignError
 
     production_ps: float = 100.0  # until="fixed": production per field
     until: str = "fixed"  # "fixed" | "decisive" (sim.run_length)
@@ -45,15 +50,16 @@ class MDSettings:
     cutoff_nm: float = 1.0
 
     #: the settings that change the numbers (run length, platform, threads, checkpoints and retries do not)
-    IDENTITY = ("seed", "timestep_fs", "friction_per_ps", "cutoff_nm", "equil_ps", "minimise_max_iterations",
-                "ramp_ps", "settle_window_ps", "settle_tol_e", "settle_max_ps", "report_interval_steps",
-                "traj_interval_ps")
+    IDENTITY: ClassVar[tuple[str, ...]] = (
+        "seed", "timestep_fs", "friction_per_ps", "cutoff_nm", "equil_ps", "minimise_max_iterations", "ramp_ps",
+        "settle_window_ps", "settle_tol_e", "settle_max_ps", "report_interval_steps", "traj_interval_ps")
     #: the protocol's version, part of the identity: 2 = settle rule, counts-only currents, one seed per field
-    PROTOCOL = 2
+    PROTOCOL: ClassVar[int] = 2
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> MDSettings:
         def bad(name: str, why: str):
-            raise DesignError(f"md settings: {name}={getattr(self, name)!r} {why}")
+            raise ValueError(f"{name}={getattr(self, name)!r} {why}")
 
         def number(v) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -69,7 +75,7 @@ class MDSettings:
         if not (number(self.alpha) and 0 < self.alpha < 1):
             bad("alpha", "must lie in (0, 1)")
         if self.timestep_fs > 50:
-            raise DesignError(f"md settings: timestep_fs={self.timestep_fs} exceeds 50 fs")
+            bad("timestep_fs", "exceeds 50 fs")
         if self.until not in UNTIL:
             bad("until", f"is unknown; choose {' or '.join(UNTIL)}")
         for name, low in (("seed", 0), ("report_interval_steps", 1), ("max_retries", 0),
@@ -81,6 +87,7 @@ class MDSettings:
             bad("cpu_threads", "must be None or an integer >= 1")
         if self.platform is not None and not isinstance(self.platform, str):
             bad("platform", "must be None or an OpenMM platform name")
+        return self
 
     def identity(self) -> dict:
         """The settings that change the numbers: what `Measurement.oracle` and a run directory pin."""

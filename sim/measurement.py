@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from porelab.base.files import atomic_write_text
 from porelab.sim.design import Conditions, Design, design_id
 
+MEASUREMENT_FILE = "measurement.json"  # a run directory's result (sim.protocol, campaigns, the store)
+
 E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
 
 

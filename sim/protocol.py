@@ -44,7 +44,7 @@ from porelab.sim.builder import build
 from porelab.sim.design import Conditions, Design, DesignError, canonical, canonical_json, design_id
 from porelab.sim.engine import Engine, SimulationBlowUp, choose_platform, retrying
 from porelab.sim.md_settings import MDSettings, md_identity
-from porelab.sim.measurement import ChunkRecord, Extension, FieldResult, Measurement, RunRecord
+from porelab.sim.measurement import MEASUREMENT_FILE, ChunkRecord, Extension, FieldResult, Measurement, RunRecord
 from porelab.sim.observables import icr_results, mirrored_field, oriented
 from porelab.sim.production import TIME_TOL_PS, FieldProduction, counted_ps
 from porelab.sim.run_length import look_times, stop_verdict
@@ -273,13 +273,13 @@ class MDRun:
             except SimulationBlowUp as err:
                 m = Measurement.failed(*self.asked, "md", str(err), self.provenance(self.done_ps()),
                                        oracle=md_identity(self.settings))
-                m.save(self.out / "measurement.json")
+                m.save(self.out / MEASUREMENT_FILE)
                 return m
         m = Measurement(design_id=self.id, design=self.design, conditions=self.conditions, fidelity="md",
                         fields=fields_, icr=icr, oracle=md_identity(self.settings), provenance=self.provenance(t),
                         run=record)
         m = oriented(m, *self.asked)
-        m.save(self.out / "measurement.json")
+        m.save(self.out / MEASUREMENT_FILE)
         return m
 
 

@@ -26,10 +26,9 @@ from pathlib import Path
 from porelab.base.files import atomic_write_text
 from porelab.base.workspace import workspace
 from porelab.sim.design import Conditions, Design, design_id
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement
 from porelab.sim.observables import oriented
 
-MEASUREMENT_FILE = "measurement.json"
 ORACLE_FILE = "oracle.json"
 QUESTION_FILE = "question.json"
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from porelab.base.errors import PorelabError
 from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import Conditions, Design
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement
 from porelab.surrogate.graph import (
     FIDELITY_COLUMNS,
     DesignGraph,
@@ -238,7 +238,7 @@ class _Builder:
 # --- measurement directories and the processed cache --------------------------------------------------
 def find_measurements(root: str | Path) -> list[Path]:
     """Every measurement.json under root, sorted."""
-    return sorted(Path(root).rglob("measurement.json"))
+    return sorted(Path(root).rglob(MEASUREMENT_FILE))
 
 
 def _sources(root: Path, files: list[Path]) -> dict[str, list[int]]:

@@ -195,7 +195,7 @@ class Campaign:
                 for v in self.views:
                     v.close(self.ledger)
                 return summarize(self.ledger, self.study)
-            recovered = recover(self.ledger, self.dir / "runs", {k: r.identity for k, r in self.rung.items()})
+            recovered = recover(self.ledger, self.dir, {k: r.identity for k, r in self.rung.items()})
             self._sync()
             if not self.ledger.iterations():  # a new campaign (perhaps holding told trials, campaign.interop)
                 self._initial_design()
@@ -286,7 +286,7 @@ class Campaign:
 
     def _ingest(self, r: TaskResult) -> None:
         line = ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
-                      self.study.executor.max_attempts, run_dir(self.dir, r.design_id))
+                      self.study.executor.max_attempts, self.dir)
         if line is not None:
             self.log(f"{line}  {self._progress()}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, reaches, stamp
 from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design
-from porelab.sim.measurement import Measurement, same_oracle
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement, same_oracle
 from porelab.sim.observables import oriented
 from porelab.sim.store import MeasurementStore, default_store
 
@@ -98,7 +98,7 @@ def run_task(task: Task) -> TaskResult:
         design, conditions = Design.model_validate(task.design), Conditions.model_validate(task.conditions)
         run_dir = Path(task.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        saved = run_dir / "measurement.json"
+        saved = run_dir / MEASUREMENT_FILE
         oracle, identity = _oracle(task.oracle), task_identity(task.oracle)
         if saved.exists():
             m = Measurement.load(saved)

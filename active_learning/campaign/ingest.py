@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from porelab.active_learning.campaign.directory import CampaignError
+from porelab.active_learning.campaign.directory import CampaignError, run_dir
 from porelab.active_learning.campaign.executors import TaskResult
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import icr_text, interval
@@ -19,17 +19,17 @@ from porelab.active_learning.campaign.oracles import reaches
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.sim.design import Conditions, Design
-from porelab.sim.measurement import Measurement, same_oracle
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement, same_oracle
 from porelab.sim.observables import oriented
 
 
 def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | None, str], max_attempts: int,
-           run_dir: Path) -> str | None:
+           directory: Path) -> str | None:
     """Record one result in the ledger; returns a progress line (None for a stale duplicate, whose trial the
     ledger already finished). `fidelities`: the fidelity name of each rung of the study's ladder, by the trials'
     rung column (None: the study's own oracle), recorded for a trial that failed without a measurement.
-    The measurement is also saved in `run_dir` when the worker did not (a remote worker
-    without the shared directory). Raises CampaignError for a storage error."""
+    The measurement is also saved in the trial's run directory of the campaign `directory` when the worker did not
+    (a remote worker without the shared directory). Raises CampaignError for a storage error."""
     t = ledger.trial(r.design_id)
     if t is None or t.status != "running":
         return None
@@ -45,7 +45,7 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | Non
                       worker=r.worker)
         return f"failed  {t.design_id}: {err}"
     m = Measurement.model_validate_json(r.measurement)
-    saved = run_dir / "measurement.json"
+    saved = run_dir(directory, r.design_id) / MEASUREMENT_FILE
     if not saved.exists():
         saved.parent.mkdir(parents=True, exist_ok=True)
         m.save(saved)
@@ -65,7 +65,7 @@ def ingest(ledger: Ledger, r: TaskResult, goal: Goal, fidelities: dict[str | Non
             f"ON {interval(tg, 'log_on_current')} nA")
 
 
-def recover(ledger: Ledger, run_root: Path, identities: dict[str | None, dict]) -> list[TaskResult]:
+def recover(ledger: Ledger, directory: Path, identities: dict[str | None, dict]) -> list[TaskResult]:
     """Trials left running by a dead driver: a measurement.json saved in the run directory by the trial's oracle
     (`identities` by the trial's rung, None: the study's own oracle) for that design is taken as the result (for
     an extension: one that reached its length), turned to the trial's orientation; the others go back to
@@ -73,7 +73,7 @@ def recover(ledger: Ledger, run_root: Path, identities: dict[str | None, dict]) 
     trial runs again, see executors.run_task)."""
     found = []
     for t in ledger.trials("running"):
-        saved = run_root / t.design_id / "measurement.json"
+        saved = run_dir(directory, t.design_id) / MEASUREMENT_FILE
         m = None
         if saved.exists():
             try:

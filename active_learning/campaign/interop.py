@@ -39,7 +39,7 @@ from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
 from porelab.base.files import atomic_write_bytes
 from porelab.sim.design import design_id
-from porelab.sim.measurement import Measurement, same_oracle
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement, same_oracle
 
 FORMATS = (".csv", ".parquet")
 TOLD = "told"
@@ -148,7 +148,7 @@ def _check(path: Path, m: Measurement, identity: dict, known: set[str], director
                             f"{json.dumps(identity, sort_keys=True)}: another question, not told")
     if m.design_id in known:
         raise CampaignError(f"{path}: design {m.design_id} is already in the campaign")
-    saved = run_dir(directory, m.design_id) / "measurement.json"
+    saved = run_dir(directory, m.design_id) / MEASUREMENT_FILE
     if _stored_elsewhere(saved, m):
         raise CampaignError(f"{path}: {saved} already holds another measurement of design {m.design_id}; move it "
                             "away first")
@@ -191,7 +191,7 @@ def tell(directory: str | Path, files: list[str | Path], study: Study | None = N
                                     "its final model; tell measurements before a campaign ends")
             told = _validated(files, identity, ledger.known_ids(), directory, study.goal)
             for m, _ in told:
-                saved = run_dir(directory, m.design_id) / "measurement.json"
+                saved = run_dir(directory, m.design_id) / MEASUREMENT_FILE
                 if not saved.exists():
                     saved.parent.mkdir(parents=True, exist_ok=True)
                     m.save(saved)

@@ -17,6 +17,7 @@ the directory. The ledger knows nothing of its views (MLflow): they read it and 
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
 import os
@@ -343,7 +344,7 @@ class Ledger:
             out[st] = n
         return out
 
-    def known_ids(self) -> set[str]:
+    def known_ids(self) -> builtins.set[str]:  # builtins: this class has its own `set`
         return {r[0] for r in self.db.execute("SELECT design_id FROM trials")}
 
     def max_round(self) -> int:

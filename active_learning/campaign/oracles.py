@@ -152,7 +152,7 @@ def study_identity(spec) -> dict:
 @dataclass(frozen=True)
 class Rung:
     """One fidelity of a study: its name (the oracle's `fidelity`), the task spec {kind, settings, path}, the
-    oracle's identity, and (lower rungs) round-0 share, cap and threshold (campaign.study.Rung)."""
+    oracle's identity, and (lower rungs) round-0 share, cap and threshold (campaign.study.RungSpec)."""
 
     name: str
     spec: dict

@@ -60,7 +60,7 @@ class OracleSpec(_Strict):
         return self
 
 
-class Rung(OracleSpec):
+class RungSpec(OracleSpec):
     """A cheaper oracle below the study's own (the target fidelity) in a fidelity ladder: its round-0 share, its
     cap, and BoFire's fidelity threshold (a pick is measured here only while the model's epistemic std of the
     objective at this fidelity exceeds it, i.e. while this oracle can still tell something)."""
@@ -231,7 +231,7 @@ class Study(Problem):
     """A campaign: the problem plus its budget, executor, model and acquisition."""
 
     budget: Budget
-    fidelities: list[Rung] = Field(default_factory=list, description="cheaper oracles below `oracle`, cheapest "
+    fidelities: list[RungSpec] = Field(default_factory=list, description="cheaper oracles below `oracle`, cheapest "
                                    "first: a fidelity ladder (iteration.choose_fidelities)")
     executor: ExecutorSpec = ExecutorSpec()
     model: ModelSpec = ModelSpec()

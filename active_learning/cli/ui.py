@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from porelab.active_learning.campaign.directory import LEDGER_FILE
 from porelab.base.console import console, fail, out_path
 
 
@@ -40,7 +41,7 @@ def check_host(host: str) -> None:
 def _ui_workspace(directory: Path) -> Path:
     """The workspace (the directory holding mlflow.db) of a campaign directory or of a workspace."""
     d = directory.resolve()
-    return d if (d / "mlflow.db").exists() or not (d / "ledger.sqlite").exists() else d.parent
+    return d if (d / "mlflow.db").exists() or not (d / LEDGER_FILE).exists() else d.parent
 
 
 def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str], str]:

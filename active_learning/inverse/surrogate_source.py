@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from porelab.active_learning.campaign.directory import LEDGER_FILE
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.surrogate.mlflow_store import fluent_uri, tracking_uri
 from porelab.surrogate.store import MODEL_FILE
@@ -99,7 +100,7 @@ def load_surrogate(spec: str, workspace: str | Path, dest: str | Path) -> Surrog
     """The surrogate named by `spec`; a registered model is downloaded into `dest`. Raises ModelError."""
     p = Path(spec)
     if p.is_dir():
-        d = p if (p / MODEL_FILE).exists() else newest_model(p) if (p / "ledger.sqlite").exists() else None
+        d = p if (p / MODEL_FILE).exists() else newest_model(p) if (p / LEDGER_FILE).exists() else None
         if d is None:
             raise ModelError(f"surrogate {spec}: holds neither {MODEL_FILE} nor a campaign (ledger.sqlite)")
         model = _load(d)

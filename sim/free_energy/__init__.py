@@ -73,7 +73,6 @@ import importlib
 #: public names -> the module that defines them (imported on first use: the CLI stays light to start)
 _EXPORTS = {"FESettings": "settings", "FreeEnergyResult": "result", "analyse": "result", "check_ion": "target",
             "run_free_energy": "run"}
-__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

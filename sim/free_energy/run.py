@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import openmm
@@ -41,7 +40,7 @@ def run_free_energy(design: Design, conditions: Conditions, ion: str, out: str |
             "porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
             "n_atoms": target.system.getNumParticles(), "field_V_per_nm": 0.0,
             "ion_dipole_before_after_balancing_e_nm": list(target.ion_dipole_e_nm),
-            "settings": asdict(s) | {"temperatures_K": temps}}
+            "settings": s.model_dump() | {"temperatures_K": temps}}
     res = analyse(samples, T0, float(target.box[2]), target.radius_nm, target.layer_z_nm, s, meta)
     # a design equal to its mirror image must give a mirror-symmetric profile: the mirror test checks convergence
     res.symmetry["design_symmetric"] = design.is_symmetric()

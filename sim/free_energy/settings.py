@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from typing import ClassVar
 
+from pydantic import model_validator
+
+from porelab.base.settings import Settings
 from porelab.sim.design import DesignError
 
 MIN_T_K, MAX_T_K = 250.0, 400.0
 
 
-@dataclass
-class FESettings:
+class FESettings(Settings):
     """Umbrella-sampling settings. Lengths nm, times ps, step fs, force constants kJ/mol/nm^2, temperatures K.
 
     The defaults suit a GPU and the seed preset; a CPU run of the tiny preset needs much shorter windows.
     """
+
+    WHAT: ClassVar[str] = "free-energy settings"
+    ERROR: ClassVar[type[Exception]] = DesignError
 
     n_windows: int = 16
     margin_nm: float = 1.0  # windows span the outer layer planes +- margin
@@ -42,9 +47,11 @@ class FESettings:
     max_retries: int = 2  # a window that blows up is redone at half the step, up to this many times
 
     #: settings that do not change the samples (analysis and execution only)
-    ANALYSIS_ONLY = ("platform", "cpu_threads", "bin_nm", "r_bin_nm", "bulk_nm", "max_retries")
+    ANALYSIS_ONLY: ClassVar[tuple[str, ...]] = ("platform", "cpu_threads", "bin_nm", "r_bin_nm", "bulk_nm",
+                                                "max_retries")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> FESettings:
         pos = ("margin_nm", "k_r", "delta_T_K", "equil_ps", "window_equil_ps", "window_ps", "sample_ps",
                "timestep_fs", "friction_per_ps", "cutoff_nm", "r_bin_nm", "bulk_nm")
         for name in pos + ("k_z", "radius_nm", "bin_nm"):
@@ -52,21 +59,22 @@ class FESettings:
             if v is None and name not in pos:
                 continue
             if not (isinstance(v, int | float) and v > 0 and math.isfinite(v)):
-                raise DesignError(f"free-energy settings: {name}={v} must be a positive number")
+                raise ValueError(f"{name}={v} must be a positive number")
         if not 2 <= self.n_windows <= 200:
-            raise DesignError(f"free-energy settings: n_windows={self.n_windows} is outside [2, 200]")
+            raise ValueError(f"n_windows={self.n_windows} is outside [2, 200]")
         for name in ("ramp_ps", "window_ramp_ps"):
             if not getattr(self, name) >= 0:
-                raise DesignError(f"free-energy settings: {name}={getattr(self, name)} must be >= 0")
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         if self.sample_ps * 1000 < self.timestep_fs:
-            raise DesignError(f"free-energy settings: sample_ps={self.sample_ps} is shorter than one step")
+            raise ValueError(f"sample_ps={self.sample_ps} is shorter than one step")
         if self.temperatures_K is not None:
             self.temperatures_K = tuple(sorted(float(t) for t in self.temperatures_K))
             for t in self.temperatures_K:
                 if not MIN_T_K <= t <= MAX_T_K:
-                    raise DesignError(f"free-energy settings: temperature {t} K is outside [{MIN_T_K}, {MAX_T_K}] K")
+                    raise ValueError(f"temperature {t} K is outside [{MIN_T_K}, {MAX_T_K}] K")
             if len(set(self.temperatures_K)) != len(self.temperatures_K):
-                raise DesignError(f"free-energy settings: temperatures {self.temperatures_K} repeat a value")
+                raise ValueError(f"temperatures {self.temperatures_K} repeat a value")
+        return self
 
     def temperatures(self, T0: float) -> list[float]:
         """Temperatures to run, K, ascending; T0 is always among them (the other windows start from it)."""
@@ -80,5 +88,5 @@ class FESettings:
 
     def sampling_state(self) -> dict:
         """The settings the samples depend on (what run.json pins)."""
-        d = asdict(self)
+        d = self.model_dump()
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if k not in self.ANALYSIS_ONLY}

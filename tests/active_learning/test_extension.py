@@ -119,7 +119,7 @@ def test_a_worker_and_a_resumed_driver_never_take_a_short_run_for_its_extension(
     for to, status in ((20.0, "completed"), (40.0, "candidate")):
         led.extend(WIDE.design_id, to, 1)
         led.start(WIDE.design_id)
-        found = recover(led, tmp_path / "runs", {None: task_identity(spec)})
+        found = recover(led, tmp_path, {None: task_identity(spec)})
         assert led.trial(WIDE.design_id).status == ("running" if found else "candidate") and bool(found) == \
             (status == "completed")
         if found:

@@ -28,7 +28,7 @@ def test_small_study_loads_and_pool_is_seeded(tmp_path):
     ({"acquisition": {"kind": "thomson"}}, "acquisition: acquisition 'thomson' is unknown; choose one of"),
     ({"acquisition": {"kind": "constrained_ei"}}, "needs goal.on_current_min_nA"),
     ({"oracle": {"kind": "user"}}, "a user oracle needs path"),
-    ({"oracle": {"kind": "md", "settings": {"timestep_fs": -1}}}, "timestep_fs=-1 must be a positive number"),
+    ({"oracle": {"kind": "md", "settings": {"timestep_fs": -1}}}, "timestep_fs=-1.0 must be a positive number"),
     ({"executor": {"kind": "lokal"}}, "executor.kind: Input should be 'local' or 'dask'"),
     ({"preset": "huge"}, "preset 'huge' is unknown"),
     ({"base": {"conditions": {"electrolyte": {"Xe+": 1.0}}}}, "species 'Xe+' is unknown"),

@@ -175,7 +175,9 @@ def test_md_settings_validate_in_one_line_and_name_their_identity():
                       ({"icr_margin": -1}, "icr_margin=-1"), ({"settle_max_ps": -1.0}, "settle_max_ps=-1.0"),
                       ({"settle_tol_e": 0}, "settle_tol_e=0"), ({"alpha": 1.0}, "alpha=1.0 must lie in"),
                       ({"seed": 1.5}, "seed=1.5 must be an integer"), ({"timestep_fs": 60}, "exceeds 50 fs"),
-                      ({"cpu_threads": 0}, "cpu_threads=0"), ({"max_production_ps": float("nan")}, "max_production")]:
+                      ({"cpu_threads": 0}, "cpu_threads=0"), ({"max_production_ps": float("nan")}, "max_production"),
+                      ({"production_ps": "long"}, "production_ps='long' must be a number"),
+                      ({"nosuch_ps": 1}, "'nosuch_ps' is not a setting; choose from production_ps, until")]:
         with pytest.raises(DesignError, match=words):
             MDSettings(**kw)
     a, b = MDSettings(production_ps=10.0), MDSettings(production_ps=500.0, until="decisive", platform="CPU",
