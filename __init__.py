@@ -18,7 +18,8 @@ _API = ("Campaign", "Conditions", "Design", "Measurement", "PorelabError", "Surr
 
 
 def __getattr__(name: str):
-    """The Python API (porelab/api.py), imported on first use so that `import porelab` stays light."""
+    """The Python API (api.py), imported on first use so that `import porelab` stays light (and `Campaign`, the
+    heavy one, only when asked for)."""
     if name in _API:
         from porelab import api
 

@@ -7,14 +7,26 @@ directory driven in process, a saved surrogate that predicts a table. The CLI ca
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from porelab.active_learning.campaign.directory import LEDGER_FILE
-from porelab.active_learning.campaign.driver import Campaign
 from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design, load_design_file
 from porelab.sim.measurement import Measurement
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from porelab.active_learning.campaign.driver import Campaign
+
+
+def __getattr__(name: str):
+    """`Campaign` on first use: the campaign stack (scipy, sklearn, pandas, matplotlib) loads only when a script
+    drives a campaign, so `load_design` and `simulate` start in a fraction of a second."""
+    if name == "Campaign":
+        from porelab.active_learning.campaign.driver import Campaign
+
+        return Campaign
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_design(path: str | Path, preset: str | None = None) -> tuple[Design, Conditions]:
@@ -51,6 +63,7 @@ class Surrogate:
     its MLflow model serves (surrogate.serving: ICR, ON current and per-species fluxes with 95 % intervals)."""
 
     def __init__(self, directory: str | Path):
+        from porelab.active_learning.campaign.directory import LEDGER_FILE
         from porelab.active_learning.inverse.surrogate_source import newest_model
         from porelab.surrogate.store import MODEL_FILE, load_model
 
@@ -67,6 +80,8 @@ class Surrogate:
     def predict(self, designs: list[Design], conditions: list[Conditions] | Conditions) -> pd.DataFrame:
         """One row per design and |E| of its conditions, asked at +E and -E (surrogate.serving.predict_frame
         gives the columns)."""
+        import pandas as pd
+
         from porelab.surrogate.serving import predict_frame
 
         conds = conditions if isinstance(conditions, list) else [conditions] * len(designs)

@@ -1,5 +1,5 @@
-"""Console output of the `porelab` commands: the rich console, one-line errors, tables at their natural width, and
-output paths checked against the workspace."""
+"""Console output of the `porelab` commands: the rich console (stdout), one-line errors (`err_console`, stderr),
+tables at their natural width, and output paths checked against the workspace."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from rich.console import Console
 from porelab.base.workspace import WorkspaceError, output_path
 
 console = Console()
+err_console = Console(stderr=True)  # errors and warnings: a pipe of the results stays clean
 
 
 def fail(msg: str, code: int = 2):
-    """Print a one-line error and exit non-zero (no traceback)."""
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr and exit non-zero (no traceback)."""
+    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -5,7 +5,7 @@ everything a CrossingCounter measured in its production window at one field.
 Units: ns, ions/ns, nA, V/nm, e. Positive flux and current point along +z.
 
 Intervals: counts are Poisson. Each group of counts with the same weight is pooled (a sum of Poisson counts
-is Poisson) and given a Garwood exact interval (`statsmodels.stats.rates.confint_poisson`, "exact-c");
+is Poisson) and given a Garwood exact interval (`garwood`: statsmodels' `confint_poisson`, "exact-c", on scipy);
 the groups are combined by MOVER (Zou & Donner 2008), the same construction as statsmodels'
 `confint_poisson_2indep(compare="diff", method="mover")`. The displacement sum's error uses the statistical
 inefficiency of its series (pymbar, `correlated_mean`); an interval resting on fewer than MIN_N_EFF effectively
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.rates import confint_poisson
 
 from porelab.sim.measurement import E_PER_NS_TO_NA, FieldResult, SpeciesResult
 from porelab.sim.pymbar_quiet import quiet_pymbar
@@ -33,6 +32,15 @@ MIN_N_EFF = 20.0
 MAX_SERIES_POINTS = 4000
 #: Candidate start points tried by the transient detection (pymbar's detect_equilibration `nskip`).
 TRANSIENT_CANDIDATES = 100
+
+
+def garwood(n: np.ndarray, exposure: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Garwood's exact central 1 - alpha interval of a Poisson rate n / exposure, each (k,); n may be fractional
+    (quasi-Poisson counts divided by their dispersion: chi-square with 2n degrees of freedom); lower 0 at n = 0."""
+    n, exposure = np.asarray(n, float), np.asarray(exposure, float)
+    lo = np.where(n > 0, stats.chi2.ppf(alpha / 2, np.maximum(2 * n, 1e-300)) / 2, 0.0)
+    hi = stats.chi2.ppf(1 - alpha / 2, 2 * n + 2) / 2
+    return lo / exposure, hi / exposure
 
 
 def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure: float,
@@ -58,7 +66,7 @@ def poisson_linear_ci(counts: Sequence[int], weights: Sequence[float], exposure:
         return 0.0, 0.0
     n = np.array([counts[weights == wi].sum() for wi in w]) / dispersion
     exposure = exposure / dispersion
-    lo, hi = confint_poisson(n, exposure, method="exact-c", alpha=alpha)
+    lo, hi = garwood(n, exposure, alpha)
     rate = n / exposure
     a, b = w * np.nan_to_num(lo), w * hi
     est = float(w @ rate)

@@ -34,7 +34,7 @@ def create(study: Study, directory: str | Path, exist_ok: bool = False) -> Path:
         if exist_ok and (d / STUDY_FILE).exists() and load(d).digest() == study.digest():
             return d
         raise CampaignError(f"{d} already holds a campaign{' of another study' if exist_ok else ''}; continue it "
-                            f"with `porelab campaign resume {d}` or choose another --dir")
+                            f"with `porelab campaign resume {d}` or choose another --out")
     try:
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / STUDY_FILE, yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))

@@ -94,6 +94,8 @@ def campaign_run(
     acquisition: Annotated[AcquisitionKind | None, typer.Option(help="acquisition instead of the study's (its params "
                                                                      "reset when the kind changes)")] = None,
     resume: Annotated[bool, typer.Option(help="if OUT already holds this very study, resume it")] = False,
+    budget: Annotated[int | None, typer.Option(help="simulation budget instead of the study's", min=1)] = None,
+    wall_clock_min: Annotated[float | None, typer.Option(help="driver time limit, minutes", min=0.01)] = None,
     tracking: Annotated[bool, typer.Option(help="log to MLflow (the workspace's mlflow.db)")] = True,
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ):
@@ -116,7 +118,7 @@ def campaign_run(
         create(study, directory, exist_ok=resume)
     except (StudyError, CampaignError) as err:
         fail(str(err))
-    _drive(directory, quiet, tracking)
+    _drive(directory, quiet, tracking, budget=budget, wall_clock_min=wall_clock_min)
 
 
 @campaign_app.command("resume")

@@ -14,20 +14,21 @@ import time
 
 from rich.markup import escape
 
-from porelab.base.console import console
+from porelab.base.console import console, err_console
 
 VERBOSITY = {-1: (logging.WARNING, logging.ERROR), 0: (logging.INFO, logging.WARNING),
              1: (logging.DEBUG, logging.WARNING)}  # verbosity -> (porelab level, other libraries' level)
 
 
 class ConsoleHandler(logging.Handler):
-    """Prints porelab's records on the rich console: `HH:MM:SS message`, or `warning: message`."""
+    """Prints porelab's records: `HH:MM:SS message` on stdout, or `warning: message` (and worse) on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             msg = escape(record.getMessage())
             if record.levelno >= logging.WARNING:
-                console.print(f"[bold yellow]{record.levelname.lower()}:[/] {msg}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold yellow]{record.levelname.lower()}:[/] {msg}", highlight=False,
+                                  soft_wrap=True)
             else:
                 console.print(f"[dim]{time.strftime('%H:%M:%S', time.localtime(record.created))}[/] {msg}",
                               highlight=False, soft_wrap=True)

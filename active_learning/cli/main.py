@@ -22,7 +22,7 @@ from typer._click import exceptions as click_errors  # the click that typer runs
 from porelab.active_learning.cli.campaign import campaign_app
 from porelab.active_learning.cli.design import app as inverse_app
 from porelab.active_learning.cli.ui import ui
-from porelab.base.console import console, fail
+from porelab.base.console import console, err_console, fail
 from porelab.sim.cli import app as sim_app
 from porelab.sim.free_energy.cli import app as free_energy_app
 from porelab.surrogate.cli import app as surrogate_app
@@ -31,24 +31,36 @@ from porelab.surrogate.cli import app as surrogate_app
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (a bad option value, a missing argument) end with one `error:` line, not a help panel."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(self, args=None, *rest, standalone_mode: bool = True, **kwargs):
+        args = _root_options_first(sys.argv[1:] if args is None else list(args))
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, *rest, standalone_mode=False, **kwargs)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(args, *rest, standalone_mode=False, **kwargs)
         except click_errors.NoArgsIsHelpError as err:
             err.show()
             sys.exit(err.exit_code)
         except click_errors.ClickException as err:
             ctx = getattr(err, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            console.print(f"[bold red]error:[/] {escape(_message(err))}{escape(hint)}", highlight=False,
-                          soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(_message(err))}{escape(hint)}", highlight=False,
+                              soft_wrap=True)
             sys.exit(err.exit_code)
         except typer.Abort:
-            console.print("aborted")
+            err_console.print("aborted")
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+ROOT_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+
+
+def _root_options_first(args: list[str]) -> list[str]:
+    """-q/--quiet and -v/--verbose wherever they stand (`porelab campaign run s.yaml -q` too) moved before the
+    subcommand, where the root callback reads them; nothing after `--` is touched."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in ROOT_FLAGS]
+    return flags + [a for a in args[:end] if a not in ROOT_FLAGS] + args[end:]
 
 
 def _message(err) -> str:
@@ -101,7 +113,7 @@ def main() -> None:  # pragma: no cover
     try:
         app()
     except KeyboardInterrupt:
-        console.print("interrupted; run the same command again to resume")
+        err_console.print("interrupted; run the same command again to resume")
         sys.exit(130)
 
 

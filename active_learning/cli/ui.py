@@ -3,9 +3,11 @@ one worker, no job execution."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE
-from porelab.base.console import console, fail, out_path
+from porelab.base.console import console, err_console, fail, out_path
 
 
 def _is_loopback(host: str) -> bool:
@@ -75,7 +77,7 @@ def ui(
         fail(str(err))
     out_path(_ui_workspace(directory), f"DIRECTORY {str(directory)!r}: its workspace (the server writes there)")
     if not _is_loopback(host):
-        console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {escape(host)}: it has no authentication "
+        err_console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {escape(host)}: it has no authentication "
                       "and anyone who can reach this address can read and change the runs", highlight=False)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -85,8 +87,31 @@ def ui(
         in_use = False  # let the server report what it cannot bind
     if in_use:
         fail(f"port {port} on {host} is in use; pass --port")
-    console.print(f"MLflow UI at {url}  (Ctrl-C to stop)", highlight=False)
+    console.print(f"MLflow UI at {url}  (Ctrl-C to stop); the campaigns' runs: {url}/#/experiments", highlight=False)
+    raise typer.Exit(serve(argv, env))
+
+
+def serve(argv: list[str], env: dict[str, str]) -> int:
+    """Run the server in its own process group and wait for it; SIGTERM, SIGHUP or Ctrl-C to this process stops the
+    whole group (the MLflow server and its uvicorn workers), and so does any way out of here: no server outlives
+    `porelab ui`. Returns the server's exit code (0 when stopped by a signal)."""
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def stop(signum=None, frame=None):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        raise typer.Exit(subprocess.call(argv, env=env))
+        return proc.wait()
     except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        return 0
+    finally:
+        stop()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -50,7 +50,7 @@ def test_ui_binds_loopback_by_default(workspace):
                                          ("localhost", False)])
 def test_ui_warns_only_on_an_explicit_non_loopback_host(workspace, host, warns, monkeypatch):
     started = []
-    monkeypatch.setattr(ui_cli.subprocess, "call", lambda argv, env: started.append(argv) or 0)  # no real server
+    monkeypatch.setattr(ui_cli, "serve", lambda argv, env: started.append(argv) or 0)  # no real server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free (not listening)

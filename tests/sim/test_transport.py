@@ -421,3 +421,15 @@ def test_exact_count_icr_covers_the_true_ratio(rates):
     assert np.mean(hits) >= 0.95, np.mean(hits)
     if min(rates) * 0.2 >= 2:  # with a few counts a side, close to nominal: not a vacuous interval
         assert np.mean(hits) <= 0.99, np.mean(hits)
+
+
+def test_garwood_is_statsmodels_exact_interval_on_fractional_counts_too():
+    """porelab's scipy Garwood interval equals statsmodels' confint_poisson("exact-c"), quasi-Poisson counts too."""
+    from statsmodels.stats.rates import confint_poisson
+
+    from porelab.sim.estimators import garwood
+
+    n, t = np.array([0.0, 1.0, 2.5, 7.0, 40.0, 0.3]), np.array([0.1, 0.2, 1.0, 0.05, 3.0, 0.7])
+    lo, hi = confint_poisson(n, t, method="exact-c", alpha=0.05)
+    g_lo, g_hi = garwood(n, t, 0.05)
+    assert g_lo == pytest.approx(np.nan_to_num(lo)) and g_hi == pytest.approx(hi)
