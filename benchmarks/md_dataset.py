@@ -123,7 +123,7 @@ def write_index(out: Path, records: list[Measurement], settings: MDSettings, com
     text = f"""# The shared MD dataset
 
 Tiny-preset MD of Janus and asymmetric stacks, grown by `{command}` (resumable; run it again to add designs,
-`nice -n 19` while you work). This folder is a porelab measurement store (`porelab/sim/store.py`): every record
+`nice -n 19` while you work). This folder is a porelab measurement store (`sim/store.py`): every record
 is a Measurement, `md-<key>/<design_id>/measurement.json` (the oracle's identity in `md-<key>/oracle.json`;
 readable with `porelab.sim.measurement.Measurement.load`); `index.csv` has one row per design with every number
 and its 95 % interval. Trajectories and checkpoints stay beside the records, git-ignored. Train on it with
@@ -140,7 +140,8 @@ and its 95 % interval. Trajectories and checkpoints stay beside the records, git
   MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
 - Software: {"; ".join(versions) or "-"}.
 - So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
-  ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine).
+  ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine;
+  a design interrupted before it finished counts only the CPU time of the invocation that finished it).
 """
     atomic_write_text(out / "README.md", text)
 

@@ -2,10 +2,15 @@
 
 Input: a DataFrame with JSON columns `design` and `conditions` (sim.design.Design / Conditions) and optionally
 `fidelity` (default: the model's). Output: one row per input row and |E| at which its conditions have both signs:
-`row` (input row), `field_abs_V_per_nm`, `icr` and `on_current_nA` (from the mean fluxes) with their 95 %
-intervals `*_low`/`*_high`, and per species s and sign, `flux_per_ns[s][+E]` etc. with intervals (NaN for a
-species absent from the electrolyte). Intervals: mean +- 1.96 total std on the scale the model predicts (ln ICR,
-ln current, asinh flux), mapped back; ICR and ON current come from surrogate.derived.
+`row` (input row), `field_abs_V_per_nm`, `training_similarity` (in [0, 1]: 1 at a training design, ~0 unlike all
+of them; surrogate.novelty's kernel on the descriptors, either orientation), `guessing` (True when the design is
+unlike the training designs, similarity < GUESS_SIMILARITY, or an interval of ICR or ON current spans more than a
+factor GUESS_SPAN: the answer is then the model's prior more than what it learned), `icr` and `on_current_nA`
+(from the mean fluxes) with their 95 % intervals `*_low`/`*_high`, and per species s and sign,
+`flux_per_ns[s][+E]` etc. with intervals (NaN for a species absent from the electrolyte). Intervals: mean +- 1.96
+total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON current come
+from surrogate.derived. A design must give its geometry (`sheet_nm`, `box_z_nm`): a default would be a question
+the model was never trained on; bad input raises ValueError with a one-line reason naming the row.
 
 `log_model` logs a model directory (surrogate.store) as an MLflow "model from code" (surrogate/pyfunc.py, no
 pickled instance) with a signature and an input example.
@@ -13,25 +18,32 @@ pickled instance) with a signature and an input example.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from porelab.sim.design import Conditions, Design
 from porelab.surrogate.dataset import Samples
 from porelab.surrogate.derived import derive
+from porelab.surrogate.descriptors import design_descriptors
+from porelab.surrogate.novelty import NoveltyFloor
 from porelab.surrogate.store import SavedModel, load_model
 from porelab.surrogate.targets import SPECIES_NAMES, Z95
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")  # the models-from-code file MLflow copies and runs
 SIGNS = ("+E", "-E")
+GUESS_SIMILARITY = 0.5  # below: farther from every training design than the data's own spacing (novelty.py)
+GUESS_SPAN = 100.0  # a 95 % interval wider than a factor 100 (two decades) says little
+GEOMETRY = ("sheet_nm", "box_z_nm")
 
 
 def output_columns() -> list[str]:
-    cols = ["row", "field_abs_V_per_nm", "icr", "icr_low", "icr_high", "on_current_nA", "on_current_low_nA",
-            "on_current_high_nA"]
+    cols = ["row", "field_abs_V_per_nm", "training_similarity", "guessing", "icr", "icr_low", "icr_high",
+            "on_current_nA", "on_current_low_nA", "on_current_high_nA"]
     for s in SPECIES_NAMES:
         for sign in SIGNS:
             cols += [f"flux_per_ns[{s}][{sign}]", f"flux_low_per_ns[{s}][{sign}]", f"flux_high_per_ns[{s}][{sign}]"]
@@ -40,15 +52,50 @@ def output_columns() -> list[str]:
 
 def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """The output table (see the module docstring) for the input table `frame`."""
-    designs = [Design.model_validate_json(s) for s in frame["design"]]
-    conds = [Conditions.model_validate_json(s) for s in frame["conditions"]]
+    missing = [c for c in ("design", "conditions") if c not in frame]
+    if missing:
+        raise ValueError(f"input: no column {' or '.join(missing)} (JSON of sim.design.Design and Conditions)")
+    designs, conds = [], []
+    for i, (d, c) in enumerate(zip(frame["design"], frame["conditions"], strict=True)):
+        designs.append(_parse(Design, d, f"row {i}: design"))
+        conds.append(_parse(Conditions, c, f"row {i}: conditions"))
+        gave = json.loads(d)
+        if absent := [g for g in GEOMETRY if g not in gave]:
+            train = saved.training[0].design
+            raise ValueError(f"row {i}: design gives no {' or '.join(absent)}; give the geometry (this model was "
+                             f"trained on sheet_nm={train.sheet_nm}, box_z_nm={train.box_z_nm})")
     fids = list(frame["fidelity"]) if "fidelity" in frame else [saved.fidelity] * len(designs)
     rows = []
     for fid in dict.fromkeys(fids):
         idx = [i for i, f in enumerate(fids) if f == fid]
         rows += _rows(saved, [designs[i] for i in idx], [conds[i] for i in idx], fid, idx)
     out = pd.DataFrame(rows, columns=output_columns())
+    out["training_similarity"] = training_similarity(saved, designs)[out["row"].to_numpy(int)]
+    span = lambda lo, hi: (out[hi] / out[lo].where(out[lo] > 0)).fillna(np.inf)  # noqa: E731
+    out["guessing"] = ((out["training_similarity"] < GUESS_SIMILARITY) | (span("icr_low", "icr_high") > GUESS_SPAN)
+                       | (span("on_current_low_nA", "on_current_high_nA") > GUESS_SPAN))
     return out.sort_values(["row", "field_abs_V_per_nm"], kind="stable").reset_index(drop=True)
+
+
+def _parse(cls, text: str, what: str):
+    """`cls` from its JSON, or ValueError with the first problem in one line."""
+    try:
+        return cls.model_validate_json(text)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"])
+        raise ValueError(f"{what}: {where + ': ' if where else ''}{e['msg']}") from None
+
+
+def training_similarity(saved: SavedModel, designs: list[Design]) -> np.ndarray:
+    """Similarity (n,) in [0, 1] of each design (either orientation) to the nearest training design."""
+    train = list({m.design_id: m.design for m in saved.training if m.status == "ok"}.values())
+    if len(train) < 2:
+        return np.zeros(len(designs))
+    floor = NoveltyFloor(np.array([design_descriptors(d) for d in train]), {})
+    x = np.array([design_descriptors(d) for d in designs])
+    xm = np.array([design_descriptors(d.mirrored()) for d in designs])
+    return np.maximum(floor.similarity(x), floor.similarity(xm))
 
 
 def _rows(saved: SavedModel, designs: list[Design], conds: list[Conditions], fidelity: str, index: list[int]):
@@ -63,7 +110,7 @@ def _rows(saved: SavedModel, designs: list[Design], conds: list[Conditions], fid
     lo, hi = np.where(p.present, lo, np.nan), np.where(p.present, hi, np.nan)
     out = []
     for k in range(len(on)):
-        r = [index[int(q.group[on[k]])], float(fabs[k])]
+        r = [index[int(q.group[on[k]])], float(fabs[k]), np.nan, False]
         for name in ("log_icr", "log_on_current"):
             m, sd = t[name][0][k], t[name][1][k]
             r += [float(np.exp(m)), float(np.exp(m - Z95 * sd)), float(np.exp(m + Z95 * sd))]

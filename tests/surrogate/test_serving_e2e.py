@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -114,6 +115,15 @@ def test_served_champion_answers_like_predict_frame(measurements, tmp_path):
         req = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             got = pd.DataFrame(json.loads(r.read())["predictions"])
+        bad = example.assign(design=['{"layers": "x"}'])  # bad input: a 400 whose message is the reason
+        body = json.dumps({"dataframe_split": bad.to_dict(orient="split")}).encode()
+        req = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code == 400
+        reply = json.loads(err.value.read())
+        assert reply["message"].splitlines()[-1] == "Error: row 0: design: layers.0: Input should be 'COO-', " \
+            "'NH3+', 'OH' or 'none'" and "Traceback" not in json.dumps(reply)  # MLflow's prefix, then our line
     finally:
         stop(server)
     assert list(got.columns) == list(want.columns) and len(got) == len(want) > 0

@@ -1,0 +1,57 @@
+"""The served surrogate says when it is guessing (far from its training designs, or an interval of more than two
+decades), refuses a design without its geometry, and gives bad input a one-line reason (an HTTP 400 when served)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from porelab.sim.design import make_conditions, make_design
+from porelab.surrogate.factory import new_model
+from porelab.surrogate.serving import GUESS_SIMILARITY, predict_frame
+from porelab.surrogate.store import load_model, save_model
+from porelab.surrogate.training_set import training_samples
+
+
+@pytest.fixture(scope="module")
+def saved(measurements, tmp_path_factory):
+    model = new_model("rf", n_estimators=30, seed=0)
+    model.fit(training_samples(model, measurements))
+    d = tmp_path_factory.mktemp("rf")
+    save_model(d, model, measurements)
+    return load_model(d)
+
+
+def frame(designs, conditions):
+    return pd.DataFrame({"design": [d.model_dump_json() for d in designs],
+                         "conditions": [c.model_dump_json() for c in conditions]})
+
+
+def test_a_training_design_is_familiar_and_one_unlike_all_is_a_guess(saved):
+    m = saved.training[0]
+    far = make_design({"layers": ["NH3+"] * 2, "groups_per_rim": 16, "spacing_nm": 1.2,  # training: 2-5, 0.3-0.8
+                       "pore": {"shape": "circle", "width_nm": 0.45, "height_nm": 0.45}}, "tiny")
+    out = predict_frame(saved, frame([m.design, far], [m.conditions, m.conditions]))
+    known, unknown = out[out["row"] == 0].iloc[0], out[out["row"] == 1].iloc[0]
+    assert known["training_similarity"] == pytest.approx(1.0)
+    assert unknown["training_similarity"] < GUESS_SIMILARITY and bool(unknown["guessing"])
+    wide = out["icr_high"] / out["icr_low"] > 100
+    assert (out["guessing"] >= wide).all()  # every two-decade interval is flagged
+
+
+def test_a_design_without_its_geometry_is_refused_in_one_line(saved):
+    m = saved.training[0]
+    doc = json.loads(m.design.model_dump_json())
+    del doc["sheet_nm"]
+    bad = pd.DataFrame({"design": [json.dumps(doc)], "conditions": [m.conditions.model_dump_json()]})
+    with pytest.raises(ValueError, match=r"row 0: design gives no sheet_nm; give the geometry \(this model was "
+                                         r"trained on sheet_nm="):
+        predict_frame(saved, bad)
+
+
+def test_bad_input_names_the_row_and_the_problem(saved):
+    c = make_conditions({"fields_V_per_nm": [1.0, -1.0]})
+    with pytest.raises(ValueError, match="row 0: design: layers"):
+        predict_frame(saved, pd.DataFrame({"design": ['{"layers": "x"}'], "conditions": [c.model_dump_json()]}))
+    with pytest.raises(ValueError, match="no column conditions"):
+        predict_frame(saved, pd.DataFrame({"design": ["{}"]}))
