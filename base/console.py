@@ -3,12 +3,13 @@ tables at their natural width, and output paths checked against the workspace.""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from porelab.base.workspace import WorkspaceError, output_path
+from porelab.base.workspace import WorkspaceError, output_path, workspace
 
 console = Console()
 err_console = Console(stderr=True)  # errors and warnings: a pipe of the results stays clean
@@ -37,3 +38,12 @@ def out_path(path: Path, what: str) -> Path:
         return output_path(path, what)
     except WorkspaceError as err:
         fail(str(err))
+
+
+def runnable(command: str, path: str | Path) -> str:
+    """`command path` as a line that works when pasted in any directory: porelab writes only inside its workspace
+    (base/workspace.py), so from elsewhere it reads `cd <workspace> && command <path inside it>`."""
+    ws, p = workspace(), Path(path).resolve()
+    where = p.relative_to(ws) if p == ws or ws in p.parents else p
+    line = f"{command} {shlex.quote(str(where))}"
+    return line if Path.cwd().resolve() == ws else f"cd {shlex.quote(str(ws))} && {line}"

@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from porelab.base.console import console, fail, out_path, print_table
+from porelab.base.console import console, err_console, fail, out_path, print_table, runnable
 
 ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/active_learning/test_cli.py checks)
 AcquisitionKind = Literal["ucb", "thompson", "ei", "constrained_ei", "max_uncertainty", "random",
@@ -72,7 +72,8 @@ def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
             finally:
                 ledger.close()
     except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: porelab campaign resume {directory}", soft_wrap=True)
+        err_console.print(f"interrupted; continue with: {runnable('porelab campaign resume', directory)}",
+                          soft_wrap=True)
         raise typer.Exit(130) from None
     _print_summary(summary, directory, time.monotonic() - t0, champion)
 
@@ -279,4 +280,4 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
                   + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)
     if champion:
         console.print(champion, highlight=False)
-    console.print(f"see it in MLflow: porelab ui {directory}", highlight=False, soft_wrap=True)  # copyable
+    console.print(f"see it in MLflow: {runnable('porelab ui', directory)}", highlight=False, soft_wrap=True)

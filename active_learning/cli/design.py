@@ -11,7 +11,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from porelab.base.console import console, fail, print_table
+from porelab.base.console import console, fail, print_table, runnable
 
 app = typer.Typer(add_completion=False)
 
@@ -111,8 +111,9 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
     _print(study, scores, ranking, verified)
     if tracking:
         rid = design_report.log_mlflow(out, workspace, study, summary, sur, files)
-        console.print(f"MLflow run {rid} (experiment design-{study.name}); see it with: porelab ui {workspace}",
-                      highlight=False, soft_wrap=True)
+        see = runnable("porelab ui", workspace)
+        console.print(f"MLflow run {rid} (experiment design-{study.name}); see it with: {see}", highlight=False,
+                      soft_wrap=True)
     console.print(f"results in {out}: ranked.csv, pareto.csv, pareto.png, designs/"
                   + (", verified.csv" if verified else ""), highlight=False)
 

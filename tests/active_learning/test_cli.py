@@ -32,7 +32,9 @@ def test_run_status_resume_and_ui_serves_the_workspace(tmp_path, monkeypatch):
                         "--out", str(d)], capture_output=True, text=True, timeout=300)
     out = " ".join(r.stdout.split())
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "campaign stopped: budget" in out and f"porelab ui {d}" in out and "best designs" in out
+    from porelab.base.console import runnable
+
+    assert "campaign stopped: budget" in out and runnable("porelab ui", d) in out and "best designs" in out
     assert (tmp_path / "ws" / "mlflow.db").exists() and (d / "ledger.sqlite").exists()
     r = runner.invoke(app, ["campaign", "status", str(d)])
     assert r.exit_code == 0 and "best designs" in r.output and "stopped: budget" in r.output

@@ -86,3 +86,22 @@ def test_ui_stops_its_server_when_it_is_stopped(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_printed_next_steps_work_from_any_directory(tmp_path, monkeypatch):
+    """`porelab ui DIR` as printed after a campaign: from the workspace as is; from elsewhere with a cd to it
+    (porelab writes only inside its workspace, so a bare absolute path would be refused there)."""
+    from porelab.base.console import runnable
+
+    ws = tmp_path / "ws"
+    (ws / "runs" / "c").mkdir(parents=True)
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(ws))
+    monkeypatch.chdir(ws)
+    assert runnable("porelab ui", ws / "runs" / "c") == "porelab ui runs/c"
+    monkeypatch.chdir(tmp_path)
+    line = runnable("porelab ui", ws / "runs" / "c")
+    assert line == f"cd {ws.resolve()} && porelab ui runs/c"
+    (ws / "mlflow.db").write_bytes(b"")
+    r = subprocess.run(line.replace("porelab ui", f"{PORELAB} ui") + " --port 0", shell=True, cwd="/",
+                       capture_output=True, text=True, env={**os.environ, "PORELAB_WORKSPACE": ""}, timeout=60)
+    assert "outside the workspace" not in r.stderr and "'--port'" in r.stderr  # refused only for the bad port
