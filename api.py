@@ -16,7 +16,6 @@ from porelab.sim.measurement import Measurement
 if TYPE_CHECKING:
     import pandas as pd
 
-    from porelab.active_learning.campaign.driver import Campaign
 
 
 def __getattr__(name: str):
@@ -99,5 +98,6 @@ def load_surrogate(directory: str | Path) -> Surrogate:
     return Surrogate(directory)
 
 
-__all__ = ["Campaign", "Conditions", "Design", "Measurement", "PorelabError", "Surrogate", "load_design",
-           "load_surrogate", "simulate"]
+# `Campaign` (porelab.active_learning.campaign.driver.Campaign) is served by __getattr__, on first use
+__all__ = ["Conditions", "Design", "Measurement", "PorelabError", "Surrogate", "load_design", "load_surrogate",
+           "simulate"]

@@ -35,6 +35,7 @@ def create(study: Study, directory: str | Path, exist_ok: bool = False) -> Path:
             return d
         raise CampaignError(f"{d} already holds a campaign{' of another study' if exist_ok else ''}; continue it "
                             f"with `porelab campaign resume {d}` or choose another --out")
+    made = not d.exists()  # a campaign that cannot start removes the directory only if it made it (driver.py)
     try:
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / STUDY_FILE, yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
@@ -43,6 +44,8 @@ def create(study: Study, directory: str | Path, exist_ok: bool = False) -> Path:
     ledger = Ledger(d / LEDGER_FILE)
     ledger.set("study_digest", study.digest())
     ledger.set("created_at", time.time())
+    if made:
+        ledger.set("created_dir", True)
     ledger.close()
     return d
 

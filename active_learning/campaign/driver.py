@@ -17,10 +17,16 @@ iteration is fixed by the rounds, not by the order results arrive, so the same s
 The pool: the study's seeded Sobol sample (or its grid). When the goal's objective is ICR, mirror-symmetric designs
 (`Design.is_symmetric()`) are dropped from it, as their ICR is 1 by symmetry (docs/physics.md §3): no simulation
 is spent to learn it (how many were dropped is logged). For a selectivity goal they stay.
+
+Stops that lose nothing (campaign/guards.py): a circuit breaker ends a campaign whose tasks keep crashing or
+losing their worker with nothing measured in between, its trials left candidates for a resume; a campaign started
+again by a worker re-importing an unguarded script is refused there, and the driver stops saying so; a start that
+fails before anything was recorded removes what `directory.create` made (Campaign._forget_unstarted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -40,6 +46,12 @@ from porelab.active_learning.campaign.directory import (
     step_dir,
 )
 from porelab.active_learning.campaign.executors import Task, TaskResult, make_executor, store_for
+from porelab.active_learning.campaign.guards import (
+    REIMPORT_FILE,
+    REIMPORTED,
+    breaker_tripped,
+    refuse_in_worker,
+)
 from porelab.active_learning.campaign.ingest import ingest, recover
 from porelab.active_learning.campaign.iteration import (
     SPACE_FILLING,
@@ -105,11 +117,13 @@ class Campaign:
         from porelab.active_learning.campaign.directory import create
         from porelab.active_learning.campaign.study import load_study
 
+        refuse_in_worker(directory)  # before anything is made or read
         create(load_study(study_file), directory, exist_ok=resume)
         return cls(directory, **kw)
 
     def __init__(self, directory: str | Path, log: Callable[[str], None] | None = None, views: Sequence[View] = (),
                  budget: int | None = None, wall_clock_min: float | None = None):
+        refuse_in_worker(directory)
         self.dir = Path(directory)
         self.study = load(self.dir)
         self.log = log or logger.info
@@ -128,11 +142,22 @@ class Campaign:
             self.lock.release()
             raise
 
-    def _prepare(self) -> None:
-        """Check the study, apply the overrides, build the oracle's identity and the pool."""
+    def _check_study(self) -> None:
         if self.ledger.get("study_digest") != self.study.digest():
             raise CampaignError(f"{self.dir / STUDY_FILE} was changed after the campaign started; restore it")
+
+    def _prepare(self) -> None:
+        """Apply the overrides, build the oracle's identity and the pool (the study checked by _check_study)."""
         ov = {**self.ledger.get("overrides", {}), **{k: v for k, v in self.overrides.items() if v is not None}}
+        self.nothing_left = None
+        finished, done = self.ledger.get("finished"), self.ledger.n_trials(True)
+        if ov != self.ledger.get("overrides", {}) and finished \
+                and int(ov.get("budget") or self.study.budget.simulations) <= done:
+            budget = int(ov.get("budget") or self.study.budget.simulations)  # a budget that re-opens nothing
+            self.nothing_left = (f"campaign already finished ({finished}) with {done} simulations; a budget of "
+                                 f"{budget} is at or below them: nothing left to do (give a budget above {done} "
+                                 "to continue)")
+            ov = self.ledger.get("overrides", {})
         if ov != self.ledger.get("overrides", {}):  # a larger budget or time limit re-opens a finished campaign
             self.ledger.set("overrides", ov)
             self.ledger.set("finished", None)
@@ -153,6 +178,25 @@ class Campaign:
     def _close(self) -> None:
         self.ledger.close()
         self.lock.release()
+
+    def _forget_unstarted(self) -> None:
+        """After a start that failed before anything was recorded (a bad user oracle path, an empty space): remove
+        what `directory.create` made (the frozen study, the empty ledger, the lock; the directory itself when create
+        made it and it is now empty), so that the corrected study may run there. A ledger holding anything (a trial,
+        an iteration, an event) is a campaign, and is left as it is."""
+        led = self.ledger
+        if led.known_ids() or led.iterations() or led.events():
+            return
+        made_dir = bool(led.get("created_dir"))
+        self._close()
+        for name in (STUDY_FILE, LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", ".lock", REIMPORT_FILE):
+            (self.dir / name).unlink(missing_ok=True)
+        if made_dir:
+            try:
+                self.dir.rmdir()  # only if empty: what else is there is not the campaign's
+            except OSError:
+                pass
+        logger.debug("campaign not started: %s is left as it was before it", self.dir)  # the error says why
 
     def _sync(self) -> None:
         """Bring every view up to date with the ledger (after a ledger commit)."""
@@ -187,10 +231,21 @@ class Campaign:
         """Run until a stop condition (budget, wall clock, target, pool exhausted); returns the summary."""
         self._open()
         try:
-            self._prepare()
+            self._check_study()
+            (self.dir / REIMPORT_FILE).unlink(missing_ok=True)  # one a killed driver's worker left
+            try:
+                self._prepare()
+            except Exception:
+                with contextlib.suppress(Exception):  # best effort: never in the way of the error that stopped it
+                    self._forget_unstarted()
+                raise
             self._t_mark = time.monotonic()
+            self._streak: list[tuple[str, str]] = []  # (design id, error) of the task errors since the last result
+            self._held: dict[str, TaskResult] = {}  # final attempts that errored during that streak, undecided
+            self._breaker: str | None = None  # why the breaker stopped the campaign
             if self.ledger.get("finished"):
-                self.log(f"campaign already finished ({self.ledger.get('finished')}); nothing to do")
+                self.log(self.nothing_left or f"campaign already finished ({self.ledger.get('finished')}); nothing "
+                         "to do")
                 self._sync()  # a driver killed after the finish may not have brought the views up to date
                 for v in self.views:
                     v.close(self.ledger)
@@ -200,7 +255,12 @@ class Campaign:
             if not self.ledger.iterations():  # a new campaign (perhaps holding told trials, campaign.interop)
                 self._initial_design()
             ex = self.study.executor
-            executor = make_executor(ex.kind, ex.workers, ex.address, ex.cluster, ex.cluster_options, ex.gpu)
+            try:
+                executor = make_executor(ex.kind, ex.workers, ex.address, ex.cluster, ex.cluster_options, ex.gpu)
+            except Exception:  # e.g. a Dask LocalCluster whose workers never started: they re-imported the script
+                if (self.dir / REIMPORT_FILE).exists():
+                    raise CampaignError(REIMPORTED) from None
+                raise
             t_loop, busy = time.monotonic(), 0.0
             try:
                 for r in recovered:
@@ -217,13 +277,26 @@ class Campaign:
                     if not executor.pending:
                         if stop is None and self.ledger.trials("candidate"):
                             continue
+                        if self._held:  # nothing else runs that could tell their errors from the workers'
+                            if breaker_tripped(self._streak, ex.workers, idle=True):
+                                self._breaker = self._breaker_text()
+                                self._stop_broken()
+                            self._release_held()
+                            continue
                         break
                     fault_point("campaign.wait")  # simulations running
                     results = executor.wait(timeout=2.0)
-                    for r in results:  # ledger first, then refill the free workers, then the views
+                    if any(r.error is not None for r in results) and (self.dir / REIMPORT_FILE).exists():
+                        self._breaker = (self.dir / REIMPORT_FILE).read_text().strip() or REIMPORTED
+                        (self.dir / REIMPORT_FILE).unlink(missing_ok=True)
+                    # ledger first, then refill the free workers, then the views; results before errors (a result
+                    # ends a streak of errors, see _ingest)
+                    for r in sorted(results, key=lambda r: r.error is not None):
                         busy += r.busy_s
                         fault_point("campaign.ingest")  # a result arrived (its measurement.json saved)
                         self._ingest(r)
+                    if self._breaker is not None:
+                        self._stop_broken()
                     if self._stop_reason() is None:
                         self._dispatch(executor)
                     if results:
@@ -249,6 +322,7 @@ class Campaign:
             self.log(f"campaign stopped: {reason}")
             return summarize(self.ledger, self.study)
         finally:
+            (self.dir / REIMPORT_FILE).unlink(missing_ok=True)  # a second worker's, written after the first was read
             self._close()
 
     def _initial_design(self) -> None:
@@ -285,10 +359,63 @@ class Campaign:
                                  attempt, t.extend_ps, store_for(rung.name)))
 
     def _ingest(self, r: TaskResult) -> None:
-        line = ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
-                      self.study.executor.max_attempts, self.dir)
+        """Record a result (ingest.py), with the circuit breaker: a result (ok or the oracle's own failure) ends the
+        streak of task errors and settles the trials held meanwhile (their errors are their own: failed); a task
+        error joins the streak and may trip the breaker (`breaker_tripped`; its trial back to candidate); an error
+        of a trial's last attempt during the streak is held, its trial left running, until a result elsewhere tells
+        it from the workers' fault (see BREAKER_MIN)."""
+        t = self.ledger.trial(r.design_id)
+        if r.error is None or r.storage or t is None or t.status != "running":
+            if r.error is None and t is not None and t.status == "running":
+                self._streak.clear()
+            self._log_line(ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
+                                  self.study.executor.max_attempts, self.dir))
+            if r.error is None and self._held:
+                self._release_held()
+            return
+        self._streak.append((r.design_id, r.error))
+        ex = self.study.executor
+        if self._breaker is None and breaker_tripped(self._streak, ex.workers):
+            self._breaker = self._breaker_text()
+        if self._breaker is not None:
+            self.ledger.transition(t.design_id, "candidate", f"attempt {t.attempts}: {r.error}")
+            return
+        if t.attempts >= ex.max_attempts:
+            self._held[t.design_id] = r
+            return
+        self._log_line(ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
+                              ex.max_attempts, self.dir))
+
+    def _breaker_text(self) -> str:
+        # the latest errors first, each once
+        last = list(dict.fromkeys(e[:200].rstrip(". ") for _, e in reversed(self._streak)))[:3]
+        return (f"stopped by the circuit breaker: {len(self._streak)} tasks in a row crashed or lost their worker "
+                f"({len({did for did, _ in self._streak})} designs, nothing measured in between), so the oracle or "
+                f"its workers fail, not the designs; last errors: {' | '.join(last)}; no trial was marked failed: fix "
+                f"the cause, then resume the campaign (porelab campaign resume {self.dir})")
+
+    def _log_line(self, line: str | None) -> None:
         if line is not None:
             self.log(f"{line}  {self._progress()}")
+
+    def _release_held(self) -> None:
+        """The held trials' last errors, recorded as ingest does (failed after their attempts)."""
+        held, self._held = self._held, {}
+        for r in held.values():
+            self._log_line(ingest(self.ledger, r, self.study.goal, {k: g.name for k, g in self.rung.items()},
+                                  self.study.executor.max_attempts, self.dir))
+
+    def _stop_broken(self) -> None:
+        """The breaker tripped (or a worker re-imported the main script): the held trials back to candidate,
+        nothing marked failed, the views brought up to date; raises CampaignError with the reason. The tasks still
+        running finish as the executor closes; their trials, left running, are recovered on resume."""
+        for did, r in self._held.items():
+            t = self.ledger.trial(did)
+            self.ledger.transition(did, "candidate", f"attempt {t.attempts}: {r.error}")
+        self._held = {}
+        self._bank_time()
+        self._sync()
+        raise CampaignError(self._breaker)
 
     def _progress(self) -> str:
         """`[######----] 12/18 (md 3/4, continuum 9/14) · 4 min 10 s · ETA ~3 min`: finished trials against the

@@ -14,12 +14,13 @@ designs, whose ICR is 1 by symmetry (docs/physics.md §3): a campaign after ICR 
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from scipy.stats import qmc
 
 from porelab.sim.design import (
@@ -94,7 +95,8 @@ class Sequence(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Sequence:
         if not 1 <= self.length[0] <= self.length[1] <= MAX_SHEETS:
-            raise ValueError(f"length {list(self.length)} must satisfy 1 <= lo <= hi <= {MAX_SHEETS}")
+            raise ValueError(f"length {list(self.length)} must satisfy 1 <= lo <= hi <= {MAX_SHEETS} (a membrane has "
+                             f"1 to {MAX_SHEETS} sheets)")
         return self
 
     @property
@@ -112,7 +114,36 @@ class Sequence(BaseModel):
                 for p in itertools.product(self.sequence, repeat=n)]
 
 
-Dimension = Range | Choice | Sequence
+#: The keys of each kind of dimension: a study's dimension is read as the kind its keys evidently mean (a
+#: `sequence` or `length` key: Sequence; `choices`: Choice; `low`/`high`: Range), so that a bad value is reported
+#: by that kind alone, not as every kind's complaint at once ("low: Field required (and 7 more)").
+KIND_KEYS = {"Sequence": ("sequence", "length"), "Choice": ("choices",), "Range": tuple(Range.model_fields)}
+DIMENSION_FORMS = "{low, high}, {choices: [...]} or {sequence: [...], length: [lo, hi]}"
+_ALL_KEYS = [k for own in KIND_KEYS.values() for k in own]
+
+
+def dimension_kind(value: Any) -> str | None:
+    """Which kind of dimension `value` (a mapping from a study, or a dimension) means; None: none evidently."""
+    if isinstance(value, Range | Choice | Sequence):
+        return type(value).__name__
+    if not isinstance(value, dict) or not value:
+        return None
+    keys = [str(k) for k in value]
+    for close in (False, True):  # the keys as given, then as the nearest known key (a typo: `lenght`)
+        found = set(keys) if not close else {m for k in keys
+                                             for m in difflib.get_close_matches(k, _ALL_KEYS, n=1, cutoff=0.75)}
+        for kind, own in KIND_KEYS.items():  # Sequence before Choice before Range
+            if found & set(own):
+                return kind
+    return None
+
+
+Dimension = Annotated[
+    Annotated[Range, Tag("Range")] | Annotated[Choice, Tag("Choice")] | Annotated[Sequence, Tag("Sequence")],
+    Discriminator(dimension_kind, custom_error_type="dimension_kind",
+                  custom_error_message=f"a dimension is {DIMENSION_FORMS}",
+                  custom_error_context={"forms": DIMENSION_FORMS}),
+]
 
 
 def check_name(name: str) -> None:

@@ -6,17 +6,20 @@ field (e.g. `budget.simulations: Input should be greater than or equal to 1`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from porelab.active_learning.campaign.space import DesignSpace, Dimension, check_name
+from porelab.active_learning.campaign.space import Choice, DesignSpace, Dimension, Sequence, check_name
 from porelab.base.errors import PorelabError
 from porelab.base.yaml_file import read_yaml
-from porelab.sim.design import PRESETS, SPECIES, DesignError, make_conditions, make_design
+from porelab.sim.design import GROUP_CHARGE, PRESETS, SPECIES, DesignError, make_conditions, make_design
 
 
 class StudyError(PorelabError, ValueError):
@@ -121,6 +124,9 @@ class Budget(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Budget:
+        if "initial" in self.model_fields_set and self.initial > self.simulations:  # the default 4 is cut to fit
+            raise ValueError(f"initial {self.initial} exceeds simulations {self.simulations}: the initial design is "
+                             "part of the budget; give initial <= simulations")
         self.initial = min(self.initial, self.simulations)
         return self
 
@@ -216,6 +222,7 @@ class Problem(_Strict):
         if not self.space:  # checked here: a field validator does not see the default {}
             raise ValueError("space: the design space is empty; give at least one dimension, e.g. spacing_nm: "
                              "{low: 0.3, high: 0.7}")
+        _check_groups(self.space.get("layers"))
         try:
             make_design(self.base.design, self.preset)
             make_conditions(self.base.conditions)
@@ -225,6 +232,20 @@ class Problem(_Strict):
 
     def design_space(self) -> DesignSpace:
         return DesignSpace(self.space, self.base.design, self.base.conditions, self.preset)
+
+
+def _check_groups(dim: Dimension | None) -> None:
+    """Refuse a `layers` dimension naming a rim group the design does not know: its designs could not be built and
+    would be dropped from the pool without a word (the space silently narrowed)."""
+    if isinstance(dim, Sequence):
+        groups = list(dim.sequence)
+    elif isinstance(dim, Choice):
+        groups = [g for c in dim.choices for g in (c if isinstance(c, list | tuple) else [c])]
+    else:
+        return
+    for g in groups:
+        if not isinstance(g, str) or g not in GROUP_CHARGE:
+            raise ValueError(f"space.layers: group {g!r} is unknown; known: {', '.join(GROUP_CHARGE)}")
 
 
 class Study(Problem):
@@ -262,12 +283,74 @@ class Study(Problem):
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
 
 
-def _error_text(err: ValidationError) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "Range", "Choice", "Seq")))
-    msg = e["msg"].removeprefix("Value error, ")
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else msg + more
+def _loc_text(loc: tuple) -> str:
+    """A location as the study spells it (`space.layers.length`): the union kinds' and validators' names left out."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "Range", "Choice", "Seq")))
+
+
+def _unwrap(tp: Any) -> Any:
+    """An annotation without Annotated[...] and Optional's None."""
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType) and \
+                len(args := [a for a in typing.get_args(tp) if a is not type(None)]) == 1:
+            tp = args[0]
+        else:
+            return tp
+
+
+def _keys_at(kind: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys the mapping at `loc` (an error's location in a `kind` document) may hold; [] when not a model."""
+    tp: Any = kind
+    for part in loc:
+        tp = _unwrap(tp)
+        if str(part).startswith("function-"):
+            continue
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return []
+            tp = field.annotation
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) in (list, tuple):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):  # a tagged union: the part names the member
+            tp = next((a for a in typing.get_args(tp) if getattr(_unwrap(a), "__name__", None) == part), None)
+        else:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _error_text(err: ValidationError, kind: type[BaseModel] = BaseModel) -> str:
+    """The first real cause of a validation error, one line, its location as the study spells it. An unknown key is
+    named as `unknown key 'budjet' (did you mean 'budget'?)` (difflib against the keys allowed there), and comes
+    first when it is the misspelling of a key reported missing beside it (the `Field required` is its consequence,
+    not counted among the others)."""
+    errors = err.errors()
+
+    def meant(e) -> tuple | None:  # the missing key an unknown key evidently misspells, as its location
+        *parent, key = e["loc"]
+        close = difflib.get_close_matches(str(key), _keys_at(kind, tuple(parent)), n=1)
+        return (*parent, close[0]) if close else None
+
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    e = next((e for e in errors if e["type"] == "extra_forbidden" and meant(e) in missing), errors[0])
+    if e["type"] == "extra_forbidden":
+        *parent, key = e["loc"]
+        keys, target = _keys_at(kind, tuple(parent)), meant(e)
+        hint = f" (did you mean {target[-1]!r}?)" if target else f"; known: {', '.join(keys)}" if keys else ""
+        where = _loc_text(tuple(parent))
+        msg = f"{where + ': ' if where else ''}unknown key {str(key)!r}{hint}"
+        n_more = sum(x is not e and not (x["type"] == "missing" and tuple(x["loc"]) == target) for x in errors)
+    else:
+        loc, text = _loc_text(e["loc"]), e["msg"].removeprefix("Value error, ")
+        if e["type"] == "dimension_kind":
+            text += f" (got {e['input']!r})"
+        msg, n_more = f"{loc}: {text}" if loc else text, len(errors) - 1
+    return msg + (f" (and {n_more} more)" if n_more else "")
 
 
 def parse_study(doc: Any, where: str = "study", kind: type[Problem] = Study) -> Problem:
@@ -277,7 +360,7 @@ def parse_study(doc: Any, where: str = "study", kind: type[Problem] = Study) -> 
     try:
         return kind.model_validate(doc)
     except ValidationError as err:
-        raise StudyError(f"{where}: {_error_text(err)}") from None
+        raise StudyError(f"{where}: {_error_text(err, kind)}") from None
 
 
 def resolve_oracle_path(problem: Problem, path: str | Path) -> Problem:

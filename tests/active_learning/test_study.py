@@ -100,3 +100,50 @@ def test_settings_added_later_keep_older_studies_digest(tmp_path):
     assert plain.model.novelty_floor and "novelty_floor" not in plain.canonical()
     assert "extend_max_ps" not in plain.canonical()
     assert same.digest() == plain.digest() != off.digest()
+
+
+KNOWN_GROUPS = "known: COO-, NH3+, OH, none"
+
+
+@pytest.mark.parametrize("change, message", [
+    # a dimension is read as the kind its keys mean, and only that kind's complaint is reported
+    ({"space": {"layers": {"sequence": ["COO-", "NH3+"], "length": [1, 100000]}}},
+     "space.layers: length [1, 100000] must satisfy 1 <= lo <= hi <= 16 (a membrane has 1 to 16 sheets)"),
+    ({"space": {"layers": {"sequence": ["COO-"], "lenght": [1, 2]}}},
+     "space.layers: unknown key 'lenght' (did you mean 'length'?)"),
+    ({"space": {"spacing_nm": {"low": 0.3}}}, "space.spacing_nm.high: Field required"),
+    ({"space": {"spacing_nm": {"lo": 0.3, "high": 0.5}}}, "space.spacing_nm: unknown key 'lo' (did you mean 'low'?)"),
+    ({"space": {"spacing_nm": {"choices": []}}},
+     "space.spacing_nm.choices: List should have at least 1 item after validation, not 0"),
+    ({"space": {"spacing_nm": 0.3}},
+     "space.spacing_nm: a dimension is {low, high}, {choices: [...]} or {sequence: [...], length: [lo, hi]} (got 0.3)"),
+    # a group the design does not know: refused, not dropped from the pool without a word
+    ({"space": {"layers": {"sequence": ["COO-", "NH3+", "SO3-", "none"], "length": [1, 3]}}},
+     f"space.layers: group 'SO3-' is unknown; {KNOWN_GROUPS}"),
+    ({"space": {"layers": {"choices": [["COO-"], ["NH3+", "SO3-"]]}}}, f"space.layers: group 'SO3-' is unknown; "
+                                                                        f"{KNOWN_GROUPS}"),
+    ({"budget": {"initial": 100, "simulations": 24}},
+     "budget: initial 100 exceeds simulations 24: the initial design is part of the budget; give initial <= "
+     "simulations"),
+    ({"executor": {"wrokers": 2}}, "executor: unknown key 'wrokers' (did you mean 'workers'?)"),
+    ({"colour": "red"}, "unknown key 'colour'; known: name, description, seed, preset, base, space, oracle, goal, "
+                        "budget, fidelities, executor, model, acquisition"),
+])
+def test_bad_studies_name_the_first_real_cause(tmp_path, change, message):
+    """The whole message, one line: no `(and N more)` of the other kinds' complaints."""
+    with pytest.raises(StudyError) as err:
+        load_study(write_study(tmp_path / "s.yaml", **change))
+    assert str(err.value) == f"{tmp_path / 's.yaml'}: {message}"
+
+
+def test_a_misspelt_section_is_named_not_the_one_it_hides(tmp_path):
+    doc = {k: v for k, v in SMALL.items() if k != "budget"} | {"budjet": SMALL["budget"]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(StudyError) as err:
+        load_study(tmp_path / "s.yaml")
+    assert str(err.value) == f"{tmp_path / 's.yaml'}: unknown key 'budjet' (did you mean 'budget'?)"
+
+
+def test_the_default_initial_design_is_cut_to_a_small_budget():
+    assert parse_study({**SMALL, "budget": {"simulations": 2}}).budget.initial == 2
+    assert parse_study({**SMALL, "budget": {"simulations": 3, "initial": 3}}).budget.initial == 3
