@@ -52,12 +52,12 @@ class OneLineErrors(typer.core.TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-ROOT_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+ROOT_FLAGS = ("-q", "-v", "--verbose")  # not --quiet: `campaign run`, `resume` and `design` have their own
 
 
 def _root_options_first(args: list[str]) -> list[str]:
-    """-q/--quiet and -v/--verbose wherever they stand (`porelab campaign run s.yaml -q` too) moved before the
-    subcommand, where the root callback reads them; nothing after `--` is touched."""
+    """-q, -v and --verbose wherever they stand (`porelab campaign run s.yaml -q` too) moved before the subcommand,
+    where the root callback reads them; nothing after `--` is touched."""
     end = args.index("--") if "--" in args else len(args)
     flags = [a for a in args[:end] if a in ROOT_FLAGS]
     return flags + [a for a in args[:end] if a not in ROOT_FLAGS] + args[end:]

@@ -36,6 +36,7 @@ def test_errors_go_to_stderr_with_a_non_zero_exit(tmp_path):
 def test_quiet_and_verbose_are_accepted_after_the_subcommand():
     assert cli._root_options_first(["campaign", "run", "s.yaml", "-q"]) == ["-q", "campaign", "run", "s.yaml"]
     assert cli._root_options_first(["train", "-v", "d", "--", "-q"]) == ["-v", "train", "d", "--", "-q"]
+    assert cli._root_options_first(["design", "s.yaml", "--quiet"]) == ["design", "s.yaml", "--quiet"]  # its own
     r = runner.invoke(cli.app, ["campaign", "status", "nowhere", "-q"])
     assert r.exit_code == 2 and "No such option" not in r.output and "nowhere" in r.output
 
