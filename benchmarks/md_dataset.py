@@ -80,8 +80,13 @@ def simulate(cand: Candidate, store: Path, settings: MDSettings) -> str:
     return m.to_json()
 
 
-def _iv(v, ci) -> str:
-    return "" if v is None else f"{v:.4g} [{ci[0]:.4g}, {'inf' if ci[1] is None else f'{ci[1]:.4g}'}]"
+def _iv(v, ci, censored: str = "") -> str:
+    """`v [lo, hi]`, or `> lo` / `< hi` for a censored value (icr_censored)."""
+    if v is None:
+        return ""
+    if censored == ">" or ci[1] is None:
+        return f"> {ci[0]:.4g}"
+    return f"< {ci[1]:.4g}" if censored == "<" else f"{v:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
 def index_row(m: Measurement) -> dict:
@@ -178,7 +183,7 @@ def main() -> None:
             write_index(args.out, list(records.values()), settings, command)
             bar.update(1)
             r = index_row(m)
-            icr = _iv(r.get("icr"), (r.get("icr_low"), r.get("icr_high") or None))
+            icr = _iv(r.get("icr"), (r.get("icr_low"), r.get("icr_high") or None), r.get("icr_censored", ""))
             bar.write(f"{cand.design_id} {r['layers']}: ICR {icr} ({m.status}, "
                       f"{m.run.cpu_s / 60 if m.run else 0:.0f} CPU-min, {time.perf_counter() - t0:.0f} s in)")
     write_index(args.out, list(records.values()), settings, command)
