@@ -70,13 +70,9 @@ def settings_for(args) -> MDSettings:
 
 
 def simulate(cand: Candidate, store: Path, settings: MDSettings) -> str:
-    """Run one design in its store entry (in the entry's orientation), store it; its Measurement JSON."""
-    st, ident = MeasurementStore(store), md_identity(settings)
-    with st.lock(ident, cand.design, cand.conditions) as entry:
-        d, c = st.question(ident, cand.design, cand.conditions)
-        m = st.get(ident, d, c) or run_md(d, c, entry, settings, progress=False)  # run_md names its oracle
-        if m.status == "ok":
-            st.put(m)
+    """Run one design in its store entry (sim.store.MeasurementStore.answer), store it; its Measurement JSON."""
+    m, _ = MeasurementStore(store).answer(md_identity(settings), cand.design, cand.conditions,
+                                          lambda d, c, entry: run_md(d, c, entry, settings, progress=False))
     return m.to_json()
 
 

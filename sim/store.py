@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,6 +93,23 @@ class MeasurementStore:
         f = self.entry(m.oracle, d, c) / MEASUREMENT_FILE
         oriented(m, d, c).save(f)
         return f
+
+    def answer(self, identity: dict, design: Design, conditions: Conditions,
+               simulate: Callable[[Design, Conditions, Path], Measurement],
+               enough: Callable[[Measurement], bool] = lambda m: True) -> tuple[Measurement, bool]:
+        """(answer oriented as asked, reused): the stored answer when it is ok and `enough` (e.g. long enough),
+        else `simulate(design, conditions, entry)` run in the entry, in the entry's orientation (`question`;
+        resuming what ran there), and stored when ok. The entry is locked meanwhile: a second asker waits, then
+        reuses."""
+        with self.lock(identity, design, conditions) as entry:
+            held = self.get(identity, design, conditions)
+            if held is not None and held.status == "ok" and enough(held):
+                return held, True
+            d, c = self.question(identity, design, conditions)
+            m = simulate(d, c, entry)
+            if m.status == "ok":
+                self.put(m)
+            return oriented(m, design, conditions), False
 
     @contextmanager
     def lock(self, identity: dict, design: Design, conditions: Conditions) -> Iterator[Path]:

@@ -115,7 +115,9 @@ def run_task(task: Task) -> TaskResult:
         if task.store is None:
             m = _simulate(oracle, identity, task, design, conditions, run_dir)
         else:
-            m, reused = _through_store(oracle, identity, task, design, conditions)
+            m, reused = MeasurementStore(task.store).answer(
+                identity, design, conditions, lambda d, c, entry: _simulate(oracle, identity, task, d, c, entry),
+                lambda held: reaches(held, task.extend_ps))
             if reused:
                 m.save(saved)
                 return TaskResult(task.design_id, task.attempt, m.to_json(), None, time.perf_counter() - t0, worker,
@@ -133,24 +135,6 @@ def _simulate(oracle, identity: dict, task: Task, design: Design, conditions: Co
     m = check_measurement(oracle(design, conditions, where), design, conditions,
                           getattr(oracle, "fidelity", task.oracle["kind"]))
     return oriented(stamp(m, identity), design, conditions)
-
-
-def _through_store(oracle, identity: dict, task: Task, design: Design,
-                   conditions: Conditions) -> tuple[Measurement, bool]:
-    """(answer, reused): the store's answer when it reaches the task's length, else the oracle run in the store's
-    entry, in the entry's orientation (`MeasurementStore.question`; resuming and extending what ran there), and
-    stored when it succeeded. The entry is locked meanwhile: a second campaign asking the same question waits,
-    then reuses."""
-    store = MeasurementStore(task.store)
-    with store.lock(identity, design, conditions) as entry:
-        held = store.get(identity, design, conditions)
-        if held is not None and held.status == "ok" and reaches(held, task.extend_ps):
-            return held, True
-        d, c = store.question(identity, design, conditions)
-        m = _simulate(oracle, identity, task, d, c, entry)
-        if m.status == "ok":
-            store.put(m)
-        return oriented(m, design, conditions), False
 
 
 def _watch_parent(ppid: int) -> None:
