@@ -50,7 +50,7 @@ def _parse_fields(text: str, both_signs: bool) -> list[float]:
 
 
 @app.command()
-def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
+def build(design_file: Annotated[Path, typer.Argument(metavar="DESIGN.yaml", help="design YAML")],
           out: Annotated[Path | None, typer.Option(help="PDB path (default: <design>.pdb)")] = None,
           preset: PresetOption = None,
           png: Annotated[bool, typer.Option(help="also draw the membrane (a cut through the pore axis and the view "
@@ -83,7 +83,7 @@ def build(design_file: Annotated[Path, typer.Argument(help="design YAML")],
 
 @app.command()
 def simulate(
-    design_file: Annotated[Path, typer.Argument(help="design YAML")],
+    design_file: Annotated[Path, typer.Argument(metavar="DESIGN.yaml", help="design YAML")],
     out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes, a longer one "
                                            "extends it)")],
     fidelity: Annotated[Fidelity, typer.Option(help="md (OpenMM) or the continuum twin (PNP)")] = "md",

@@ -102,9 +102,9 @@ def build_model(cfg: TrainConfig):
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="output directory (model, plots, metrics, MLflow store)")],
-    data: Annotated[Path | None, typer.Argument(help="directory tree of measurement.json files (default: the "
-                                                     "workspace's measurement store, every MD result kept there)")]
-    = None,
+    data: Annotated[Path | None, typer.Argument(
+        metavar="DATA", help="directory tree of measurement.json files (default: the workspace's measurement store, "
+                             "every MD result kept there)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML: model kind and settings, split, MLflow names")] = None,
 ):
     """Train a surrogate (GNN ensemble, RF or GP) on DATA; write the model, metrics and plots to OUT; log an

@@ -6,11 +6,11 @@ Input: a DataFrame with JSON columns `design` and `conditions` (sim.design.Desig
 of them; surrogate.novelty's kernel on the descriptors, either orientation), `guessing` (True when the design is
 unlike the training designs, similarity < GUESS_SIMILARITY, or an interval of ICR or ON current spans more than a
 factor GUESS_SPAN: the answer is then the model's prior more than what it learned), `icr` and `on_current_nA`
-(from the mean fluxes) with their 95 % intervals `*_low`/`*_high`, and per species s and sign,
-`flux_per_ns[s][+E]` etc. with intervals (NaN for a species absent from the electrolyte). Intervals: mean +- 1.96
-total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON current come
-from surrogate.derived. A design must give its geometry (`sheet_nm`, `box_z_nm`): a default would be a question
-the model was never trained on; bad input raises ValueError with a one-line reason naming the row.
+(from the mean fluxes), and per species s and sign `flux_per_ns[s][+E]` etc. (NaN for a species absent from the
+electrolyte), each with its 95 % interval `<column>_lo`, `<column>_hi` (as in every porelab table). Intervals:
+mean +- 1.96 total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON
+current come from surrogate.derived. A design must give its geometry (`sheet_nm`, `box_z_nm`): a default would be a
+question the model was never trained on; bad input raises ValueError with a one-line reason naming the row.
 
 `log_model` logs a model directory (surrogate.store) as an MLflow "model from code" (surrogate/pyfunc.py, no
 pickled instance) with a signature and an input example.
@@ -42,11 +42,11 @@ GEOMETRY = ("sheet_nm", "box_z_nm")
 
 
 def output_columns() -> list[str]:
-    cols = ["row", "field_abs_V_per_nm", "training_similarity", "guessing", "icr", "icr_low", "icr_high",
-            "on_current_nA", "on_current_low_nA", "on_current_high_nA"]
+    cols = ["row", "field_abs_V_per_nm", "training_similarity", "guessing", "icr", "icr_lo", "icr_hi",
+            "on_current_nA", "on_current_nA_lo", "on_current_nA_hi"]
     for s in SPECIES_NAMES:
         for sign in SIGNS:
-            cols += [f"flux_per_ns[{s}][{sign}]", f"flux_low_per_ns[{s}][{sign}]", f"flux_high_per_ns[{s}][{sign}]"]
+            cols += [f"flux_per_ns[{s}][{sign}]", f"flux_per_ns[{s}][{sign}]_lo", f"flux_per_ns[{s}][{sign}]_hi"]
     return cols
 
 
@@ -72,8 +72,8 @@ def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=output_columns())
     out["training_similarity"] = training_similarity(saved, designs)[out["row"].to_numpy(int)]
     span = lambda lo, hi: (out[hi] / out[lo].where(out[lo] > 0)).fillna(np.inf)  # noqa: E731
-    out["guessing"] = ((out["training_similarity"] < GUESS_SIMILARITY) | (span("icr_low", "icr_high") > GUESS_SPAN)
-                       | (span("on_current_low_nA", "on_current_high_nA") > GUESS_SPAN))
+    out["guessing"] = ((out["training_similarity"] < GUESS_SIMILARITY) | (span("icr_lo", "icr_hi") > GUESS_SPAN)
+                       | (span("on_current_nA_lo", "on_current_nA_hi") > GUESS_SPAN))
     return out.sort_values(["row", "field_abs_V_per_nm"], kind="stable").reset_index(drop=True)
 
 

@@ -47,8 +47,8 @@ def test_readme_example_runs_as_a_file(tmp_path):
                                          "        'layers': list(design.layers), 'completed': summary['completed'],\n"
                                          "        'icr': [[r.icr, *r.icr_ci] for r in m.icr],\n"
                                          "        'fields': sorted(table['field_abs_V_per_nm'].tolist()),\n"
-                                         "        'ordered': bool(((table['icr_low'] <= table['icr']) & "
-                                         "(table['icr'] <= table['icr_high'])).all()),\n"
+                                         "        'ordered': bool(((table['icr_lo'] <= table['icr']) & "
+                                         "(table['icr'] <= table['icr_hi'])).all()),\n"
                                          "        'surrogate': str(surrogate.directory.resolve())}))\n")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PORELAB_WORKSPACE": str(tmp_path)}
     r = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -64,7 +64,7 @@ from porelab.active_learning.campaign.iteration import (
     prospective_rows,
     train_digest,
 )
-from porelab.active_learning.campaign.ledger import FINAL, CampaignLock, Ledger
+from porelab.active_learning.campaign.ledger import CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
 from porelab.active_learning.campaign.oracles import extended, ladder
 from porelab.active_learning.campaign.plots import step_plots
@@ -240,6 +240,7 @@ class Campaign:
                     self._forget_unstarted()
                 raise
             self._t_mark = time.monotonic()
+            self._parsed: dict = {}  # the measurements iterations have parsed (Snapshot.measurement)
             self._streak: list[tuple[str, str]] = []  # (design id, error) of the task errors since the last result
             self._held: dict[str, TaskResult] = {}  # final attempts that errored during that streak, undecided
             self._breaker: str | None = None  # why the breaker stopped the campaign
@@ -256,7 +257,7 @@ class Campaign:
                 self._initial_design()
             ex = self.study.executor
             try:
-                executor = make_executor(ex.kind, ex.workers, ex.address, ex.cluster, ex.cluster_options, ex.gpu)
+                executor = make_executor(ex, f"porelab-{self.study.name}", str(self.dir.resolve() / "jobs"))
             except Exception:  # e.g. a Dask LocalCluster whose workers never started: they re-imported the script
                 if (self.dir / REIMPORT_FILE).exists():
                     raise CampaignError(REIMPORTED) from None
@@ -454,7 +455,7 @@ class Campaign:
         if step == 0:
             return False
         train_round = max(0, step - 1 - self.lag)  # an extension in flight has its data in its round already
-        if any(t.status not in FINAL and not t.extensions for t in self.ledger.trials(max_round=train_round)):
+        if self.ledger.any_running(train_round):
             return False
         known = self.ledger.known_ids()
         return any(c.design_id not in known for c in self.pool)
@@ -462,7 +463,7 @@ class Campaign:
     def _iterate(self, executor) -> None:
         step, started = self._next_step(), time.time()
         fault_point("campaign.train")
-        snap = Snapshot.read(self.ledger, self.study.goal)
+        snap = Snapshot.read(self.ledger, self.study.goal, self._parsed)
         train_round = max(0, step - 1 - self.lag)
         p = plan(snap, self.study, self.pool, step, train_round, self.budget,
                  self.cache.load(snap, train_digest(snap, train_round)), rungs=self.rungs)
@@ -483,7 +484,7 @@ class Campaign:
         """The last model, trained on every finished trial; no picks."""
         if self.ledger.get("final_step") is not None:
             return
-        snap = Snapshot.read(self.ledger, self.study.goal)
+        snap = Snapshot.read(self.ledger, self.study.goal, self._parsed)
         step = self._next_step()
         p = plan(snap, self.study, self.pool, step, None, self.budget,
                  self.cache.load(snap, train_digest(snap, None)), final=True, rungs=self.rungs)

@@ -70,15 +70,25 @@ class Snapshot:
     models: list[dict] = field(default_factory=list)
     rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and busy seconds by rung
     busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
+    parsed: dict[str, tuple[str, Measurement]] = field(default_factory=dict)  # design id -> (its JSON, parsed)
 
     @classmethod
-    def read(cls, ledger: Ledger, goal: Goal | None = None) -> Snapshot:
-        """The snapshot of `ledger`; with the study's `goal`, targets as `measured_rows` reads them."""
-        done = ledger.trials("completed")
-        return cls(measured_rows(ledger, goal),
-                   {t.design_id: (t.round, t.prediction) for t in done if t.prediction},
+    def read(cls, ledger: Ledger, goal: Goal | None = None, parsed: dict | None = None) -> Snapshot:
+        """The snapshot of `ledger`; with the study's `goal`, targets as `measured_rows` reads them. `parsed`: the
+        caller's cache of parsed measurements (`measurement`), kept from one iteration to the next so that each
+        stored measurement is parsed once."""
+        done = ledger.outcomes()
+        return cls(measured_rows(ledger, goal), {d: (rnd, p) for d, rnd, _, _, p in done if p},
                    ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
-                   ledger.rung_stats(), {t.design_id: t.busy_s for t in done if t.fidelity is None and t.busy_s})
+                   ledger.rung_stats(), {d: b for d, _, rung, b, _ in done if rung is None and b},
+                   {} if parsed is None else parsed)
+
+    def measurement(self, row: dict) -> Measurement:
+        """The Measurement of a measured row, parsed once per stored version (cached in `parsed`)."""
+        hit = self.parsed.get(row["design_id"])
+        if hit is None or hit[0] != row["json"]:
+            hit = self.parsed[row["design_id"]] = (row["json"], Measurement.model_validate_json(row["json"]))
+        return hit[1]
 
     @property
     def n_trials(self) -> int:
@@ -174,7 +184,7 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     already trained on that very training set (see `train_digest`), used instead of training again. `rungs`: the
     study's fidelity ladder (oracles.ladder, target last); with more than one, the model learns every fidelity and
     predicts at the target, and each pick's fidelity is chosen by `choose_fidelities`."""
-    ms = [Measurement.model_validate_json(r["json"]) for r in snap.rows(train_round)]
+    ms = [snap.measurement(r) for r in snap.rows(train_round)]
     digest, notes = train_digest(snap, train_round), []
     target = rungs[-1].name if rungs and len(rungs) > 1 else None
     t0 = time.perf_counter()
@@ -191,7 +201,9 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
         return Plan(step, len(ms), digest, model, [], metrics, notes=notes)
     avail = [c for c in pool if c.design_id not in snap.known_ids]
     q = min(study.budget.batch, budget - snap.n_trials, len(avail))
+    t0 = time.perf_counter()
     pred = model.predict(avail) if model is not None and avail else None
+    t_predict = time.perf_counter() - t0
     acq, scores = _scores(snap, study, model, pred, avail, step, train_round)
     guided = acq.uses_model and pred is not None
     n_fill = space_filling_count(q, study.acquisition.explore_fraction) if guided else 0
@@ -214,7 +226,8 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
         keep, extensions = choose_extensions(snap, study, value, step)
         picks, idx = [picks[k] for k in keep], idx[keep]
     metrics = {**_metrics(snap, study, pred, len(ms), train_round), "picks": len(picks) + len(extensions),
-               "extensions": len(extensions), "train_seconds": t_train, "train_digest": digest}
+               "extensions": len(extensions), "train_seconds": t_train, "predict_seconds": t_predict,
+               "train_digest": digest}
     picks += extensions
     if target is not None:
         for r in rungs:
@@ -296,7 +309,7 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
         busy = snap.busy_s.get(r["design_id"])
         if busy is None:
             continue
-        run = Measurement.model_validate_json(r["json"]).run
+        run = snap.measurement(r).run
         if run is None or run.stopped not in ("cap", "fixed") or run.production_ps <= 0:
             continue
         length = run.production_ps

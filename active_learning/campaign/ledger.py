@@ -338,6 +338,25 @@ class Ledger:
                       fidelity=r["fidelity"], extend_ps=r["extend_ps"], extensions=r["extensions"])
                 for r in self.db.execute(q, args)]
 
+    def finished_keys(self) -> list[tuple[str, int]]:
+        """(design id, extensions) of the trials in a final status, in dispatch order (no JSON parsed)."""
+        st = tuple(FINAL)
+        return [tuple(r) for r in self.db.execute(
+            f"SELECT design_id, extensions FROM trials WHERE status IN ({','.join('?' * len(st))}) ORDER BY seq", st)]
+
+    def outcomes(self) -> list[tuple[str, int, str | None, float | None, dict | None]]:
+        """(design id, round, rung, busy seconds, pick-time prediction) of each completed trial in dispatch order:
+        what iterations and the champion read of them, without the design and conditions JSON."""
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in self.db.execute(
+            "SELECT design_id, round, fidelity, busy_s, prediction FROM trials WHERE status='completed' ORDER BY seq")]
+
+    def any_running(self, max_round: int) -> bool:
+        """Whether a trial of rounds <= max_round is neither final nor an extension in flight (whose data is in its
+        round already): what an iteration training on those rounds waits for."""
+        st = tuple(FINAL)
+        return self.db.execute(f"SELECT 1 FROM trials WHERE round <= ? AND status NOT IN ({','.join('?' * len(st))}) "
+                               "AND NOT extensions LIMIT 1", (max_round, *st)).fetchone() is not None
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
         for st, n in self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"):

@@ -40,7 +40,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from porelab.base.errors import PorelabError
 from porelab.sim.measurement import ICRResult, Measurement
@@ -93,7 +93,7 @@ def fold_normal(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarra
     s sqrt(2/pi) > 0. sd 0 gives |mean| and 0."""
     m, s = np.asarray(mean, float), np.asarray(sd, float)
     safe = np.where(s > 0, s, 1.0)
-    e = np.where(s > 0, safe * np.sqrt(2 / np.pi) * np.exp(-0.5 * (m / safe) ** 2) + m * (1 - 2 * norm.cdf(-m / safe)),
+    e = np.where(s > 0, safe * np.sqrt(2 / np.pi) * np.exp(-0.5 * (m / safe) ** 2) + m * (1 - 2 * ndtr(-m / safe)),
                  np.abs(m))
     return e, np.sqrt(np.maximum(m**2 + s**2 - e**2, 0.0))
 

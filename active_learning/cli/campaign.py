@@ -87,7 +87,7 @@ def _campaign_dir(directory: Path, what: str) -> Path:
 
 @campaign_app.command("run")
 def campaign_run(
-    study_file: Annotated[Path, typer.Argument(help="study YAML")],
+    study_file: Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="study YAML")],
     out: Annotated[Path | None, typer.Option("--out", help="campaign directory (default runs/<study name>)")] = None,
     dir_alias: Annotated[Path | None, typer.Option("--dir", hidden=True, help="the former name of --out")] = None,
     model: Annotated[ModelKind | None, typer.Option(help="surrogate kind instead of the study's (its params "
@@ -124,7 +124,7 @@ def campaign_run(
 
 @campaign_app.command("resume")
 def campaign_resume(
-    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="campaign directory")],
     budget: Annotated[int | None, typer.Option(help="raise the simulation budget", min=1)] = None,
     wall_clock_min: Annotated[float | None, typer.Option(help="new driver time limit, minutes", min=0.01)] = None,
     tracking: Annotated[bool, typer.Option(help="log to MLflow")] = True,
@@ -142,7 +142,7 @@ def campaign_resume(
 
 
 @campaign_app.command("status")
-def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign directory")]):
+def campaign_status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="campaign directory")]):
     """Trials by status, the best designs and the model's quality (reads the ledger only)."""
     from porelab.active_learning.campaign.directory import LEDGER_FILE, load
     from porelab.active_learning.campaign.ledger import Ledger
@@ -162,7 +162,7 @@ def campaign_status(directory: Annotated[Path, typer.Argument(help="campaign dir
 
 @campaign_app.command("export")
 def campaign_export(
-    directory: Annotated[Path, typer.Argument(help="campaign directory")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="campaign directory")],
     out: Annotated[Path, typer.Option(help="table to write: .csv or .parquet (the format follows the suffix)")],
 ):
     """Write the campaign's trials as a table: one row per trial with its design, status, round, oracle, cost and
@@ -183,8 +183,9 @@ def campaign_export(
 
 @campaign_app.command("tell")
 def campaign_tell(
-    directory: Annotated[Path, typer.Argument(help="campaign directory")],
-    measurements: Annotated[list[Path], typer.Argument(help="measurement.json files made by the study's oracle")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="campaign directory")],
+    measurements: Annotated[list[Path], typer.Argument(
+        metavar="MEASUREMENT.json", help="measurement.json files made by the study's oracle")],
     study: Annotated[Path | None, typer.Option(help="study YAML: make DIRECTORY a campaign of it if it is none "
                                                     "yet")] = None,
 ):

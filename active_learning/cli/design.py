@@ -35,7 +35,8 @@ def _bar(description: str, quiet: bool):
 
 @app.command()
 def design(
-    study_file: Annotated[Path, typer.Argument(help="design study YAML (a campaign study YAML works too)")],
+    study_file: Annotated[Path, typer.Argument(
+        metavar="STUDY.yaml", help="design study YAML (a campaign study YAML works too)")],
     surrogate: Annotated[str | None, typer.Option(
         help="model directory, campaign directory, or registered model name@alias (default: the study's)")] = None,
     out: Annotated[Path | None, typer.Option(help="output directory (default runs/design-<study name>)")] = None,

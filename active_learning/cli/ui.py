@@ -64,8 +64,8 @@ def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tu
 
 
 def ui(
-    directory: Annotated[Path, typer.Argument(help="campaign directory or workspace (holding mlflow.db)")] = Path(
-        "runs"),
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="campaign directory or workspace (holding mlflow.db)")] = Path("runs"),
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the UI")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 5000,
 ):

@@ -131,7 +131,7 @@ def screen(space: DesignSpace, model, goal: Goal, n: int, seed: int, chunk: int 
 # --- NSGA-II (pymoo) -------------------------------------------------------------------------------------
 def _variables(space: DesignSpace) -> tuple[dict, Callable[[dict], dict]]:
     """pymoo variables of the space and the decoder from a pymoo solution to dimension values."""
-    from pymoo.core.variable import Choice as PChoice
+    from pymoo.core.variable import Choice as PChoice  # the optional extra `nsga2`, checked by nsga2()
     from pymoo.core.variable import Integer, Real
 
     pv: dict = {}
@@ -165,11 +165,13 @@ def _variables(space: DesignSpace) -> tuple[dict, Callable[[dict], dict]]:
 def nsga2(space: DesignSpace, model, goal: Goal, population: int, generations: int, kappa: float, seed: int,
           progress: Progress | None = None) -> Scores:
     """NSGA-II over the space; returns the scores of every distinct valid design it evaluated."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.core.mixed import MixedVariableDuplicateElimination, MixedVariableMating, MixedVariableSampling
-    from pymoo.core.problem import Problem
-    from pymoo.optimize import minimize
-
+    try:  # pymoo is the optional extra `nsga2`, imported where it is used
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+        from pymoo.core.mixed import MixedVariableDuplicateElimination, MixedVariableMating, MixedVariableSampling
+        from pymoo.core.problem import Problem
+        from pymoo.optimize import minimize
+    except ImportError:
+        raise DesignError("method nsga2 needs pymoo: pip install 'porelab[nsga2]' (or use method: screen)") from None
     if not space.dims:
         raise DesignError("nsga2 needs a design space with at least one dimension; use method: screen")
     _columns(model, goal)

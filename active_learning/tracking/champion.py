@@ -1,16 +1,21 @@
-"""Which of a campaign's models is its `champion`: the best by prospective validation, not the latest.
+"""Which of a campaign's models is its `champion`: judged by prospective validation, and the newest unless an earlier
+model predicted clearly better.
 
 Each iteration's model predicted the designs it picked before they were simulated (the pick-time prediction kept in
 the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (|ln ICR| for
 an ICR goal, campaign.targets) over those of its picks that completed with a value, not only a bound
 (campaign.targets.only_a_bound), against their predictive mean and std (campaign.targets.predictive: |ln ICR| folded
 from the predicted ln ICR) (surrogate.metrics.regression_metrics, the campaign's `heldout_nll` restricted to that
-model's picks): it rewards accurate means and honest uncertainties, what acquisition and inverse design rely on.
-Picks without a predicted objective, or whose stored targets lack it (a ledger of an earlier version), do not count.
-The champion is the model with the lowest score among those with at least MIN_PROSPECTIVE such designs (ties: the
-later); while none has that many, the latest model. The last model of a campaign (trained on everything, picking
-nothing) has no prospective data, so it is champion only in that case.
-Reads the ledger only.
+model's picks), with its standard error over those designs: it rewards accurate means and honest uncertainties,
+what acquisition and inverse design rely on. Picks without a predicted objective, or whose stored targets lack it (a
+ledger of an earlier version), do not count.
+
+Among the models with at least MIN_PROSPECTIVE such designs, the newest is champion unless an earlier one's score is
+lower by more than Z_BETTER standard errors of the difference (each model is the same estimator trained on more
+designs than the one before, and each is judged on different, later and often harder, picks: a lower score by noise
+is no reason to go back). Once the campaign has finished, its final model (trained on every design, picking
+nothing, so never scored) stands in for that newest scored model. While no model has MIN_PROSPECTIVE designs, the
+latest model. Reads the ledger only.
 """
 
 from __future__ import annotations
@@ -18,40 +23,45 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.targets import only_a_bound, predictive
 
 MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
+Z_BETTER = 2.0  # an earlier model is champion only when its score is lower by more than this many standard errors
 
 
 @dataclass(frozen=True)
 class Champion:
     version: int  # the ledger's model version
     step: int  # the iteration that trained it
-    nll: float | None  # its prospective mean NLL (None: too few designs, the latest model)
-    n: int  # designs behind nll
+    nll: float | None  # prospective mean NLL (None: too few designs, the latest model; the final model: its
+    n: int  # designs behind nll                    stand-in's, see the module docstring)
     rule: str  # one line: why this model
 
     def __str__(self) -> str:
         return self.rule
 
 
-def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int]]:
-    """{model step: (mean NLL, n)} over each model's completed picks measured with a value (see the module
-    docstring)."""
-    from porelab.surrogate.metrics import regression_metrics
+def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int, float]]:
+    """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
+    value (see the module docstring)."""
+    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
 
     measured = {r["design_id"]: r["targets"] or {} for r in ledger.measurements(ok_only=True)}
     by_step: dict[int, list[tuple[float, float, float]]] = {}
-    for t in ledger.trials("completed"):
-        pred, y = predictive(t.prediction or {}, objective), measured.get(t.design_id, {})
+    for did, rnd, _, _, prediction in ledger.outcomes():
+        pred, y = predictive(prediction or {}, objective), measured.get(did, {})
         if pred is None or objective not in y or only_a_bound(y, objective):
             continue
-        by_step.setdefault(t.round, []).append((y[objective], *pred))
+        by_step.setdefault(rnd, []).append((y[objective], *pred))
     out = {}
     for step, rows in by_step.items():
-        y, mu, sd = zip(*rows, strict=True)
-        out[step] = (regression_metrics(list(y), list(mu), list(sd))["nll"], len(rows))
+        y, mu, sd = (np.array(a, float) for a in zip(*rows, strict=True))
+        each = 0.5 * np.log(2 * math.pi * np.maximum(sd, 1e-12) ** 2) + 0.5 * ((y - mu) / np.maximum(sd, 1e-12)) ** 2
+        se = float(each.std(ddof=1) / math.sqrt(len(each))) if len(each) > 1 else math.inf
+        out[step] = (regression_metrics(y, mu, sd)["nll"], len(rows), se)
     return out
 
 
@@ -62,15 +72,29 @@ def champion(ledger: Ledger, objective: str, min_n: int | None = None) -> Champi
     if not models:
         return None
     scores = prospective_scores(ledger, objective)
-    ok = [(scores[m["step"]][0], m) for m in models
+    ok = [m for m in models
           if m["step"] in scores and scores[m["step"]][1] >= min_n and math.isfinite(scores[m["step"]][0])]
     if not ok:
         m = models[-1]
         return Champion(m["version"], m["step"], None, scores.get(m["step"], (None, 0))[1],
                         f"model {m['version']} (iteration {m['step']}), the latest: no model has predicted "
                         f"{min_n} designs before they ran yet")
-    nll, m = min(ok, key=lambda x: (x[0], -x[1]["version"]))
-    n = scores[m["step"]][1]
-    return Champion(m["version"], m["step"], nll, n,
-                    f"model {m['version']} (iteration {m['step']}): prospective NLL of {objective} {nll:.3g} over "
-                    f"{n} designs it predicted before they ran, the lowest of {len(ok)} models with >= {min_n}")
+    newest = max(ok, key=lambda m: m["version"])
+    nll0, n0, se0 = scores[newest["step"]]
+    better = [m for m in ok if scores[m["step"]][0] < nll0 - Z_BETTER * math.hypot(se0, scores[m["step"]][2])]
+    if better:
+        m = min(better, key=lambda m: (scores[m["step"]][0], -m["version"]))
+        nll, n, _ = scores[m["step"]]
+        return Champion(m["version"], m["step"], nll, n,
+                        f"model {m['version']} (iteration {m['step']}): prospective NLL of {objective} {nll:.3g} over "
+                        f"{n} designs it predicted before they ran, lower than the newest scored model's {nll0:.3g} "
+                        f"(model {newest['version']}, {n0} designs) by more than {Z_BETTER:g} standard errors")
+    why = (f"prospective NLL of {objective} {nll0:.3g} over {n0} designs it predicted before they ran; no earlier "
+           f"model of the {len(ok)} with >= {min_n} scored lower by more than {Z_BETTER:g} standard errors")
+    final = next((m for m in models if m["step"] == ledger.get("final_step")), None)
+    if final is not None and final["version"] > newest["version"]:
+        return Champion(final["version"], final["step"], nll0, n0,
+                        f"model {final['version']} (the final one, trained on every design): it stands in for model "
+                        f"{newest['version']} (iteration {newest['step']}, the same estimator on fewer designs): {why}")
+    return Champion(newest["version"], newest["step"], nll0, n0,
+                    f"model {newest['version']} (iteration {newest['step']}), the newest scored: {why}")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from porelab.active_learning.campaign.directory import STUDY_FILE, load
-from porelab.active_learning.campaign.ledger import FINAL, Ledger
+from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import measured
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_name
@@ -155,15 +155,21 @@ class MlflowView:
             if self.book.get("study") is None:
                 self._log_study()
             done = self.book.keys("simulation")
-            for t in ledger.trials(tuple(FINAL)):
-                for v in ledger.versions(t.design_id) if t.extensions else [None]:  # an extended trial: each version
-                    if sim_key(t.design_id, v) not in done:
+            for did, extensions in ledger.finished_keys():
+                if did in done and not extensions:
+                    continue
+                t = ledger.trial(did)
+                for v in ledger.versions(did) if extensions else [None]:  # an extended trial: each version
+                    if sim_key(did, v) not in done:
                         self._log_simulation(ledger, t, v)
             done, models = self.book.keys("iteration"), {m["version"]: m for m in ledger.models()}
+            crown = self.fresh or bool(ledger.get("finished"))  # and after each new iteration: see _crown
             for it in ledger.iterations():
                 if str(it["step"]) not in done:
                     self._log_iteration(it, models.get(it["model_version"]))
-            self._crown(ledger)
+                    crown = True
+            if crown:
+                self._crown(ledger)
             final = ledger.get("final_step")
             if ledger.get("finished") and final is not None and self.book.get("finished", str(final)) is None:
                 self._log_finish(ledger, final)
@@ -225,17 +231,17 @@ class MlflowView:
                 "porelab.kind": "simulation", "porelab.design_id": t.design_id, "porelab.status": t.status,
                 "porelab.round": str(t.round), **ext, **shown,
                 **({"porelab.error": t.error[:4000]} if t.error else {})})
+            fault_point("view.sim_run")  # a half-logged simulation run
             params: dict = {"source": t.source, "attempts": str(t.attempts)}
             flatten("design", t.design, params)
             flatten("conditions", t.conditions, params)
-            self.client.log_batch(rid, params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
-            fault_point("view.sim_run")  # a half-logged simulation run
             if read is not None:
                 values |= _measured_values(m, read)
             if t.busy_s is not None:
                 values["worker_busy_s"] = t.busy_s
             values |= {f"predicted_{k}": v for k, v in (t.prediction or {}).items()}
-            self.client.log_batch(rid, metrics=_metrics(values, 0))
+            self.client.log_batch(rid, metrics=_metrics(values, 0),  # one transaction with the params
+                                  params=[Param(mlflow_key(k)[:250], v[:6000]) for k, v in params.items()])
             ok = t.status == "completed" and (version is None or version["status"] == "ok")
             self.client.set_terminated(rid, "FINISHED" if ok else "FAILED")
             fault_point("view.sim_logged")  # in MLflow, not yet in the bookkeeping
@@ -289,7 +295,9 @@ class MlflowView:
 
     def _crown(self, ledger: Ledger) -> None:
         """Point the `champion` alias at the campaign's champion model (tracking/champion.py) when it changed; the
-        rule that chose it as a tag on the parent run and on that model version."""
+        rule that chose it as a tag on the parent run and on that model version. Judged when the view starts, after
+        each new iteration (its round's picks have finished) and once the campaign has finished, not after every
+        result (which would read the whole ledger each time)."""
         c = champion(ledger, objective_name(self.study.goal))
         version = self.book.get("model", str(c.version)) if c is not None else None
         if version is None:  # no model yet, or the champion's model directory was not there to register

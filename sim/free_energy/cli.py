@@ -29,7 +29,7 @@ def _temperatures(text: str | None) -> tuple[float, ...] | None:
 
 @app.command("free-energy")
 def free_energy(
-    design_file: Annotated[Path, typer.Argument(help="design YAML")],
+    design_file: Annotated[Path, typer.Argument(metavar="DESIGN.yaml", help="design YAML")],
     out: Annotated[Path, typer.Option(help="run directory (created; an interrupted run resumes)")],
     ion: Annotated[str, typer.Option(help="ion species to pull through the pore, e.g. K+ or Cl-")] = "K+",
     windows: Annotated[int, typer.Option(help="umbrella windows along z")] = 16,

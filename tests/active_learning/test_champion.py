@@ -1,5 +1,6 @@
-"""The `champion` is the model that predicted best prospectively (the designs it picked, before they ran), not the
-latest; the latest while no model has enough such designs; and the MLflow alias follows that rule."""
+"""The `champion` is judged prospectively (on the designs each model picked, before they ran): the newest scored
+model unless an earlier one predicted clearly better; the final model once the campaign finished; the latest while
+no model has enough such designs; and the MLflow alias follows that rule."""
 
 import json
 import math
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from porelab.active_learning.campaign.ledger import Ledger
-from porelab.active_learning.tracking.champion import MIN_PROSPECTIVE, champion, prospective_scores
+from porelab.active_learning.tracking.champion import MIN_PROSPECTIVE, Z_BETTER, champion, prospective_scores
 
 
 def pick(did: str, step: int, mean: float, std: float) -> dict:
@@ -16,14 +17,17 @@ def pick(did: str, step: int, mean: float, std: float) -> dict:
             "prediction": {"log_icr_mean": mean, "log_icr_std": std}, "score": 0.0}
 
 
-def campaign_ledger(path, picks_per_model: int, errors: dict[int, float], censored_step: int | None = None) -> Ledger:
+def campaign_ledger(path, picks_per_model: int, errors: dict[int, float], censored_step: int | None = None,
+                    noise: float = 0.0) -> Ledger:
     """Models at steps 1..3 (step 3 the final one, no picks); step s's picks measured at truth, predicted at
-    truth + errors[s] with std 0.3 (ln ICR). `censored_step`: that model's picks are censored measurements."""
+    truth + errors[s] (+ N(0, noise) each) with std 0.3 (ln ICR). `censored_step`: that model's picks are censored
+    measurements."""
     led = Ledger(path)
     rng = np.random.default_rng(0)
     for step in (1, 2, 3):
         truth = rng.normal(1.0, 0.5, picks_per_model)
-        picks = [] if step == 3 else [pick(f"s{step}d{k}", step, float(truth[k] + errors[step]), 0.3)
+        off = errors.get(step, 0.0) + noise * rng.standard_normal(picks_per_model)
+        picks = [] if step == 3 else [pick(f"s{step}d{k}", step, float(truth[k] + off[k]), 0.3)
                                       for k in range(picks_per_model)]
         led.record_iteration(step, step, 0.0, 4 * step, {}, {"kind": "rf", "path": f"models/step_{step:03d}",
                                                               "sha256": "x"}, picks)
@@ -35,17 +39,40 @@ def campaign_ledger(path, picks_per_model: int, errors: dict[int, float], censor
     return led
 
 
-def test_the_model_that_predicted_best_prospectively_is_champion_not_the_latest(tmp_path):
+def test_an_earlier_model_that_predicted_clearly_better_is_champion_not_the_latest(tmp_path):
     led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.0, 2: 1.5})
     scores = prospective_scores(led, "log_icr")
     assert set(scores) == {1, 2} and scores[1][1] == scores[2][1] == MIN_PROSPECTIVE  # the final model: none
     assert scores[1][0] < scores[2][0]
     c = champion(led, "log_icr")
     assert (c.step, c.n) == (1, MIN_PROSPECTIVE) and c.nll == pytest.approx(scores[1][0])
-    assert "prospective NLL" in c.rule and c.version == led.models()[0]["version"]
+    assert "prospective NLL" in c.rule and "by more than" in c.rule and c.version == led.models()[0]["version"]
     led.close()
     led = campaign_ledger(tmp_path / "m.sqlite", MIN_PROSPECTIVE, {1: 1.5, 2: 0.0})
     assert champion(led, "log_icr").step == 2
+    led.close()
+
+
+def test_an_earlier_model_better_only_by_noise_does_not_displace_the_newest(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", 3 * MIN_PROSPECTIVE, {1: 0.0, 2: 0.05}, noise=0.3)
+    (nll1, _, se1), (nll2, _, se2) = prospective_scores(led, "log_icr")[1], prospective_scores(led, "log_icr")[2]
+    assert nll1 < nll2 and nll2 - nll1 < Z_BETTER * math.hypot(se1, se2)  # lower, within the noise
+    c = champion(led, "log_icr")
+    assert c.step == 2 and "the newest scored" in c.rule
+    led.close()
+
+
+def test_once_the_campaign_finished_its_final_model_stands_in_for_the_newest_scored(tmp_path):
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 1.5, 2: 0.0})
+    assert champion(led, "log_icr").step == 2
+    led.set("final_step", 3)
+    c = champion(led, "log_icr")
+    assert c.step == 3 and c.version == led.models()[-1]["version"] and "stands in for model" in c.rule
+    assert c.nll == pytest.approx(prospective_scores(led, "log_icr")[2][0])
+    led.close()
+    led = campaign_ledger(tmp_path / "m.sqlite", MIN_PROSPECTIVE, {1: 0.0, 2: 1.5})
+    led.set("final_step", 3)
+    assert champion(led, "log_icr").step == 1  # clearly better than the newest scored: not replaced
     led.close()
 
 
@@ -67,7 +94,7 @@ def test_censored_measurements_are_not_scored(tmp_path):
 
 def test_nll_is_the_mean_gaussian_negative_log_likelihood(tmp_path):
     led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.3, 2: 0.0})
-    nll, n = prospective_scores(led, "log_icr")[1]
+    nll, n, _ = prospective_scores(led, "log_icr")[1]
     assert nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)  # every error exactly 1 sd
     led.close()
 
@@ -84,6 +111,6 @@ def test_the_icr_objective_is_scored_against_the_fold_of_the_predicted_ln_icr(tm
         led.start(p["design_id"])
         led.finish(p["design_id"], "completed", json.dumps({}), "md",
                    {"abs_log_icr": y, "abs_log_icr_lo": y - 0.1, "abs_log_icr_hi": y + 0.1})
-    nll, n = prospective_scores(led, "abs_log_icr")[1]
+    nll, n, _ = prospective_scores(led, "abs_log_icr")[1]
     assert n == MIN_PROSPECTIVE and nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)
     led.close()

@@ -3,6 +3,7 @@ sources and the `porelab design` command end to end."""
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -99,6 +100,12 @@ def test_nsga2_finds_the_known_optimum():
     assert len({c.design_id for c in s.candidates}) == len(s.candidates)  # each design scored once
     front = [s.candidates[i].design for i in r.pareto]
     assert min(len(d.layers) for d in front) == 1  # the ON-current end of the front
+
+
+def test_nsga2_without_pymoo_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymoo.algorithms.moo.nsga2", None)  # as if the extra were not installed
+    with pytest.raises(DesignError, match=r"^method nsga2 needs pymoo: pip install 'porelab\[nsga2\]'"):
+        inverse.nsga2(space(), Known(), Goal(), population=4, generations=1, kappa=0.0, seed=1)
 
 
 def test_a_candidate_predicted_to_rectify_the_other_way_is_listed_as_its_mirror_image(tmp_path):

@@ -35,7 +35,7 @@ def test_a_training_design_is_familiar_and_one_unlike_all_is_a_guess(saved):
     known, unknown = out[out["row"] == 0].iloc[0], out[out["row"] == 1].iloc[0]
     assert known["training_similarity"] == pytest.approx(1.0)
     assert unknown["training_similarity"] < GUESS_SIMILARITY and bool(unknown["guessing"])
-    wide = out["icr_high"] / out["icr_low"] > 100
+    wide = out["icr_hi"] / out["icr_lo"] > 100
     assert (out["guessing"] >= wide).all()  # every two-decade interval is flagged
 
 

@@ -68,10 +68,10 @@ def test_train_writes_model_plots_metrics_and_an_mlflow_run(measurement_dir, mea
     out_df = served.predict(pd.DataFrame({"design": [d.model_dump_json()], "conditions": [c.model_dump_json()]}))
     assert len(out_df) == 1 and out_df["field_abs_V_per_nm"].tolist() == [1.0]  # one row per |E|
     row = out_df.iloc[0]
-    assert row["icr_low"] < row["icr"] < row["icr_high"] and row["on_current_low_nA"] < row["on_current_high_nA"]
+    assert row["icr_lo"] < row["icr"] < row["icr_hi"] and row["on_current_nA_lo"] < row["on_current_nA_hi"]
     for sp in ("K+", "Cl-"):
         for sign in ("+E", "-E"):
-            assert row[f"flux_low_per_ns[{sp}][{sign}]"] < row[f"flux_high_per_ns[{sp}][{sign}]"]  # an interval
+            assert row[f"flux_per_ns[{sp}][{sign}]_lo"] < row[f"flux_per_ns[{sp}][{sign}]_hi"]  # an interval
     assert np.isnan(row["flux_per_ns[Mg2+][+E]"])  # not in the electrolyte
     # the same numbers as the model directory gives through porelab's own code (one model, one computation)
     direct = predict_frame(saved, pd.DataFrame({"design": [d.model_dump_json()], "conditions": [c.model_dump_json()]}))
