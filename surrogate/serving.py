@@ -9,8 +9,10 @@ factor GUESS_SPAN: the answer is then the model's prior more than what it learne
 (from the mean fluxes), and per species s and sign `flux_per_ns[s][+E]` etc. (NaN for a species absent from the
 electrolyte), each with its 95 % interval `<column>_lo`, `<column>_hi` (as in every porelab table). Intervals:
 mean +- 1.96 total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON
-current come from surrogate.derived. A design must give its geometry (`sheet_nm`, `box_z_nm`): a default would be a
-question the model was never trained on; bad input raises ValueError with a one-line reason naming the row.
+current come from surrogate.derived. A design that gives no geometry (`sheet_nm`, `box_z_nm`) takes the one every
+training design shares (the campaign's preset), never Design's own default (a question the model was never trained
+on); a model trained on several geometries needs it given. Bad input raises ValueError with a one-line reason
+naming the row.
 
 `log_model` logs a model directory (surrogate.store) as an MLflow "model from code" (surrogate/pyfunc.py, no
 pickled instance) with a signature and an input example.
@@ -55,15 +57,12 @@ def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("design", "conditions") if c not in frame]
     if missing:
         raise ValueError(f"input: no column {' or '.join(missing)} (JSON of sim.design.Design and Conditions)")
+    trained = {tuple(getattr(m.design, g) for g in GEOMETRY) for m in saved.training}
     designs, conds = [], []
     for i, (d, c) in enumerate(zip(frame["design"], frame["conditions"], strict=True)):
+        d = _with_geometry(d, trained, i)
         designs.append(_parse(Design, d, f"row {i}: design"))
         conds.append(_parse(Conditions, c, f"row {i}: conditions"))
-        gave = json.loads(d)
-        if absent := [g for g in GEOMETRY if g not in gave]:
-            train = saved.training[0].design
-            raise ValueError(f"row {i}: design gives no {' or '.join(absent)}; give the geometry (this model was "
-                             f"trained on sheet_nm={train.sheet_nm}, box_z_nm={train.box_z_nm})")
     fids = list(frame["fidelity"]) if "fidelity" in frame else [saved.fidelity] * len(designs)
     rows = []
     for fid in dict.fromkeys(fids):
@@ -75,6 +74,22 @@ def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     out["guessing"] = ((out["training_similarity"] < GUESS_SIMILARITY) | (span("icr_lo", "icr_hi") > GUESS_SPAN)
                        | (span("on_current_nA_lo", "on_current_nA_hi") > GUESS_SPAN))
     return out.sort_values(["row", "field_abs_V_per_nm"], kind="stable").reset_index(drop=True)
+
+
+def _with_geometry(text: str, trained: set[tuple], row: int) -> str:
+    """The design JSON of `row` with the geometry the model was trained on where it gives none (all its training
+    designs share one: the campaign's preset); ValueError when they do not."""
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError):
+        return text  # _parse names the problem
+    absent = [g for g in GEOMETRY if isinstance(doc, dict) and g not in doc]
+    if not absent:
+        return text
+    if len(trained) != 1:
+        raise ValueError(f"row {row}: design gives no {' or '.join(absent)}; give the geometry (this model was "
+                         f"trained on {len(trained)} geometries, {', '.join(map(str, sorted(trained)))})")
+    return json.dumps(doc | {g: v for g, v in zip(GEOMETRY, next(iter(trained)), strict=True) if g in absent})
 
 
 def _parse(cls, text: str, what: str):

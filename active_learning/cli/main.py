@@ -21,7 +21,7 @@ from typer._click import exceptions as click_errors  # the click that typer runs
 
 from porelab.active_learning.cli.campaign import campaign_app
 from porelab.active_learning.cli.design import app as inverse_app
-from porelab.active_learning.cli.ui import ui
+from porelab.active_learning.cli.ui import serve_model, ui
 from porelab.base.console import console, err_console, fail
 from porelab.sim.cli import app as sim_app
 from porelab.sim.free_energy.cli import app as free_energy_app
@@ -107,6 +107,7 @@ app.registered_commands += surrogate_app.registered_commands
 app.registered_commands += inverse_app.registered_commands
 app.add_typer(campaign_app, name="campaign")
 app.command()(ui)
+app.command("serve")(serve_model)
 
 
 def main() -> None:  # pragma: no cover

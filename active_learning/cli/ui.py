@@ -1,11 +1,13 @@
-"""`porelab ui [DIR]`: the MLflow UI of a workspace, served on loopback unless told otherwise (then with a warning),
-one worker, no job execution."""
+"""The MLflow servers of a workspace, on loopback unless told otherwise (then with a warning): `porelab ui [DIR]`, its
+UI (one worker, no job execution), and `porelab serve NAME@ALIAS`, a registered surrogate answering tables of designs
+over HTTP (surrogate.serving). Each runs in its own process group, stopped with this process."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -76,9 +78,59 @@ def ui(
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     out_path(_ui_workspace(directory), f"DIRECTORY {str(directory)!r}: its workspace (the server writes there)")
+    _refuse_busy(host, port, "the MLflow UI")
+    console.print(f"MLflow UI at {url}  (Ctrl-C to stop); the campaigns' runs: {url}/#/experiments", highlight=False)
+    raise typer.Exit(serve(argv, env))
+
+
+def model_uri(model: str) -> str:
+    """models:/NAME@ALIAS or models:/NAME/VERSION of `model` (either form, with or without models:/)."""
+    ref = model.removeprefix("models:/")
+    if not re.fullmatch(r"[^@/\s]+(@[A-Za-z0-9_-]+|/\d+)", ref):
+        raise ValueError(f"model {model!r}: give NAME@ALIAS (e.g. porelab-quickstart@champion) or NAME/VERSION")
+    return f"models:/{ref}"
+
+
+def serve_command(model: str, workspace: Path, host: str = "127.0.0.1", port: int = 5001
+                  ) -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, URL) of `mlflow models serve` for a model registered in the workspace's store: this
+    environment's mlflow and uvicorn (its bin first on PATH, so a fresh shell works), loopback by default."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from porelab.surrogate.mlflow_quiet import quiet_mlflow
+    from porelab.surrogate.mlflow_store import workspace_uri
+
+    uri = model_uri(model)
+    if not (workspace / "mlflow.db").exists():
+        raise FileNotFoundError(f"no mlflow.db in {workspace}: train a model or run a campaign there first "
+                                "(or pass --workspace)")
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    name, _, version = name.partition("/")
+    with quiet_mlflow():
+        client = MlflowClient(workspace_uri(workspace))
+        try:
+            client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        except MlflowException:
+            known = sorted(m.name for m in client.search_registered_models())
+            raise ValueError(f"model {model!r} is not registered in {workspace / 'mlflow.db'} (registered: "
+                             f"{', '.join(known) or 'none'})") from None
+    bin_dir = str(Path(sys.executable).parent)
+    exe = shutil.which("mlflow", path=bin_dir) or shutil.which("mlflow")
+    if exe is None:
+        raise FileNotFoundError("the mlflow command is not installed")
+    argv = [exe, "models", "serve", "-m", uri, "--env-manager", "local", "--host", host, "--port", str(port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": workspace_uri(workspace),
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}  # mlflow starts uvicorn from PATH
+    shown = f"[{host}]" if ":" in host else host
+    return argv, env, f"http://{shown}:{port}"
+
+
+def _refuse_busy(host: str, port: int, what: str) -> None:
+    """Warn when `host` is not loopback (`what`: what it exposes, one line); fail when the port is taken."""
     if not _is_loopback(host):
-        err_console.print(f"[bold yellow]warning:[/] binding the MLflow UI to {escape(host)}: it has no authentication "
-                      "and anyone who can reach this address can read and change the runs", highlight=False)
+        err_console.print(f"[bold yellow]warning:[/] binding {what} to {escape(host)}: it has no authentication and "
+                          "anyone who can reach this address can use it", highlight=False)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.settimeout(2.0)
@@ -87,7 +139,28 @@ def ui(
         in_use = False  # let the server report what it cannot bind
     if in_use:
         fail(f"port {port} on {host} is in use; pass --port")
-    console.print(f"MLflow UI at {url}  (Ctrl-C to stop); the campaigns' runs: {url}/#/experiments", highlight=False)
+
+
+def serve_model(
+    model: Annotated[str, typer.Argument(metavar="NAME@ALIAS", help="registered surrogate, e.g. "
+                                         "porelab-quickstart@champion (or NAME/VERSION)")],
+    workspace: Annotated[Path | None, typer.Option(help="workspace holding mlflow.db (default: $PORELAB_WORKSPACE "
+                                                        "or the current directory)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 5001,
+):
+    """Serve a registered surrogate over HTTP on 127.0.0.1 (POST /invocations: a table of designs and conditions in,
+    ICR, ON current and fluxes with 95 % intervals out; docs/surrogates.md)."""
+    from porelab.base.workspace import workspace as default_workspace
+
+    ws = (workspace or default_workspace()).resolve()
+    try:
+        check_host(host)
+        argv, env, url = serve_command(model, ws, host, port)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    _refuse_busy(host, port, f"the model {model}")
+    console.print(f"{model} at {url}/invocations  (Ctrl-C to stop)", highlight=False)
     raise typer.Exit(serve(argv, env))
 
 

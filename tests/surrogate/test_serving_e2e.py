@@ -1,5 +1,6 @@
 """The served model, end to end: a model registered with the alias `champion` in a SQLite MLflow store, served by
-`mlflow models serve` on loopback, answers its input example over HTTP with porelab's own numbers (predict_frame)."""
+`porelab serve NAME@champion` from a fresh shell (mlflow models serve underneath) on loopback, answers its input
+example over HTTP with porelab's own numbers (predict_frame), and stops with its server on SIGTERM."""
 
 import json
 import os
@@ -101,13 +102,13 @@ def test_served_champion_answers_like_predict_frame(measurements, tmp_path):
     want = predict_frame(saved, example)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the venv's uvicorn
+    # a fresh shell: the venv's bin not on PATH (mlflow starts uvicorn from PATH), no MLFLOW_TRACKING_URI
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PATH": "/usr/bin:/bin"}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
-                                   "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen([sys.executable, "-m", "porelab.active_learning.cli", "serve", f"{NAME}@champion",
+                                   "--workspace", str(tmp_path), "--port", str(port)],
+                                  cwd="/", env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_ping(url, server, log)
         assert listening_addresses(port) == {"127.0.0.1"}  # loopback only

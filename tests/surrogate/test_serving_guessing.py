@@ -1,6 +1,8 @@
 """The served surrogate says when it is guessing (far from its training designs, or an interval of more than two
-decades), refuses a design without its geometry, and gives bad input a one-line reason (an HTTP 400 when served)."""
+decades), takes the training geometry for a design that gives none, and gives bad input a one-line reason (an HTTP
+400 when served)."""
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -39,14 +41,19 @@ def test_a_training_design_is_familiar_and_one_unlike_all_is_a_guess(saved):
     assert (out["guessing"] >= wide).all()  # every two-decade interval is flagged
 
 
-def test_a_design_without_its_geometry_is_refused_in_one_line(saved):
+def test_a_design_without_its_geometry_takes_the_training_geometry_or_is_refused_in_one_line(saved):
     m = saved.training[0]
     doc = json.loads(m.design.model_dump_json())
-    del doc["sheet_nm"]
-    bad = pd.DataFrame({"design": [json.dumps(doc)], "conditions": [m.conditions.model_dump_json()]})
-    with pytest.raises(ValueError, match=r"row 0: design gives no sheet_nm; give the geometry \(this model was "
-                                         r"trained on sheet_nm="):
-        predict_frame(saved, bad)
+    del doc["sheet_nm"], doc["box_z_nm"]
+    bare_frame = pd.DataFrame({"design": [json.dumps(doc)], "conditions": [m.conditions.model_dump_json()]})
+    full, bare = predict_frame(saved, frame([m.design], [m.conditions])), predict_frame(saved, bare_frame)
+    pd.testing.assert_frame_equal(bare, full)  # the training designs' own geometry, not Design's default
+    other = saved.training[1].design.model_copy(update={"sheet_nm": 3.7})
+    mixed = dataclasses.replace(saved, training=[saved.training[0],
+                                                 saved.training[1].model_copy(update={"design": other})])
+    with pytest.raises(ValueError, match=r"row 0: design gives no sheet_nm or box_z_nm; give the geometry \(this "
+                                         r"model was trained on 2 geometries"):
+        predict_frame(mixed, bare_frame)
 
 
 def test_bad_input_names_the_row_and_the_problem(saved):
