@@ -32,6 +32,8 @@ from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, Study
 from porelab.active_learning.campaign.targets import (
     ICR_OBJECTIVE,
+    bounds,
+    has_bounds,
     objective_name,
     only_a_bound,
     predictive,
@@ -300,12 +302,12 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
         return []
     ys = np.array([r["targets"][objective] for r in rows], float)
     spread = float(np.std(ys)) or 1.0
-    lo_key, hi_key = (f"{objective}_lo", f"{objective}_hi") if sign > 0 else (f"{objective}_hi", f"{objective}_lo")
-    bounds = [sign * r["targets"][lo_key] for r in rows if r["targets"].get(lo_key) is not None]
-    best_low = max(bounds) if bounds else -math.inf
+    ends = [(bounds(r["targets"], objective) if has_bounds(r["targets"], objective) else (None, None))[::int(sign)]
+            for r in rows]  # (pessimistic, optimistic) end of each interval in the goal's direction
+    worst = [sign * e[0] for e in ends if e[0] is not None]
+    best_low = max(worst) if worst else -math.inf
     out = []
-    for r in rows:
-        t = r["targets"]
+    for k, (r, (_, high)) in enumerate(zip(rows, ends, strict=True)):
         busy = snap.busy_s.get(r["design_id"])
         if busy is None:
             continue
@@ -314,11 +316,10 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
             continue
         length = run.production_ps
         to = min(2.0 * length, study.acquisition.extend_max_ps)
-        high = t.get(hi_key)
         if to <= length * (1 + 1e-6) or (high is not None and sign * high <= best_low):
             continue
-        s = (t[f"{objective}_hi"] - t[f"{objective}_lo"]) / (2 * 1.96) \
-            if t.get(f"{objective}_hi") is not None and t.get(f"{objective}_lo") is not None else spread
+        lo, hi = ends[k][::int(sign)]
+        s = (hi - lo) / (2 * 1.96) if hi is not None and lo is not None else spread
         out.append({"design_id": r["design_id"], "extend_ps": to, "value": s ** 2 * (1.0 - length / to),
                     "cost_s": max(busy, 1e-9) * (to - length) / length})
     return out

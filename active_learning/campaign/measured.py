@@ -24,6 +24,8 @@ from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import (
     ICR_OBJECTIVE,
     InvalidMeasurement,
+    bounds,
+    has_bounds,
     objective_name,
     targets,
     upper_censored,
@@ -39,7 +41,7 @@ def interval(t: dict, name: str) -> Interval:
     """The natural-unit Interval of target `name` (e.g. log_icr) of a targets dict (see `with_intervals`): censored
     (only a lower bound, the value) when `_hi` is None; upper-censored (only an upper bound, the value) when
     campaign.targets.upper_censored says so. KeyError when the dict lacks the bounds."""
-    value, lo, hi = t[name], t[f"{name}_lo"], t[f"{name}_hi"]
+    value, (lo, hi) = t[name], bounds(t, name)
     low = math.exp(lo) if lo is not None else 0.0
     if hi is None:
         return Interval(low, low, None, True)
@@ -62,7 +64,7 @@ def on_field_sign(t: dict) -> int:
     """The sign of the ON field in the trial's orientation (the field sign with the larger |current|), from a
     targets dict: +1 when the ICR is at least 1, or known only from below by a bound above 1; -1 when it is below 1,
     or known only from above by a bound below 1; 0 when only a bound is known and it does not tell (or none)."""
-    lo, hi = t["log_icr_lo"], t["log_icr_hi"]
+    lo, hi = bounds(t, "log_icr")
     if t.get("icr_censored"):
         return 1 if lo is not None and lo > 0 else 0
     if t.get("icr_upper_censored"):
@@ -91,8 +93,7 @@ def with_intervals(t: dict | None, measurement_json: str, goal: Goal) -> dict:
     """The targets of a stored measurement with their intervals: `t` as stored when it has them (and the ICR
     objective), else computed again from the measurement (a ledger written before targets carried them); {} when it
     yields none."""
-    needed = [n for n in NAMES if t and n in t]
-    if t and ICR_OBJECTIVE in t and all(f"{n}_lo" in t for n in needed):
+    if t and ICR_OBJECTIVE in t and all(has_bounds(t, n) for n in NAMES if n in t):
         return t
     try:
         return targets(Measurement.model_validate_json(measurement_json), goal)
@@ -154,7 +155,7 @@ def measured(row: dict, goal: Goal) -> Measured | None:
     """A ledger measurement row ({design_id, json, targets}) read with intervals, in the orientation shown (see the
     module docstring); None when it has no targets."""
     t = with_intervals(row.get("targets"), row["json"], goal)
-    if any(f"{n}_lo" not in t for n in (objective_name(goal), "log_icr", "log_on_current")):
+    if not all(has_bounds(t, n) for n in (objective_name(goal), "log_icr", "log_on_current")):
         return None
     doc = json.loads(row["json"])
     design, conditions = Design.model_validate(doc["design"]), Conditions.model_validate(doc["conditions"])

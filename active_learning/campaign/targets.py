@@ -117,6 +117,17 @@ def predictive(p: dict, objective: str) -> tuple[float, float] | None:
     return p[f"{objective}_mean"], p[f"{objective}_std"]
 
 
+def bounds(t: dict, name: str) -> tuple[float | None, float | None]:
+    """(ln low, ln high) of target `name` in a targets dict, None where unknown; KeyError when it has no interval.
+    With `has_bounds` and `_with_interval`, the one place that knows how a stored interval is spelt."""
+    return t[f"{name}_lo"], t[f"{name}_hi"]
+
+
+def has_bounds(t: dict, name: str) -> bool:
+    """Whether a targets dict holds target `name` with its interval (a ledger of an early version may not)."""
+    return name in t and f"{name}_lo" in t and f"{name}_hi" in t
+
+
 def upper_censored(t: dict, name: str) -> bool:
     """Whether a targets dict knows the target `name` = log_<x> only from above ("< x": it flags
     `<x>_upper_censored`, as ln ICR and ln ON current do); its value is then that bound."""
@@ -126,7 +137,7 @@ def upper_censored(t: dict, name: str) -> bool:
 def only_a_bound(t: dict, name: str) -> bool:
     """Only a bound of the measured target `name` = log_<x> is known, not a value to score a prediction against:
     `_hi` None or flagged `<x>_censored` ("> x", or nothing known), or `upper_censored` ("< x")."""
-    lower = (f"{name}_hi" in t and t[f"{name}_hi"] is None) or t.get(f"{name.removeprefix('log_')}_censored")
+    lower = (has_bounds(t, name) and bounds(t, name)[1] is None) or t.get(f"{name.removeprefix('log_')}_censored")
     return bool(lower) or upper_censored(t, name)
 
 
@@ -184,7 +195,7 @@ def targets(m: Measurement, goal: Goal) -> dict[str, float | str | None]:
         on = Interval(high, 0.0, high, upper_censored=True)
     where = f"ICR at {e:g} V/nm (currents {plus.current_nA:+.3g} and {minus.current_nA:+.3g} nA)"
     out = _with_interval("log_icr", icr.value, where, icr)
-    value, low, high = fold_interval(out["log_icr"], out["log_icr_lo"], out["log_icr_hi"])
+    value, low, high = fold_interval(out["log_icr"], *bounds(out, "log_icr"))
     out |= {ICR_OBJECTIVE: value, f"{ICR_OBJECTIVE}_lo": low, f"{ICR_OBJECTIVE}_hi": high,
             **_with_interval("log_on_current", on.value, "ON current (nA)", on),
             "icr_censored": float(icr.censored), "icr_upper_censored": float(icr.upper_censored),
