@@ -26,7 +26,7 @@ EXTRAS ?= dev$(if $(GPU),$(comma)cuda)
 TORCH_INDEX_UP = [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request as u; \
   u.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=15)" "$(TORCH_INDEX)" 2>/dev/null
 
-.PHONY: install torch demo test lint clean browser docs
+.PHONY: install torch demo test lint clean browser slurm docs
 
 $(BIN)/porelab: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -58,7 +58,7 @@ demo: install
 	$(BIN)/porelab campaign run experiments/quickstart.yaml --out runs/quickstart --resume
 
 # pytest-xdist: one process per core (2 here); PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
-test: install browser
+test: install browser slurm
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # the browser test (tests/active_learning/test_ui_browser.py) drives the system Chromium with Playwright: install the
@@ -71,6 +71,11 @@ browser:
 	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "note: no chromium, not root and no sudo; browser test skipped"; fi; \
 	} || echo "note: installing chromium failed; the browser test will be skipped"
+
+# the Slurm tests (tests/cluster/) start a one-node Slurm cluster on localhost: install the Debian packages slurm-wlm and
+# munge when absent (as root); otherwise only a note, and those tests are skipped
+slurm:
+	@bash tests/cluster/slurm.sh install || echo "note: the Slurm tests (tests/cluster/test_slurm.py) will be skipped"
 
 # the API reference: pdoc's HTML of the public modules' docstrings (numpy style) in API_DIR; any warning pdoc prints
 # fails it. PDOC_ALLOW_EXEC=1: importing mlflow runs `uname -p` (platform.platform() in mlflow.telemetry.schemas),

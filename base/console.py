@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from porelab.base.workspace import WorkspaceError, output_path, workspace
 
@@ -16,8 +17,9 @@ err_console = Console(stderr=True)  # errors and warnings: a pipe of the results
 
 
 def fail(msg: str, code: int = 2):
-    """Print a one-line error on stderr and exit non-zero (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr and exit non-zero (no traceback); brackets in `msg` are text, not markup
+    (porelab[cluster] stays whole)."""
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

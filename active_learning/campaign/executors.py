@@ -15,6 +15,7 @@ retries. Workers never touch the ledger or MLflow.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import errno
 import json
 import multiprocessing
@@ -93,7 +94,8 @@ def run_task(task: Task) -> TaskResult:
     """Worker side: run (or reuse, see the module docstring) one design's measurement, oriented as asked, and save
     it atomically in its run directory."""
     t0 = time.perf_counter()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")  # the batch job the worker runs in
+    worker = f"{socket.gethostname()}:{os.getpid()}" + (f" job {job}" if job else "")
     try:
         design, conditions = Design.model_validate(task.design), Conditions.model_validate(task.conditions)
         run_dir = Path(task.run_dir)
@@ -217,9 +219,12 @@ class LocalExecutor(_Slots):
 
 
 class DaskExecutor(_Slots):
-    """Dask distributed: a scheduler `address`, a LocalCluster on 127.0.0.1, or Slurm/PBS via dask-jobqueue.
+    """Dask distributed: a scheduler `address`, a LocalCluster on 127.0.0.1, or Slurm/PBS via dask-jobqueue
+    (`cluster_options`: the SLURMCluster / PBSCluster keywords, see `jobqueue_options`; `workers` jobs, kept at that
+    number: a job that ends or is cancelled is replaced by a new one).
 
-    Tasks are keyed `porelab-<design_id>-a<attempt>`; with `gpu` each task asks for the resource GPU=1.
+    Tasks are keyed `porelab-<design_id>-a<attempt>`; with `gpu` each task asks for the resource GPU=1 and MD runs
+    on OpenMM's CUDA platform (`on_gpu`).
     """
 
     def __init__(self, workers: int = 2, address: str | None = None, cluster: str = "local",
@@ -241,16 +246,8 @@ class DaskExecutor(_Slots):
                     dashboard_address=None, resources={"GPU": 1} if gpu else None, **opts)
                 self.client = distributed.Client(self.cluster)
             else:
-                try:
-                    import dask_jobqueue
-                except ImportError:
-                    raise ExecutorError(f"cluster {cluster} needs dask-jobqueue: pip install 'porelab[cluster]'") \
-                        from None
-                cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[cluster]
-                if gpu:
-                    opts.setdefault("worker_extra_args", []).extend(["--resources", "GPU=1"])
-                self.cluster = cls(**opts)
-                self.cluster.scale(jobs=workers)
+                self.cluster = jobqueue_cluster(cluster, opts)
+                self.cluster.adapt(minimum_jobs=workers, maximum_jobs=workers)
                 self.client = distributed.Client(self.cluster)
         except ExecutorError:
             raise
@@ -261,7 +258,8 @@ class DaskExecutor(_Slots):
     def submit(self, task: Task) -> bool:
         if task.design_id in self._futures:
             return False
-        fut = self.client.submit(run_task, task, key=f"porelab-{task.design_id}-a{task.attempt}", pure=False,
+        fut = self.client.submit(run_task, on_gpu(task) if self.gpu else task,
+                                 key=f"porelab-{task.design_id}-a{task.attempt}", pure=False,
                                  resources={"GPU": 1} if self.gpu else None)
         self._futures[task.design_id] = (fut, task)
         return True
@@ -293,10 +291,59 @@ class DaskExecutor(_Slots):
             self.cluster.close()
 
 
-def make_executor(kind: str = "local", workers: int = 2, address: str | None = None, cluster: str = "local",
-                  cluster_options: dict | None = None, gpu: bool = False, threads_per_worker: int | None = 1):
-    if kind == "local":
-        return LocalExecutor(workers, threads_per_worker)
-    if kind == "dask":
-        return DaskExecutor(workers, address, cluster, cluster_options, gpu)
-    raise ExecutorError(f"executor kind {kind!r} is unknown; choose local or dask")
+def on_gpu(task: Task) -> Task:
+    """The task as a GPU worker runs it: MD on OpenMM's CUDA platform unless its settings name a platform (the
+    platform is no part of the oracle's identity, so its measurements answer the same question)."""
+    settings = task.oracle.get("settings") or {}
+    if task.oracle["kind"] != "md" or settings.get("platform"):
+        return task
+    return dataclasses.replace(task, oracle={**task.oracle, "settings": {**settings, "platform": "CUDA"}})
+
+
+def jobqueue_options(spec, job_name: str = "porelab-worker", log_directory: str | None = None) -> dict:
+    """The SLURMCluster / PBSCluster keywords of an executor spec (campaign.study.ExecutorSpec): each job one
+    single-threaded worker (one simulation at a time) with the spec's cores as its simulation's threads, memory,
+    walltime, partition (queue), account and job_extra; its output in `log_directory` (None: the scheduler's
+    default, the working directory); the scheduler's dashboard off; with gpu, the worker offers
+    GPU=1 and a Slurm job asks for --gres=gpu:1 (unless job_extra names its own --gres/--gpus). `cluster_options`
+    come last: any other dask-jobqueue keyword (scheduler_options merged)."""
+    directives = list(spec.job_extra)
+    opts = {"cores": 1, "processes": 1, "memory": spec.memory, "walltime": spec.walltime, "queue": spec.partition,
+            "account": spec.account, "job_name": job_name, "log_directory": log_directory,
+            "scheduler_options": {"dashboard_address": None},
+            "job_script_prologue": [f"export OMP_NUM_THREADS={spec.cores} OPENMM_CPU_THREADS={spec.cores}"]}
+    if spec.cluster == "slurm":
+        opts["job_cpu"] = spec.cores
+    else:  # PBS sizes the job by its resource_spec
+        opts["resource_spec"] = f"select=1:ncpus={spec.cores}:mem={spec.memory}"
+    if spec.gpu:
+        opts["worker_extra_args"] = ["--resources", "GPU=1"]
+        if spec.cluster == "slurm" and not any(d.startswith(("--gres", "--gpus", "-G")) for d in directives):
+            directives.append("--gres=gpu:1")
+    opts["job_extra_directives"] = directives
+    extra = dict(spec.cluster_options)
+    opts["scheduler_options"] |= extra.pop("scheduler_options", {})
+    return opts | extra
+
+
+def jobqueue_cluster(cluster: str, options: dict):
+    """A dask-jobqueue SLURMCluster / PBSCluster of `options`, not scaled yet: no job submitted (`.job_script()`
+    shows a worker job); ExecutorError naming porelab[cluster] when dask-jobqueue is not installed."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ExecutorError(f"cluster: {cluster} needs dask-jobqueue, which is not installed: pip install "
+                            "'porelab[cluster]'") from None
+    return {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[cluster](**options)
+
+
+def make_executor(spec, job_name: str = "porelab-worker", log_directory: str | None = None):
+    """The executor of an executor spec (campaign.study.ExecutorSpec); Slurm/PBS jobs are named `job_name` and
+    write their output to `log_directory`."""
+    if spec.kind == "local":
+        return LocalExecutor(spec.workers, 1)
+    if spec.kind == "dask":
+        jobs = not spec.address and spec.cluster in ("slurm", "pbs")
+        options = jobqueue_options(spec, job_name, log_directory) if jobs else spec.cluster_options
+        return DaskExecutor(spec.workers, spec.address, spec.cluster, options, spec.gpu)
+    raise ExecutorError(f"executor kind {spec.kind!r} is unknown; choose local or dask")

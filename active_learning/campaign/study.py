@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -131,22 +132,64 @@ class Budget(_Strict):
         return self
 
 
+# the worker-job fields of ExecutorSpec, and the dask-jobqueue keywords they stand for (refused in cluster_options)
+JOB_FIELDS = ("cores", "memory", "walltime", "partition", "account", "job_extra")
+JOBQUEUE_KEYS = {"cores": "cores", "job_cpu": "cores", "memory": "memory", "walltime": "walltime",
+                 "queue": "partition", "account": "account", "job_extra_directives": "job_extra"}
+
+
 class ExecutorSpec(_Strict):
-    """local (process pool) or dask (address | LocalCluster | slurm/pbs via dask-jobqueue)."""
+    """local (process pool) or dask (address | LocalCluster | slurm/pbs via dask-jobqueue). On Slurm/PBS each worker
+    is a batch job that runs one simulation at a time, sized by the job fields (cores ... job_extra);
+    `cluster_options` passes any other keyword to dask-jobqueue's SLURMCluster / PBSCluster."""
 
     kind: Literal["local", "dask"] = "local"
-    workers: int = Field(2, ge=1, le=4096)
+    workers: int = Field(2, ge=1, le=4096, description="worker processes; slurm/pbs: worker jobs")
     address: str | None = None
     cluster: Literal["local", "slurm", "pbs"] = "local"
     cluster_options: dict[str, Any] = Field(default_factory=dict)
-    gpu: bool = Field(False, description="tag each simulation with the Dask resource GPU=1")
+    gpu: bool = Field(False, description="one GPU per worker: each simulation takes the Dask resource GPU=1, MD runs "
+                                         "on OpenMM's CUDA platform; slurm: each worker job asks for --gres=gpu:1")
     max_attempts: int = Field(3, ge=1, le=100, description="tries of a task that crashes or loses its worker")
     refill: Literal["async", "batch"] = "async"
+    cores: int = Field(1, ge=1, le=1024, description="slurm/pbs: CPU cores per worker job (its simulation's threads)")
+    memory: str = Field("4GB", description="slurm/pbs: memory per worker job, e.g. 4GB")
+    walltime: str = Field("04:00:00", description="slurm/pbs: time limit per worker job, [D-]HH:MM:SS; a simulation "
+                                                  "it cuts off is retried on a new job")
+    partition: str | None = Field(None, min_length=1, description="slurm: partition (-p); pbs: queue (-q)")
+    account: str | None = Field(None, min_length=1, description="slurm/pbs: account charged (-A)")
+    job_extra: list[str] = Field(default_factory=list, description="slurm/pbs: more directives for each worker job, "
+                                 "e.g. ['--qos=short'] (without #SBATCH / #PBS)")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)? ?[KMGT]i?B", v):
+            raise ValueError(f"{v!r} is not a size such as 4GB or 500MB")
+        return v
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not re.fullmatch(r"(\d+-)?\d{1,3}:\d\d:\d\d", v):
+            raise ValueError(f"{v!r} is not [D-]HH:MM:SS, e.g. 04:00:00 or 1-00:00:00")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ExecutorSpec:
         if self.kind == "local" and (self.address or self.cluster != "local" or self.cluster_options):
             raise ValueError("address/cluster/cluster_options need kind: dask")
+        jobs = self.kind == "dask" and not self.address and self.cluster in ("slurm", "pbs")
+        given = [f for f in JOB_FIELDS  # not fields_set: a frozen study.yaml spells every default out
+                 if getattr(self, f) != type(self).model_fields[f].get_default(call_default_factory=True)]
+        if not jobs and given:
+            raise ValueError(f"{', '.join(given)}: worker-job fields, for kind: dask with cluster: slurm or pbs")
+        for key in self.cluster_options:
+            if jobs and key in JOBQUEUE_KEYS:
+                raise ValueError(f"cluster_options.{key}: give it as executor.{JOBQUEUE_KEYS[key]}")
+        for d in self.job_extra:
+            if not d.startswith("-"):
+                raise ValueError(f"job_extra: {d!r} is not a directive; give options such as --qos=short")
         return self
 
 
@@ -277,6 +320,9 @@ class Study(Problem):
             del doc["acquisition"]["extend_max_ps"]
         if doc["model"]["novelty_floor"]:  # and those from before the floor (the way models are built now)
             del doc["model"]["novelty_floor"]
+        for f in JOB_FIELDS:  # and those from before the worker-job fields, where they hold their defaults
+            if doc["executor"][f] == ExecutorSpec.model_fields[f].get_default(call_default_factory=True):
+                del doc["executor"][f]
         return json.dumps(doc, sort_keys=True)
 
     def digest(self) -> str:
