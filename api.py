@@ -29,18 +29,52 @@ def __getattr__(name: str):
 
 
 def load_design(path: str | Path, preset: str | None = None) -> tuple[Design, Conditions]:
-    """(design, conditions) from a design YAML/JSON file (`preset` overrides the file's size preset)."""
+    """A design and its conditions from a design file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Design YAML or JSON, e.g. ``experiments/examples/janus-1.yaml``.
+    preset : str, optional
+        Size preset (``tiny``, ...) instead of the file's own.
+
+    Returns
+    -------
+    design : Design
+        The membrane (sheets, rim groups, spacing, geometry in nm).
+    conditions : Conditions
+        Electrolyte (mol/L per ion) and fields (V/nm).
+
+    Raises
+    ------
+    porelab.sim.design.DesignError
+        A missing file or a bad value, in one line naming it.
+    """
     return load_design_file(path, preset)
 
 
 def simulate(design: Design, conditions: Conditions, fidelity: str = "continuum", out: str | Path | None = None,
              both_signs: bool = True, **settings) -> Measurement:
-    """Simulate `design` under each field of `conditions` (with both_signs, at +E and -E for each |E|: what ICR
-    needs) and return the Measurement.
+    """Simulate a design under each field of its conditions.
 
-    fidelity "continuum": the PNP twin (seconds; `settings` go to sim.continuum.simulate_continuum).
-    fidelity "md": OpenMM in the run directory `out` (required; an interrupted run resumes, a longer one extends
-    it in place); `settings` are sim.md_settings.MDSettings fields, e.g. production_ps=80, until="decisive".
+    Parameters
+    ----------
+    design : Design
+    conditions : Conditions
+    fidelity : {"continuum", "md"}
+        ``continuum``: the Poisson-Nernst-Planck twin (seconds; `settings` go to
+        ``sim.continuum.simulate_continuum``). ``md``: OpenMM with the honest protocol (docs/physics.md §3).
+    out : str or Path, optional
+        MD run directory (required for ``md``): an interrupted run resumes there, a longer one extends it.
+    both_signs : bool
+        Run each |E| at +E and -E, what ICR needs.
+    **settings
+        ``md``: ``sim.md_settings.MDSettings`` fields, e.g. ``production_ps=80, until="decisive"``.
+
+    Returns
+    -------
+    Measurement
+        Per-field currents (nA) and fluxes (ions/ns) with 95 % intervals, ICR per |E|, provenance.
     """
     if fidelity not in ("continuum", "md"):
         raise ValueError(f"fidelity {fidelity!r}: expected 'continuum' or 'md'")
@@ -77,8 +111,20 @@ class Surrogate:
         return self.saved.kind
 
     def predict(self, designs: list[Design], conditions: list[Conditions] | Conditions) -> pd.DataFrame:
-        """One row per design and |E| of its conditions, asked at +E and -E (surrogate.serving.predict_frame
-        gives the columns)."""
+        """Predict currents and ICR with their intervals.
+
+        Parameters
+        ----------
+        designs : list of Design
+        conditions : Conditions or list of Conditions
+            One for all designs, or one per design; each is asked at +E and -E.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per design and |E|: ``icr``, ``on_current_nA`` and per-species fluxes, each with ``_lo`` and
+            ``_hi`` (95 %), ``training_similarity`` and ``guessing`` (surrogate.serving).
+        """
         import pandas as pd
 
         from porelab.surrogate.serving import predict_frame
@@ -93,8 +139,17 @@ class Surrogate:
 
 
 def load_surrogate(directory: str | Path) -> Surrogate:
-    """The surrogate saved in `directory` (a model directory, or a campaign directory: its newest model);
-    model.json and its weights, nothing is unpickled."""
+    """A saved surrogate (model.json and its weights; nothing is unpickled).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A model directory (``porelab train --out``), or a campaign directory: its newest model.
+
+    Returns
+    -------
+    Surrogate
+    """
     return Surrogate(directory)
 
 

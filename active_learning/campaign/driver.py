@@ -112,8 +112,19 @@ class Campaign:
 
     @classmethod
     def from_study(cls, study_file: str | Path, directory: str | Path, resume: bool = False, **kw) -> Campaign:
-        """A campaign of the study YAML in a new directory (resume: reopen one that holds this very study);
-        `kw` as for Campaign(...). Call .run() to drive it."""
+        """A campaign of a study in a new directory; call ``.run()`` to drive it.
+
+        Parameters
+        ----------
+        study_file : str or Path
+            Study YAML (experiments/*.yaml; docs/campaigns.md).
+        directory : str or Path
+            Campaign directory (created; inside the workspace).
+        resume : bool
+            Reopen `directory` when it holds this very study.
+        **kw
+            As for ``Campaign(...)``: ``log``, ``views``, ``budget``, ``wall_clock_min``.
+        """
         from porelab.active_learning.campaign.directory import create
         from porelab.active_learning.campaign.study import load_study
 
@@ -228,7 +239,14 @@ class Campaign:
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        """Run until a stop condition (budget, wall clock, target, pool exhausted); returns the summary."""
+        """Run until a stop condition: budget, wall clock, target or pool exhausted.
+
+        Returns
+        -------
+        dict
+            The summary (campaign.summary.summarize): counts by status, the best designs with their intervals, the
+            last model's prospective metrics, utilisation and the stop reason.
+        """
         self._open()
         try:
             self._check_study()
