@@ -21,7 +21,7 @@ def __getattr__(name: str):
     """The Python API (api.py), imported on first use so that `import porelab` stays light (and `Campaign`, the
     heavy one, only when asked for)."""
     if name in _API:
-        from porelab import api
+        from porelab import api  # pydantic and the sim floor load on first use, not with `import porelab`
 
         return getattr(api, name)
     raise AttributeError(f"module 'porelab' has no attribute {name!r}")

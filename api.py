@@ -22,7 +22,7 @@ def __getattr__(name: str):
     """`Campaign` on first use: the campaign stack (scipy, sklearn, pandas, matplotlib) loads only when a script
     drives a campaign, so `load_design` and `simulate` start in a fraction of a second."""
     if name == "Campaign":
-        from porelab.active_learning.campaign.driver import Campaign
+        from porelab.active_learning.campaign.driver import Campaign  # the campaign stack, on first use
 
         return Campaign
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -81,10 +81,10 @@ def simulate(design: Design, conditions: Conditions, fidelity: str = "continuum"
     if both_signs:
         conditions = conditions.with_both_signs()
     if fidelity == "continuum":
-        from porelab.sim.continuum import run_continuum
+        from porelab.sim.continuum import run_continuum  # scipy, when a continuum run is asked for
 
         return run_continuum(design, conditions, **settings)
-    from porelab.sim.protocol import MDSettings, run_md
+    from porelab.sim.protocol import MDSettings, run_md  # OpenMM, when an MD run is asked for
 
     if out is None:
         raise ValueError("simulate(fidelity='md') needs out=<run directory>")
@@ -96,6 +96,7 @@ class Surrogate:
     its MLflow model serves (surrogate.serving: ICR, ON current and per-species fluxes with 95 % intervals)."""
 
     def __init__(self, directory: str | Path):
+        # the surrogate and campaign floors (scipy, sklearn) load with the first Surrogate, not with load_design
         from porelab.active_learning.campaign.directory import LEDGER_FILE
         from porelab.active_learning.inverse.surrogate_source import newest_model
         from porelab.surrogate.store import MODEL_FILE, load_model
@@ -125,9 +126,9 @@ class Surrogate:
             One row per design and |E|: ``icr``, ``on_current_nA`` and per-species fluxes, each with ``_lo`` and
             ``_hi`` (95 %), ``training_similarity`` and ``guessing`` (surrogate.serving).
         """
-        import pandas as pd
+        import pandas as pd  # on the first prediction, not with load_design
 
-        from porelab.surrogate.serving import predict_frame
+        from porelab.surrogate.serving import predict_frame  # the surrogate floor, on the first prediction
 
         conds = conditions if isinstance(conditions, list) else [conditions] * len(designs)
         conds = [c.with_both_signs() for c in conds]

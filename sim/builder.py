@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import openmm.app as app
+from openmm import Vec3, unit
 from scipy.spatial import cKDTree
 
 from porelab.sim.design import Design, DesignError, Pore
@@ -51,9 +53,6 @@ class Structure:
 
     def to_topology(self):
         """An OpenMM Topology with one chain per layer, residues GRA/HBN (sheet) and COO/NH3/OHG (groups)."""
-        import openmm.app as app
-        from openmm import Vec3
-
         top = app.Topology()
         chains = [top.addChain(chr(ord("A") + k)) for k in range(len(self.design.layers))]
         residues = {}
@@ -68,11 +67,8 @@ class Structure:
 
     def write_pdb(self, path) -> None:
         """Write the membrane as a PDB (Å, CRYST1 box) that VMD/PyMOL read."""
-        import openmm.app as app
-        import openmm.unit as u
-
         with open(path, "w") as fh:
-            app.PDBFile.writeFile(self.to_topology(), self.positions * u.nanometer, fh)
+            app.PDBFile.writeFile(self.to_topology(), self.positions * unit.nanometer, fh)
 
 
 @functools.cache

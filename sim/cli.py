@@ -2,6 +2,8 @@
 
 Options with a fixed set of values are `Literal` types (listed in --help; the `porelab` app refuses any other
 value in one line naming them): FIDELITIES, PRESET_NAMES, PLATFORMS.
+
+Imports on use: commands import their floor on use so that `porelab --help` starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import typer
 from rich.table import Table
 
 from porelab.base.console import console, fail, out_path, print_table
-from porelab.sim.design import PRESETS, DesignError, design_id, load_design_file
-from porelab.sim.measurement import MEASUREMENT_FILE
+from porelab.sim.design import PRESETS, DesignError, canonical, design_id, load_design_file
+from porelab.sim.md_settings import MDSettings
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement
 
 Fidelity = Literal["md", "continuum"]
 Preset = Literal[tuple(PRESETS)]  # tiny | seed
@@ -112,7 +115,6 @@ def simulate(
     threads: ThreadsOption = None,
 ):
     """Simulate a design under +/-E and write measurement.json, structures, trajectories and plots to OUT."""
-    from porelab.sim.measurement import Measurement
     from porelab.sim.plots import plot_icr, plot_iv
 
     out = out_path(out, "--out")
@@ -125,8 +127,6 @@ def simulate(
     except DesignError as err:
         fail(f"--fields: {err}")
     if fidelity == "md":
-        from porelab.sim.protocol import MDSettings
-
         try:  # checked before anything is written
             settings = MDSettings(production_ps=time_ps, until=until, min_production_ps=min_ps, chunk_ps=chunk_ps,
                                   max_production_ps=max_ps, icr_margin=icr_margin, icr_rel_halfwidth=icr_target,
@@ -187,7 +187,6 @@ def _structure_plots(m, out: Path) -> None:
     import numpy as np
 
     from porelab.sim.builder import build as build_structure
-    from porelab.sim.design import canonical
     from porelab.sim.observables import oriented
     from porelab.sim.production import field_tag
     from porelab.sim.structure import ion_species, plot_profiles

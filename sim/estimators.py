@@ -160,7 +160,7 @@ def _blocks(x: np.ndarray, dt: np.ndarray, size: int) -> tuple[np.ndarray, np.nd
 def _statistical_inefficiency(x: np.ndarray) -> float:
     if x.size < 3 or not np.std(x) > 0:
         return 1.0
-    with quiet_pymbar():
+    with quiet_pymbar():  # pymbar imported in here: it logs a JAX banner and a caveat when imported
         from pymbar.timeseries import statistical_inefficiency
         from pymbar.utils import ParameterError
 
@@ -177,7 +177,7 @@ def transient_end(x: np.ndarray) -> int:
     x = np.asarray(x, dtype=float)
     if x.size < 8 or not np.std(x) > 0:
         return 0
-    with quiet_pymbar():
+    with quiet_pymbar():  # pymbar imported in here: it logs a JAX banner and a caveat when imported
         from pymbar.timeseries import statistical_inefficiency
         from pymbar.utils import ParameterError
 

@@ -250,7 +250,7 @@ class FieldProduction:
         return res
 
     def _write_dcd(self, n_chunks: int) -> None:
-        import mdtraj as md
+        import mdtraj as md  # mdtraj only when a trajectory is written
 
         chunks = [np.load(self.dir / f"traj_{k:05d}.npz") for k in range(n_chunks)]
         if not chunks:

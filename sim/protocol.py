@@ -35,6 +35,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import openmm
 from tqdm.auto import tqdm
 
@@ -110,8 +111,7 @@ class MDRun:
             atomic_write_text(self.out / "system.xml", openmm.XmlSerializer.serialize(self.ss.system))
 
     def _write_traj_topology(self) -> None:
-        import mdtraj as md
-        import numpy as np
+        import mdtraj as md  # mdtraj only when a trajectory topology is written
 
         atoms = self.ss.trajectory_atoms()
         top = md.Topology.from_openmm(self.ss.topology).subset(atoms)

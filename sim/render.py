@@ -29,7 +29,7 @@ def _centred(structure: Structure) -> np.ndarray:
 
 def membrane_figure(structure: Structure, title: str = "", slab_nm: float = 0.35):
     """Figure with the x-z cut (atoms with |y| < slab_nm of the pore axis) and the x-y view of all sheets."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib only when a picture is drawn
 
     pos = _centred(structure)
     group = structure.roles == "group"

@@ -20,6 +20,8 @@ campaigns load the model. A config (every key optional; defaults shown):
     seed: 0
     experiment: porelab-surrogate
     registered_model_name: porelab-surrogate   # null: log the model without registering it
+
+Imports on use: commands import their floor on use so that `porelab --help` starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
+from porelab.base.console import out_path
+from porelab.base.workspace import workspace
 from porelab.base.yaml_file import read_yaml
+from porelab.surrogate.aliases import heldout_nll, set_aliases
+from porelab.surrogate.mlflow_quiet import quiet_mlflow
+from porelab.surrogate.mlflow_store import artifact_location, fluent_uri, tracking_uri
+from porelab.surrogate.params import check_graph_params, check_model_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="porelab surrogate commands.")
 console = Console()
@@ -85,7 +93,6 @@ def build_model(cfg: TrainConfig):
     """The unfitted model the config describes; ValueError naming the first bad keyword."""
     from porelab.surrogate.factory import new_model
     from porelab.surrogate.graph import GraphSettings
-    from porelab.surrogate.params import check_graph_params, check_model_params
 
     params = dict(cfg.model)
     kind = params.pop("kind", "gnn")
@@ -109,7 +116,6 @@ def train(
 ):
     """Train a surrogate (GNN ensemble, RF or GP) on DATA; write the model, metrics and plots to OUT; log an
     MLflow run."""
-    from porelab.base.console import out_path
     from porelab.surrogate.dataset import MeasurementFileError, find_measurements, load_dataset, read_measurement
     from porelab.surrogate.factory import model_kind
     from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
@@ -171,10 +177,6 @@ def train(
     li = icr_arrays(test_set, pred)
     parity_plot(*li, out / "parity_log_icr.png", "ln ICR", "ICR, held-out designs")
     calibration_plot({"flux": (y, mu, sd), "ln ICR": li}, out / "calibration.png", "held-out designs")
-    from porelab.base.workspace import workspace
-    from porelab.surrogate.mlflow_quiet import quiet_mlflow
-    from porelab.surrogate.mlflow_store import tracking_uri
-
     ws = workspace()
     uri = tracking_uri(ws)
     with quiet_mlflow():  # no MLflow INFO lines, registry prints or progress bars in the command's output
@@ -193,9 +195,7 @@ def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path, st
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from porelab.surrogate.aliases import heldout_nll, set_aliases
     from porelab.surrogate.factory import featuriser
-    from porelab.surrogate.mlflow_store import artifact_location, fluent_uri
     from porelab.surrogate.serving import log_model
 
     ws, uri = store

@@ -272,7 +272,7 @@ def load_dataset(root: str | Path, settings: GraphSettings = DEFAULT_SETTINGS,
     The cache is used when its featuriser hash, target scale and source list (path, size, mtime) all match;
     otherwise it is rebuilt. `load_dataset.last_rebuilt` tells whether the last call rebuilt it.
     """
-    import torch
+    import torch  # torch (seconds to import) for the processed cache only: Samples and queries need none
 
     root = Path(root)
     cache = Path(cache_dir) if cache_dir is not None else root / "processed"
@@ -301,7 +301,7 @@ load_dataset.last_rebuilt = False
 
 
 def _to_cache(s: Samples) -> dict:
-    import torch
+    import torch  # for the processed cache only (as in load_dataset)
 
     graphs = s.graphs()
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731

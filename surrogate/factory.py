@@ -13,7 +13,7 @@ def new_model(kind: str, **params):
     """An unfitted surrogate of `kind` with constructor keywords `params`; ValueError naming a bad one."""
     check_model_params(kind, params)
     if kind == "gnn":  # imported here: torch and PyG load only when a GNN is asked for
-        from porelab.surrogate.ensemble import DeepEnsemble
+        from porelab.surrogate.ensemble import DeepEnsemble  # torch and PyG: see the line above
 
         return DeepEnsemble(**params)
     from porelab.surrogate.baselines import GPBaseline, RFBaseline  # here: sklearn loads only when one is asked for

@@ -274,7 +274,7 @@ def mirror_graph(g: DesignGraph, settings: GraphSettings = GraphSettings()) -> D
 def to_data(design: Design, conditions: Conditions, field_V_per_nm: float, fidelity: str = "continuum",
             settings: GraphSettings = GraphSettings()):
     """One graph as a torch_geometric Data: x, edge_index, edge_attr, layer, layer_z, u (1, G) globals."""
-    import torch
+    import torch  # torch and PyG only when a graph is made (the descriptor models use this module without)
     from torch_geometric.data import Data
 
     g = featurise_design(design, settings)

@@ -98,7 +98,7 @@ def evaluate(samples: Samples, pred: Prediction) -> dict[str, float]:
 def parity_plot(y: np.ndarray, mean: np.ndarray, std: np.ndarray, path: str | Path, label: str,
                 title: str = "") -> None:
     """Predicted vs measured with 1-sigma error bars and the y = x line."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib only when a plot is drawn
 
     fig = Figure(figsize=(4.5, 4.5), dpi=120)
     ax = fig.add_subplot()
@@ -124,7 +124,7 @@ def calibration_curve(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
 def calibration_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path,
                      title: str = "") -> None:
     """Observed vs nominal coverage of central Gaussian intervals, one line per named (y, mean, std)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib only when a plot is drawn
 
     fig = Figure(figsize=(4.5, 4.5), dpi=120)
     ax = fig.add_subplot()

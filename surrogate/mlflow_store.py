@@ -31,7 +31,7 @@ def artifact_location(uri: str, workspace: str | Path, experiment: str) -> str |
 @contextlib.contextmanager
 def fluent_uri(uri: str):
     """mlflow's global tracking URI (and MLFLOW_TRACKING_URI, which it sets) = `uri` while inside, then as before."""
-    import mlflow
+    import mlflow  # MLflow (seconds to import) only when a run is logged; the URIs above need none
 
     prev = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)

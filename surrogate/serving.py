@@ -144,7 +144,7 @@ def input_example(saved: SavedModel) -> pd.DataFrame:
 
 def log_model(model_dir: str | Path, name: str = "model", registered_model_name: str | None = None):
     """Log the model directory as an MLflow model from code in the active run; returns MLflow's ModelInfo."""
-    import mlflow
+    import mlflow  # MLflow (seconds to import) only when a model is logged; predict_frame runs without it
     from mlflow.models import infer_signature
 
     saved = load_model(model_dir)
@@ -162,7 +162,7 @@ def log_model(model_dir: str | Path, name: str = "model", registered_model_name:
 def _requirements(saved: SavedModel) -> list[str]:
     reqs = ["porelab"]
     if saved.kind == "gnn":
-        import torch
+        import torch  # their versions, for a GNN only (a descriptor model needs neither)
         import torch_geometric
 
         reqs += [f"torch=={torch.__version__.split('+')[0]}", f"torch-geometric=={torch_geometric.__version__}"]

@@ -94,7 +94,7 @@ def save_model(directory: str | Path, model, training: Sequence[Measurement], fi
     if fm:
         info["fidelity_model"] = fm
     if kind == "gnn":
-        import torch
+        import torch  # torch only for a GNN's weights: descriptor models are saved without it
 
         tensors, state = (model.base_ if fm else model).get_state()
         buf = io.BytesIO()
@@ -141,7 +141,7 @@ def load_model(directory: str | Path) -> SavedModel:
     try:
         model = new_model(kind, **info["params"])
         if fm:
-            from porelab.surrogate.fidelity import FidelityModel
+            from porelab.surrogate.fidelity import FidelityModel  # sklearn, only for a multi-fidelity model
 
             model = FidelityModel(kind, params=info["params"], seed=info["params"].get("seed", 0), **fm).check()
     except (TypeError, ValueError) as err:
@@ -150,7 +150,7 @@ def load_model(directory: str | Path) -> SavedModel:
         raise ValueError(f"{path}: the model was trained with another species list or featuriser "
                          f"({info.get('featuriser')}, this porelab: {featuriser(model)}); retrain it")
     if kind == "gnn":  # the weights first: a file holding more than tensors is refused before anything else
-        import torch
+        import torch  # torch only for a GNN's weights: descriptor models load without it
 
         data = d / Path(info["weights"]["file"]).name
         try:

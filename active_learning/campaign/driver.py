@@ -41,6 +41,7 @@ from porelab.active_learning.campaign.directory import (
     LEDGER_FILE,
     STUDY_FILE,
     CampaignError,
+    create,
     load,
     run_dir,
     step_dir,
@@ -69,7 +70,7 @@ from porelab.active_learning.campaign.model_cache import ModelCache
 from porelab.active_learning.campaign.oracles import extended, ladder
 from porelab.active_learning.campaign.plots import step_plots
 from porelab.active_learning.campaign.space import Candidate, drop_symmetric
-from porelab.active_learning.campaign.study import Study
+from porelab.active_learning.campaign.study import Study, load_study
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_label, objective_name
 from porelab.base.faults import fault_point
@@ -125,9 +126,6 @@ class Campaign:
         **kw
             As for ``Campaign(...)``: ``log``, ``views``, ``budget``, ``wall_clock_min``.
         """
-        from porelab.active_learning.campaign.directory import create
-        from porelab.active_learning.campaign.study import load_study
-
         refuse_in_worker(directory)  # before anything is made or read
         create(load_study(study_file), directory, exist_ok=resume)
         return cls(directory, **kw)

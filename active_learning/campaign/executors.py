@@ -229,7 +229,7 @@ class DaskExecutor(_Slots):
 
     def __init__(self, workers: int = 2, address: str | None = None, cluster: str = "local",
                  cluster_options: dict | None = None, gpu: bool = False):
-        try:
+        try:  # the optional extra `cluster`
             import distributed
         except ImportError:
             raise ExecutorError("executor kind dask needs dask[distributed]: pip install 'porelab[cluster]'") \
@@ -329,7 +329,7 @@ def jobqueue_options(spec, job_name: str = "porelab-worker", log_directory: str 
 def jobqueue_cluster(cluster: str, options: dict):
     """A dask-jobqueue SLURMCluster / PBSCluster of `options`, not scaled yet: no job submitted (`.job_script()`
     shows a worker job); ExecutorError naming porelab[cluster] when dask-jobqueue is not installed."""
-    try:
+    try:  # the optional extra `cluster`
         import dask_jobqueue
     except ImportError:
         raise ExecutorError(f"cluster: {cluster} needs dask-jobqueue, which is not installed: pip install "

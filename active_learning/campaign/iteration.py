@@ -41,6 +41,7 @@ from porelab.active_learning.campaign.targets import (
     upper_censored,
 )
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.metrics import regression_metrics
 
 SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's Sobol order
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
@@ -353,8 +354,6 @@ def space_filling_count(q: int, fraction: float) -> int:
 
 
 def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | None) -> dict:
-    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
-
     objective = objective_name(study.goal)
     best, who = best_observed(snap.measured, study)
     out = {"n_train": n_train, "completed": snap.counts["completed"], "failed": snap.counts["failed"],

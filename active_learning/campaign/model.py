@@ -38,14 +38,26 @@ import numpy as np
 
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.study import Goal, ModelSpec
-from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, fold_normal, target_names
+from porelab.active_learning.campaign.targets import (
+    ICR_OBJECTIVE,
+    InvalidMeasurement,
+    fold_normal,
+    target_names,
+    targets,
+)
 from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design
 from porelab.sim.measurement import Measurement
+from porelab.surrogate.dataset import Samples
+from porelab.surrogate.derived import derive, pick_pairs
+from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES, descriptors
 from porelab.surrogate.factory import KINDS as MODEL_KINDS
+from porelab.surrogate.factory import new_model
 from porelab.surrogate.novelty import NoveltyFloor
 from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH as DEFAULT_APPROACH
+from porelab.surrogate.store import load_model, save_model
 from porelab.surrogate.target_prediction import TargetPrediction
+from porelab.surrogate.training_set import main_fidelity, training_samples
 
 ADAPTER_DEFAULTS = {"gnn": {"progress": False}, "rf": {}, "gp": {}}  # under the study's model params
 
@@ -87,8 +99,7 @@ class CampaignModel:
                    novelty_floor=spec.novelty_floor, **spec.params)
 
     def _new(self):
-        from porelab.surrogate.factory import new_model
-        from porelab.surrogate.fidelity import new_fidelity_model
+        from porelab.surrogate.fidelity import new_fidelity_model  # sklearn: when a model is made, not with this module
 
         params = {**ADAPTER_DEFAULTS[self.kind], **self.params, "seed": self.seed}
         try:
@@ -106,8 +117,6 @@ class CampaignModel:
 
     # --- training ---------------------------------------------------------------------------------
     def fit(self, measurements: Sequence[Measurement]) -> CampaignModel:
-        from porelab.surrogate.training_set import main_fidelity, training_samples
-
         ms = [m for m in measurements if m.status == "ok"]
         if len(ms) < 2:
             raise ModelError(f"need at least 2 measured designs to train, have {len(ms)}")
@@ -122,9 +131,6 @@ class CampaignModel:
 
     def _queries(self, pairs: list[tuple[Design, Conditions]], fidelity: str):
         """Unlabelled samples of (design, conditions) pairs at `fidelity`, and the rows of the goal's +-|E| pair."""
-        from porelab.surrogate.dataset import Samples
-        from porelab.surrogate.derived import pick_pairs
-
         q = Samples.from_queries([d for d, _ in pairs], [c for _, c in pairs], fidelity, self.model_.settings,
                                  self.model_.transform)
         try:
@@ -136,9 +142,6 @@ class CampaignModel:
         """The floor under the epistemic std at `fidelity` away from the training designs (surrogate.novelty),
         from the training measurements: their descriptors and their targets measured at that fidelity (every
         fidelity's when fewer than 2 were); None with fewer than 2 in all."""
-        from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
-        from porelab.surrogate.descriptors import descriptors
-
         if fidelity not in self._novelty:
             rows = []
             for m in self.train_:
@@ -160,9 +163,6 @@ class CampaignModel:
     def predict(self, candidates: Sequence, fidelity: str | None = None) -> TargetPrediction:
         """Mean, total std and epistemic std of every target, and the descriptor embedding, per candidate, at
         `fidelity` (default: the target fidelity, else the training data's most common one)."""
-        from porelab.surrogate.derived import derive
-        from porelab.surrogate.descriptors import SAMPLE_DESCRIPTOR_NAMES, descriptors
-
         pairs = _pairs(candidates)
         if not pairs:
             z = {t: np.zeros(0) for t in self.targets}
@@ -188,8 +188,6 @@ class CampaignModel:
     # --- persistence (surrogate.store: no pickle) ---------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write the model directory `directory` (created); returns the path of its model.json."""
-        from porelab.surrogate.store import save_model
-
         own = {"seed": self.seed, "params": self.params, "target_fidelity": self.target_fidelity,
                "fidelity_approach": self.fidelity_approach, "novelty_floor": self.novelty_floor}
         return save_model(directory, self.model_, self.train_, self.fidelity_, self.goal.model_dump(mode="json"),
@@ -198,8 +196,6 @@ class CampaignModel:
     @classmethod
     def load(cls, directory: str | Path) -> CampaignModel:
         """A model directory written by a campaign or by `porelab train` (ValueError when it is not one)."""
-        from porelab.surrogate.store import load_model
-
         saved = load_model(directory)
         own = saved.info.get("provenance", {}).get("campaign_model")
         if own is None:  # written by `porelab train`: its keywords as they are

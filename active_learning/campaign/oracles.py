@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from porelab.base.errors import PorelabError
 from porelab.sim.design import Conditions, Design, design_id
+from porelab.sim.md_settings import MDSettings, md_identity
 from porelab.sim.measurement import Measurement, oracle_identity
 
 
@@ -47,12 +48,12 @@ class ContinuumOracle:
         self.settings = settings
 
     def identity(self) -> dict:
-        from porelab.sim.continuum import continuum_identity
+        from porelab.sim.continuum import continuum_identity  # scipy: when a continuum oracle is used
 
         return continuum_identity(**self.settings)
 
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
-        from porelab.sim.continuum import run_continuum
+        from porelab.sim.continuum import run_continuum  # scipy: when a continuum oracle is used
 
         return run_continuum(design, conditions, **self.settings)
 
@@ -63,19 +64,15 @@ class MDOracle:
     fidelity = "md"
 
     def __init__(self, **settings):
-        from porelab.sim.protocol import MDSettings
-
         self.settings = MDSettings(**settings)
         self.length_setting = self.settings.length_cap()[0]  # what an extension raises (ps of production per field)
 
     def identity(self) -> dict:
         """kind md and `MDSettings.identity()`: the settings that change the numbers (not the run length)."""
-        from porelab.sim.md_settings import md_identity
-
         return md_identity(self.settings)
 
     def __call__(self, design: Design, conditions: Conditions, run_dir: Path) -> Measurement:
-        from porelab.sim.protocol import run_md
+        from porelab.sim.protocol import run_md  # OpenMM's MD stack: when an MD oracle runs
 
         return run_md(design, conditions, run_dir, self.settings, progress=False)
 

@@ -21,6 +21,8 @@ from porelab.active_learning.campaign.space import Choice, DesignSpace, Dimensio
 from porelab.base.errors import PorelabError
 from porelab.base.yaml_file import read_yaml
 from porelab.sim.design import GROUP_CHARGE, PRESETS, SPECIES, DesignError, make_conditions, make_design
+from porelab.sim.md_settings import MDSettings
+from porelab.surrogate.params import check_model_params
 
 
 class StudyError(PorelabError, ValueError):
@@ -53,8 +55,6 @@ class OracleSpec(_Strict):
         elif self.path is not None:
             raise ValueError(f"path is only for kind: user (kind is {self.kind})")
         if self.kind == "md":
-            from porelab.sim.protocol import MDSettings
-
             try:
                 MDSettings(**self.settings)
             except TypeError as err:
@@ -202,8 +202,6 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         """Refuse unknown or out-of-range keywords now, not as a silent model-less campaign later."""
-        from porelab.surrogate.params import check_model_params
-
         check_model_params(self.kind, self.params)
         return self
 
@@ -224,6 +222,7 @@ class AcquisitionSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSpec:
+        # on use: acquisition imports scipy and sklearn (~1.5 s), which a study that is only read does not need
         from porelab.active_learning.campaign.acquisition import resolve_acquisition
 
         self.kind = self.kind.lower().replace("-", "_")

@@ -11,6 +11,7 @@ from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import ranked
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import objective_name
+from porelab.surrogate.metrics import regression_metrics
 
 
 def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
@@ -43,8 +44,6 @@ def prospective_by_round(ledger: Ledger, study: Study) -> list[dict]:
     """The surrogate's prospective error per round of picks: for the designs picked in round r >= 1 and measured
     by the study's own oracle, the objective (ln scale) against what the model predicted when it picked them
     (iteration.prospective, surrogate.metrics.regression_metrics): [{round, n, rmse, coverage_95}]."""
-    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
-
     snap, objective, out = Snapshot.read(ledger, study.goal), objective_name(study.goal), []
     for rnd in sorted({rnd for rnd, _ in snap.predicted.values() if rnd >= 1}):
         y, mu, sd = prospective(snap, objective, None, only_round=rnd)

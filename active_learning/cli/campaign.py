@@ -1,7 +1,10 @@
 """`porelab campaign run | resume | status | export | tell`: drive a campaign and show its summary (every measured
 value with its 95 % interval, the best ranked by the objective's pessimistic bound, the champion model and why);
 export its trials as a CSV or Parquet table; tell it measurements made before it (campaign/interop.py). MLflow is
-wired in here as the campaign's view; the driver's progress lines are its log records (cli/logs.py prints them)."""
+wired in here as the campaign's view; the driver's progress lines are its log records (cli/logs.py prints them).
+
+Imports on use: commands import their floor on use so that `porelab --help` starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from porelab.active_learning.campaign.ledger import Ledger, LedgerError
 from porelab.base.console import console, err_console, fail, out_path, print_table, runnable
 
 ModelKind = Literal["gnn", "rf", "gp"]  # campaign.study.ModelSpec.kind (tests/active_learning/test_cli.py checks)
@@ -28,7 +32,6 @@ campaign_app = typer.Typer(add_completion=False, no_args_is_help=True,
 def _user_errors() -> tuple[type[Exception], ...]:
     from porelab.active_learning.campaign.directory import CampaignError
     from porelab.active_learning.campaign.executors import ExecutorError
-    from porelab.active_learning.campaign.ledger import LedgerError
     from porelab.active_learning.campaign.model import ModelError
     from porelab.active_learning.campaign.oracles import OracleError
     from porelab.active_learning.campaign.study import StudyError
@@ -54,7 +57,6 @@ def _one_line_errors(directory: Path, database: str = "the ledger"):
 def _drive(directory: Path, quiet: bool, tracking: bool, **overrides) -> None:
     from porelab.active_learning.campaign.directory import LEDGER_FILE
     from porelab.active_learning.campaign.driver import Campaign
-    from porelab.active_learning.campaign.ledger import Ledger
 
     t0 = time.monotonic()
     try:
@@ -145,7 +147,6 @@ def campaign_resume(
 def campaign_status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="campaign directory")]):
     """Trials by status, the best designs and the model's quality (reads the ledger only)."""
     from porelab.active_learning.campaign.directory import LEDGER_FILE, load
-    from porelab.active_learning.campaign.ledger import Ledger
     from porelab.active_learning.campaign.summary import summarize
 
     with _one_line_errors(directory):

@@ -1,4 +1,7 @@
-"""`porelab design STUDY.yaml`: inverse design with a trained surrogate (see inverse.py), optionally verified."""
+"""`porelab design STUDY.yaml`: inverse design with a trained surrogate (see inverse.py), optionally verified.
+
+Imports on use: commands import their floor on use so that `porelab --help` starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from porelab.base.console import console, fail, print_table, runnable
+from porelab.base.workspace import WorkspaceError, output_path
+from porelab.surrogate.mlflow_quiet import quiet_mlflow
 
 app = typer.Typer(add_completion=False)
 
@@ -20,7 +25,6 @@ def _errors() -> tuple[type[Exception], ...]:
     from porelab.active_learning.campaign.model import ModelError
     from porelab.active_learning.campaign.oracles import OracleError
     from porelab.active_learning.campaign.study import StudyError
-    from porelab.base.workspace import WorkspaceError
     from porelab.sim.design import DesignError
 
     return (ModelError, OracleError, StudyError, DesignError, WorkspaceError)
@@ -64,7 +68,6 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
     from porelab.active_learning.inverse import search as inverse
     from porelab.active_learning.inverse.study import DesignStudy, load_design_study
     from porelab.active_learning.inverse.surrogate_source import load_surrogate
-    from porelab.base.workspace import output_path
 
     study = load_design_study(study_file)
     search = {k: v for k, v in {"method": method, "candidates": candidates, "kappa": kappa}.items() if v is not None}
@@ -77,8 +80,6 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
         raise StudyError(f"{study_file}: no surrogate: set `surrogate:` in the study or pass --surrogate")
     out = output_path(out or Path("runs") / f"design-{study.name}", "--out")
     workspace = out.parent
-    from porelab.surrogate.mlflow_quiet import quiet_mlflow
-
     with quiet_mlflow():  # a registered model is downloaded: no progress bar or MLflow notices
         sur = load_surrogate(study.surrogate, workspace, out / "surrogate")
     model = inverse.prepare(sur.model, study.goal)

@@ -19,8 +19,10 @@ import typer
 from rich.markup import escape
 from typer._click import exceptions as click_errors  # the click that typer runs on (vendored)
 
+import porelab
 from porelab.active_learning.cli.campaign import campaign_app
 from porelab.active_learning.cli.design import app as inverse_app
+from porelab.active_learning.cli.logs import configure
 from porelab.active_learning.cli.ui import serve_model, ui
 from porelab.base.console import console, err_console, fail
 from porelab.sim.cli import app as sim_app
@@ -77,8 +79,6 @@ def _message(err) -> str:
 
 def _version(value: bool) -> None:
     if value:
-        import porelab
-
         console.print(f"porelab {porelab.__version__}", highlight=False)
         raise typer.Exit(0)
 
@@ -94,8 +94,6 @@ def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lines of porelab's modules too")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only (no progress lines)")] = False,
 ) -> None:
-    from porelab.active_learning.cli.logs import configure
-
     if verbose and quiet:
         fail("--verbose and --quiet exclude each other")
     configure(1 if verbose else -1 if quiet else 0)

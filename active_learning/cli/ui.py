@@ -1,6 +1,10 @@
 """The MLflow servers of a workspace, on loopback unless told otherwise (then with a warning): `porelab ui [DIR]`, its
 UI (one worker, no job execution), and `porelab serve NAME@ALIAS`, a registered surrogate answering tables of designs
-over HTTP (surrogate.serving). Each runs in its own process group, stopped with this process."""
+over HTTP (surrogate.serving). Each runs in its own process group, stopped with this process.
+
+Imports on use: MLflow and the campaign floor load in the command that needs them, so that `porelab --help` starts
+in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from porelab.active_learning.campaign.directory import LEDGER_FILE
 from porelab.base.console import console, err_console, fail, out_path
+from porelab.base.workspace import workspace as default_workspace
+from porelab.surrogate.mlflow_quiet import quiet_mlflow
+from porelab.surrogate.mlflow_store import workspace_uri
 
 
 def _is_loopback(host: str) -> bool:
@@ -44,14 +50,14 @@ def check_host(host: str) -> None:
 
 def _ui_workspace(directory: Path) -> Path:
     """The workspace (the directory holding mlflow.db) of a campaign directory or of a workspace."""
+    from porelab.active_learning.campaign.directory import LEDGER_FILE
+
     d = directory.resolve()
     return d if (d / "mlflow.db").exists() or not (d / LEDGER_FILE).exists() else d.parent
 
 
 def ui_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str], str]:
     """(argv, environment, URL) of the MLflow server for the workspace holding `directory` (loopback by default)."""
-    from porelab.surrogate.mlflow_store import workspace_uri
-
     workspace = _ui_workspace(directory)
     if not (workspace / "mlflow.db").exists():
         raise FileNotFoundError(f"no mlflow.db in {workspace}: run a campaign there first")
@@ -97,9 +103,6 @@ def serve_command(model: str, workspace: Path, host: str = "127.0.0.1", port: in
     environment's mlflow and uvicorn (its bin first on PATH, so a fresh shell works), loopback by default."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from porelab.surrogate.mlflow_quiet import quiet_mlflow
-    from porelab.surrogate.mlflow_store import workspace_uri
 
     uri = model_uri(model)
     if not (workspace / "mlflow.db").exists():
@@ -151,8 +154,6 @@ def serve_model(
 ):
     """Serve a registered surrogate over HTTP on 127.0.0.1 (POST /invocations: a table of designs and conditions in,
     ICR, ON current and fluxes with 95 % intervals out; docs/surrogates.md)."""
-    from porelab.base.workspace import workspace as default_workspace
-
     ws = (workspace or default_workspace()).resolve()
     try:
         check_host(host)

@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import openmm
 import yaml
 
+import porelab
 from porelab.active_learning.campaign import plots
 from porelab.active_learning.campaign.measured import Measured, measured
 from porelab.active_learning.campaign.space import Candidate
@@ -39,6 +41,8 @@ from porelab.active_learning.inverse.study import DesignStudy
 from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import Conditions, Design, mirror_question
 from porelab.sim.observables import Interval
+from porelab.surrogate.mlflow_quiet import quiet_mlflow
+from porelab.surrogate.mlflow_store import artifact_location, tracking_uri
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -198,10 +202,7 @@ def write(out: Path, study: DesignStudy, scores: Scores, ranking: Ranking, verif
 
 
 def provenance() -> dict:
-    import openmm
-    import torch
-
-    import porelab
+    import torch  # its version only: torch loads when a report records provenance
 
     return {"porelab_version": porelab.__version__, "openmm_version": openmm.__version__,
             "torch_version": torch.__version__, "python": platform.python_version(), "host": platform.node()}
@@ -209,18 +210,16 @@ def provenance() -> dict:
 
 def log_mlflow(out: Path, workspace: Path, study: DesignStudy, summary: dict, surrogate, files: list[Path]) -> str:
     """One MLflow run for this search, linked to the surrogate's model version; returns its run id."""
-    from porelab.active_learning.tracking.view import quiet
-
-    with quiet():
+    with quiet_mlflow():
         return _log_run(out, workspace, study, summary, surrogate, files)
 
 
 def _log_run(out: Path, workspace: Path, study: DesignStudy, summary: dict, surrogate, files: list[Path]) -> str:
+    # MLflow (seconds to import) only when a search is logged
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from porelab.active_learning.tracking.view import UI_KIND, flatten, mlflow_key
-    from porelab.surrogate.mlflow_store import artifact_location, tracking_uri
+    from porelab.active_learning.tracking.view import UI_KIND, flatten, mlflow_key  # pandas, sklearn: likewise
 
     uri = tracking_uri(workspace)
     client = MlflowClient(uri)

@@ -44,7 +44,7 @@ def _client(workspace: Path):
     if "MLFLOW_TRACKING_URI" not in os.environ and not (workspace / "mlflow.db").exists():
         raise ModelError(f"no MLflow store {workspace / 'mlflow.db'} to look registered models up in "
                          "(pass a model or campaign directory, or --workspace)")
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # MLflow (seconds to import) only for a registered model
 
     return MlflowClient(uri), uri
 
@@ -58,7 +58,7 @@ def _entry(mv) -> dict:
 
 
 def _from_registry(spec: str, workspace: Path, dest: Path) -> Surrogate:
-    import mlflow
+    import mlflow  # MLflow (seconds to import) only for a registered model
     from mlflow.exceptions import MlflowException
 
     m = re.fullmatch(r"(?:models:/)?([^@/]+)(?:@([\w.-]+)|/(\d+))", spec)

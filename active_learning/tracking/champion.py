@@ -27,6 +27,7 @@ import numpy as np
 
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.targets import only_a_bound, predictive
+from porelab.surrogate.metrics import regression_metrics
 
 MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
 Z_BETTER = 2.0  # an earlier model is champion only when its score is lower by more than this many standard errors
@@ -47,8 +48,6 @@ class Champion:
 def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int, float]]:
     """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
     value (see the module docstring)."""
-    from porelab.surrogate.metrics import regression_metrics  # numpy/scipy only, but its module imports torch
-
     measured = {r["design_id"]: r["targets"] or {} for r in ledger.measurements(ok_only=True)}
     by_step: dict[int, list[tuple[float, float, float]]] = {}
     for did, rnd, _, _, prediction in ledger.outcomes():

@@ -17,6 +17,8 @@ orientation; `abs_log_icr` is an ICR goal's objective) and the campaign's readin
 (campaign.measured; tags `porelab.orientation` and `porelab.on_field`); its pick-time prediction). The alias `champion`
 points at the model that predicts best prospectively (tracking/champion.py), moved as the evidence comes in; the
 rule behind it is the tag `porelab.champion` on the parent run and on that model version.
+
+Imports on use: mlflow (seconds to import) loads when the view first connects or logs, not with this module.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from porelab.sim.measurement import Measurement
 from porelab.sim.observables import oriented
 from porelab.surrogate.mlflow_quiet import quiet_mlflow as quiet  # MLflow's chatter silenced while logging
 from porelab.surrogate.mlflow_store import artifact_location, fluent_uri, tracking_uri
+from porelab.surrogate.serving import log_model  # the one MLflow model (surrogate/pyfunc.py)
 
 ALIAS = "champion"
 UI_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not the GenAI view
@@ -284,8 +287,6 @@ class MlflowView:
             if mv.tags.get("porelab.iteration") == str(step) and mv.tags.get("porelab.campaign_dir") == str(self.dir):
                 return str(mv.version)
         import mlflow
-
-        from porelab.surrogate.serving import log_model  # the one MLflow model (surrogate/pyfunc.py)
 
         with fluent_uri(self.uri), mlflow.start_run(run_id=run_id, nested=True):
             info = log_model(model_dir, name="surrogate")

@@ -50,6 +50,7 @@ def free_energy(
     threads: ThreadsOption = None,
 ):
     """Free energy of an ion along the pore axis and over (z, r), split into enthalpy and entropy; JSON + PNGs."""
+    # OpenMM and the free-energy stack load when the command runs, so that `porelab --help` stays light
     from porelab.sim.engine import SimulationBlowUp
     from porelab.sim.free_energy import FESettings, check_ion, run_free_energy
 

@@ -18,7 +18,7 @@ def uncorrelated(z: np.ndarray) -> np.ndarray:
     if len(z) < 4 or np.ptp(z) == 0:
         return np.arange(len(z))
     with quiet_pymbar():
-        from pymbar import timeseries
+        from pymbar import timeseries  # imported inside quiet_pymbar: it logs a banner when imported
 
         return np.asarray(timeseries.subsample_correlated_data(z), int)
 
@@ -53,7 +53,7 @@ def mbar_profile(z_k: list[np.ndarray], r_k: list[np.ndarray], z0s, k_z: float, 
     n_k = np.array([len(a) for a in z_k])
     u_kn = 0.5 * k_z / kT * wrap(z[None, :] - np.asarray(z0s)[:, None], box_z) ** 2
     with quiet_pymbar():
-        from pymbar import MBAR
+        from pymbar import MBAR  # imported inside quiet_pymbar: it logs a banner when imported
 
         mbar = MBAR(u_kn, n_k)
     n_z = len(z_edges) - 1

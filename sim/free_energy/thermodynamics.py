@@ -50,7 +50,7 @@ def landscape_features(profiles: list[Profile], T0: float, layer_z_nm, bulk_nm: 
     |dH| and |-T dS|; `dominance_probability` is the chance that it really is the larger, given the
     (Gaussian, independent per temperature) errors of the profiles.
     """
-    from scipy.signal import find_peaks
+    from scipy.signal import find_peaks  # scipy.signal only when a landscape is analysed
 
     temps = [p.T for p in profiles]
     p0 = profiles[int(np.argmin(np.abs(np.array(temps) - T0)))]
@@ -100,7 +100,7 @@ def mirror_asymmetry(z: np.ndarray, G: np.ndarray, dG: np.ndarray, z_mirror: flo
 
     Returns chi2, dof, p_value (of chi2 under symmetry), max_dev_sigma and the mirrored pairs' max |dG| gap.
     """
-    from scipy.stats import chi2 as chi2_dist
+    from scipy.stats import chi2 as chi2_dist  # scipy.stats only when a profile is compared
 
     pairs = []
     for i, zi in enumerate(z):

@@ -12,6 +12,7 @@ import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as u
+from tqdm.auto import tqdm
 
 from porelab.base.files import atomic_write_bytes, atomic_write_text
 from porelab.sim.design import DesignError
@@ -154,8 +155,6 @@ class UmbrellaRun:
 
     def run(self) -> dict[float, list[dict]]:
         """Every window at every temperature (T0 first). Returns {T: [window record, ...]}."""
-        from tqdm.auto import tqdm
-
         self._claim()
         order = [self.T0] + [t for t in self.temps if not math.isclose(t, self.T0)]
         jobs = [(T, k) for T in order for k in range(len(self.z0s))]
