@@ -1,0 +1,94 @@
+"""The replay oracle (sim/replay.py): a study's user oracle that answers recorded measurements and refuses the rest."""
+
+import json
+
+import pytest
+
+from porelab.active_learning.campaign.oracles import check_measurement, identity_of, make_oracle, stamp
+from porelab.sim.continuum import run_continuum
+from porelab.sim.design import make_conditions, make_design, mirror_question
+from porelab.sim.measurement import Measurement
+from porelab.sim.replay import ReplayError, ReplayOracle
+from porelab.sim.store import MeasurementStore
+
+PATH = "porelab.sim.replay:ReplayOracle"
+
+
+def _question(layers, spacing=0.4, field=0.2):
+    return (make_design({"layers": layers, "spacing_nm": spacing}, "tiny"),
+            make_conditions({"electrolyte": {"K+": 0.1, "Cl-": 0.1}, "fields_V_per_nm": [field, -field]}))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A measurement store of two continuum answers; (root, [recorded measurements])."""
+    root = tmp_path / "store"
+    recorded = []
+    for layers in (["COO-", "NH3+"], ["OH", "COO-", "none"]):
+        m = run_continuum(*_question(layers))
+        assert m.status == "ok"
+        MeasurementStore(root).put(m)
+        recorded.append(m)
+    return root, recorded
+
+
+def test_answers_the_recorded_measurement(store, tmp_path):
+    root, recorded = store
+    oracle = make_oracle("user", {"store": str(root), "kind": "continuum"}, PATH)
+    assert oracle.fidelity == "continuum" and len(oracle) == 2
+    for rec in recorded:
+        m = oracle(rec.design, rec.conditions, tmp_path / "run")
+        assert check_measurement(m, rec.design, rec.conditions, oracle.fidelity) is m  # a valid answer
+        assert m.model_dump(exclude={"provenance"}) == rec.model_dump(exclude={"provenance"})
+        assert m.provenance["replayed_from"].endswith("measurement.json")
+    assert not (tmp_path / "run").exists()  # nothing simulated, nothing written
+
+
+def test_answers_the_mirror_question_in_its_orientation(store):
+    root, recorded = store
+    rec = recorded[0]
+    d, c = mirror_question(rec.design, rec.conditions)
+    m = ReplayOracle(root, kind="continuum")(d, c)
+    assert m.design == d and m.conditions == c
+    assert m.field(c.fields_V_per_nm[0]).current_nA == pytest.approx(-rec.field(rec.conditions.fields_V_per_nm[0])
+                                                                      .current_nA)
+    assert m.icr[0].icr == pytest.approx(1 / rec.icr[0].icr)
+
+
+def test_refuses_a_design_it_does_not_hold(store):
+    root, _ = store
+    oracle = ReplayOracle(root, kind="continuum")
+    d, c = _question(["NH3+", "none"])
+    with pytest.raises(ReplayError, match="no recorded measurement of design") as err:
+        oracle(d, c, None)
+    assert "\n" not in str(err.value) and "NH3+/none" in str(err.value)
+    d, c = _question(["COO-", "NH3+"], field=0.3)  # a recorded design at other conditions is another question
+    with pytest.raises(ReplayError, match="no recorded measurement"):
+        oracle(d, c, None)
+
+
+def test_refuses_an_empty_or_ambiguous_store(store, tmp_path):
+    root, recorded = store
+    with pytest.raises(ReplayError, match="holds no successful measurement of oracle kind 'md'"):
+        ReplayOracle(root)  # only continuum records
+    (tmp_path / "other").mkdir()
+    recorded[0].save(tmp_path / "other" / "measurement.json")
+    recorded[0].save(tmp_path / "other2.json")  # not a measurement.json: ignored
+    with pytest.raises(ReplayError, match="two records of design"):
+        ReplayOracle(tmp_path, kind="continuum")  # root/store/... and root/other/... hold the same question
+
+
+def test_round_trip_through_a_campaign_stamp_and_file(store, tmp_path):
+    """Recorded -> replayed -> stamped with the replay's identity -> saved -> loaded: the same numbers."""
+    root, recorded = store
+    settings = {"store": str(root), "kind": "continuum"}
+    oracle = make_oracle("user", settings, PATH)
+    identity = identity_of(oracle, "user", settings, PATH)
+    assert identity["kind"] == "user" and identity["path"] == PATH  # never mistaken for the recorded oracle
+    for rec in recorded:
+        m = stamp(oracle(rec.design, rec.conditions, tmp_path), identity)
+        m.save(tmp_path / "back.json")
+        back = Measurement.load(tmp_path / "back.json")
+        assert back.oracle == identity and back.provenance["oracle_reported"] == rec.oracle
+        assert json.loads(back.model_dump_json(include={"fields", "icr", "design", "conditions", "design_id"})) == \
+            json.loads(rec.model_dump_json(include={"fields", "icr", "design", "conditions", "design_id"}))
