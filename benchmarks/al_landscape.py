@@ -83,7 +83,7 @@ def best_found(d: Path) -> float:
     """The best measured |ln ICR| of the campaign (the landscape's numbers are exact to 1 %)."""
     led = Ledger(d / LEDGER_FILE)
     try:
-        return max(r["targets"]["abs_log_icr"] for r in led.measurements(ok_only=True))
+        return max(r.targets["abs_log_icr"] for r in led.measurements(ok_only=True))
     finally:
         led.close()
 

@@ -41,7 +41,7 @@ from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
 from porelab.active_learning.campaign.iteration import P_FEASIBLE_MIN, respect_constraint
-from porelab.active_learning.campaign.measured import ranked
+from porelab.active_learning.campaign.measured import ranked, row_of
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import make_oracle
 from porelab.active_learning.campaign.study import Goal
@@ -66,8 +66,7 @@ class Replay:
         log_min = math.log(goal.on_current_min_nA) if goal.on_current_min_nA else -math.inf
         self.feasible = np.array([not upper_censored(t, "log_on_current") and t["log_on_current"] >= log_min
                                   for t in self.t], bool)
-        rows = [{"design_id": m.design_id, "json": m.to_json(), "targets": t} for m, t in zip(self.ms, self.t,
-                                                                                            strict=True)]
+        rows = [row_of(m, t) for m, t in zip(self.ms, self.t, strict=True)]
         order = ranked([r for r, f in zip(rows, self.feasible, strict=True) if f] or rows, goal)
         self.ranking = [m.design_id for m in order]
         ids = [m.design_id for m in self.ms]

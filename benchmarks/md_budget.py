@@ -21,6 +21,7 @@ Writes benchmarks/results/md_budget.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -71,12 +72,12 @@ def read(d: Path, limit_s: float) -> tuple[list[dict], float]:
         rows, busy = [], 0.0
         trials = {t.design_id: t for t in led.trials("completed")}
         for r in led.measurements(ok_only=True):
-            made = [v for v in led.versions(r["design_id"]) if v["status"] == "ok" and v["created_at"] <= t0 + limit_s]
+            made = [v for v in led.versions(r.design_id) if v["status"] == "ok" and v["created_at"] <= t0 + limit_s]
             if not made:
                 continue
-            rows.append({**r, "json": made[-1]["json"], "targets": made[-1]["targets"]})
+            rows.append(dataclasses.replace(r, json=made[-1]["json"], targets=made[-1]["targets"]))
             run = Measurement.model_validate_json(made[-1]["json"]).run
-            busy += run.wall_s if run is not None else (trials[r["design_id"]].busy_s or 0.0)
+            busy += run.wall_s if run is not None else (trials[r.design_id].busy_s or 0.0)
         return rows, busy
     finally:
         led.close()
@@ -86,19 +87,19 @@ def heldout(rows_train: list[dict], rows_test: list[dict], study, approach: str 
     """A fresh model of the study's kind on rows_train (every fidelity, learned by `approach`, at MD when there are
     several) asked for ln ICR of the MD designs of rows_test that it did not see and that were measured with a value,
     not only a bound either way (campaign.targets.only_a_bound)."""
-    ms = [Measurement.model_validate_json(r["json"]) for r in rows_train]
-    seen = {r["design_id"] for r in rows_train}
-    test = [r for r in rows_test if r["fidelity"] == "md" and r["design_id"] not in seen
-            and not only_a_bound(r["targets"], "log_icr")]
+    ms = [Measurement.model_validate_json(r.json) for r in rows_train]
+    seen = {r.design_id for r in rows_train}
+    test = [r for r in rows_test if r.fidelity == "md" and r.design_id not in seen
+            and not only_a_bound(r.targets, "log_icr")]
     fids = {m.fidelity for m in ms}
     if len(test) < 2 or not any(m.fidelity == "md" for m in ms):
         return {"n": len(test)}
     target = "md" if len(fids) > 1 else None
     model = CampaignModel.for_study(study.model, study.goal, study.seed, target_fidelity=target,
                                     fidelity_approach=approach).fit(ms)
-    tm = [Measurement.model_validate_json(r["json"]) for r in test]
+    tm = [Measurement.model_validate_json(r.json) for r in test]
     p = model.predict([(m.design, m.conditions) for m in tm])
-    m = regression_metrics(np.array([r["targets"]["log_icr"] for r in test]), p.mean["log_icr"], p.std["log_icr"])
+    m = regression_metrics(np.array([r.targets["log_icr"] for r in test]), p.mean["log_icr"], p.std["log_icr"])
     return {k: m[k] for k in ("n", "rmse", "r2", "coverage_95")}
 
 
@@ -133,10 +134,10 @@ def main() -> None:
                 print(f"--- {name}: {args.minutes:g} min on 2 workers", flush=True)
                 Campaign.from_study(f, d, log=lambda m: print("   ", m[:140], flush=True)).run()
             (rows[name], busy), docs[name] = read(d, 60 * args.minutes), load_study(f)
-            md = [r for r in rows[name] if r["fidelity"] == "md"]
+            md = [r for r in rows[name] if r.fidelity == "md"]
             best = ranked(md, docs[name].goal)[:1]
             res[name] = {"md_runs": len(md), "continuum_evaluations": len(rows[name]) - len(md),
-                         "md_extensions": sum(json.loads(r["json"])["run"]["production_ps"] > (
+                         "md_extensions": sum(json.loads(r.json)["run"]["production_ps"] > (
                              args.max_ps if name == "multi-fidelity" else args.fixed_ps) + 1e-6 for r in md),
                          "worker_s": busy,
                          "best": best[0].as_dict() if best else None}

@@ -73,7 +73,7 @@ def trial_table(directory: str | Path) -> pd.DataFrame:
     study = load(directory)
     ledger = Ledger(directory / LEDGER_FILE)
     try:
-        rows_by_id = {r["design_id"]: r for r in ledger.measurements(ok_only=False)}
+        rows_by_id = {r.design_id: r for r in ledger.measurements(ok_only=False)}
         trials = ledger.trials()
     finally:
         ledger.close()
@@ -85,10 +85,10 @@ def trial_table(directory: str | Path) -> pd.DataFrame:
         _flatten("design", t.design, space)
         _flatten("conditions", t.conditions, space)
         r = rows_by_id.get(t.design_id)
-        m = Measurement.model_validate_json(r["json"]) if r else None
+        m = Measurement.model_validate_json(r.json) if r else None
         meas = {"fidelity": m.fidelity if m else None,
                 "oracle": json.dumps(m.oracle, sort_keys=True) if m else None, **cost(m), "worker_busy_s": t.busy_s}
-        read = measured({"design_id": t.design_id, **r}, study.goal) if r and r["status"] == "ok" else None
+        read = measured(r, study.goal) if r and r.status == "ok" else None
         values = {k: v for k, v in read.as_dict().items() if k not in ("design_id", "fidelity")} if read else {}
         predicted = {f"predicted.{k}": v for k, v in (t.prediction or {}).items()}
         groups.append({"base": base, "space": space, "meas": meas, "values": values, "predicted": predicted})

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
-from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.ledger import Ledger, MeasuredRow
 from porelab.active_learning.campaign.measured import with_intervals
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import Rung
@@ -47,7 +47,7 @@ SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
 
 
-def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[dict]:
+def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[MeasuredRow]:
     """The ledger's ok measurements (Ledger.measurements); with `goal`, each one's targets as
     campaign.measured.with_intervals reads them (computed again for a row stored before targets carried the ICR
     objective and the intervals), leaving out a row whose targets still lack the goal's objective (a measurement
@@ -55,17 +55,17 @@ def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[dict]:
     rows = ledger.measurements(ok_only=True)
     if goal is None:
         return rows
-    read = [{**r, "targets": with_intervals(r["targets"], r["json"], goal)} for r in rows]
-    return [r for r in read if objective_name(goal) in r["targets"]]
+    read = [replace(r, targets=with_intervals(r.targets, r.json, goal)) for r in rows]
+    return [r for r in read if objective_name(goal) in r.targets]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What an iteration reads from the ledger: the ok measurements ({design_id, json, targets, round, seq}, in
-    dispatch order), the pick-time predictions of completed trials (design_id -> (round, prediction)), trial counts
-    by status, every known design id, the iterations and the models so far."""
+    """What an iteration reads from the ledger: the ok measurements (ledger.MeasuredRow, in dispatch order), the
+    pick-time predictions of completed trials (design_id -> (round, prediction)), trial counts by status,
+    every known design id, the iterations and the models so far."""
 
-    measured: list[dict]
+    measured: list[MeasuredRow]
     predicted: dict[str, tuple[int, dict]]
     counts: dict[str, int]
     known_ids: frozenset[str]
@@ -86,11 +86,11 @@ class Snapshot:
                    ledger.rung_stats(), {d: b for d, _, rung, b, _ in done if rung is None and b},
                    {} if parsed is None else parsed)
 
-    def measurement(self, row: dict) -> Measurement:
+    def measurement(self, row: MeasuredRow) -> Measurement:
         """The Measurement of a measured row, parsed once per stored version (cached in `parsed`)."""
-        hit = self.parsed.get(row["design_id"])
-        if hit is None or hit[0] != row["json"]:
-            hit = self.parsed[row["design_id"]] = (row["json"], Measurement.model_validate_json(row["json"]))
+        hit = self.parsed.get(row.design_id)
+        if hit is None or hit[0] != row.json:
+            hit = self.parsed[row.design_id] = (row.json, Measurement.model_validate_json(row.json))
         return hit[1]
 
     @property
@@ -98,11 +98,11 @@ class Snapshot:
         """Trials at the study's own oracle (what budget.simulations counts; a cheaper rung has its own cap)."""
         return self.rungs.get(None, {}).get("trials", 0) if self.rungs else sum(self.counts.values())
 
-    def rows(self, max_round: int | None, target_only: bool = False) -> list[dict]:
+    def rows(self, max_round: int | None, target_only: bool = False) -> list[MeasuredRow]:
         """The ok measurements of rounds <= max_round (None: all); target_only: those of the study's own oracle
         (not a cheaper rung of its ladder)."""
-        return [r for r in self.measured if (max_round is None or r["round"] <= max_round)
-                and not (target_only and r.get("rung") is not None)]
+        return [r for r in self.measured if (max_round is None or r.round <= max_round)
+                and not (target_only and r.rung is not None)]
 
     def cost_s(self, rung: str | None) -> float | None:
         """Median worker seconds of a completed trial at `rung` (None: the target), from the ledger; None before
@@ -131,36 +131,36 @@ class Plan:
 def train_digest(snap: Snapshot, max_round: int | None) -> str:
     """Digest of a training set (its design ids, and the measurement's content for an extended trial's): equal
     digests, same data, so the same model for the same seed."""
-    ids = sorted(r["design_id"] + (f"@{hashlib.sha256(r['json'].encode()).hexdigest()[:16]}" if r.get("extensions")
-                                   else "") for r in snap.rows(max_round))
+    ids = sorted(r.design_id + (f"@{hashlib.sha256(r.json.encode()).hexdigest()[:16]}" if r.extensions else "")
+                 for r in snap.rows(max_round))
     return hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
 
 
-def best_observed(rows: list[dict], study: Study) -> tuple[float | None, dict | None]:
+def best_observed(rows: list[MeasuredRow], study: Study) -> tuple[float | None, dict | None]:
     """Best objective measured by the study's own oracle (natural units, in the goal's direction; a cheaper rung
     of its ladder answers another question) and that design's targets + id."""
     objective, sign = objective_name(study.goal), 1.0 if study.goal.maximize else -1.0
     best, who = None, None
     for m in rows:
-        if m.get("rung") is not None:
+        if m.rung is not None:
             continue
-        v = m["targets"][objective]
+        v = m.targets[objective]
         if best is None or sign * v > sign * best:
-            best, who = v, {**m["targets"], "design_id": m["design_id"]}
+            best, who = v, {**m.targets, "design_id": m.design_id}
     return (math.exp(best) if best is not None else None), who
 
 
 def prospective_rows(snap: Snapshot, objective: str, max_round: int | None,
-                     only_round: int | None = None) -> list[tuple[dict, float, float, float]]:
+                     only_round: int | None = None) -> list[tuple[MeasuredRow, float, float, float]]:
     """(row, measured, predicted mean, predicted std) of the objective for the finished designs of rounds
     <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) with a
     value, not only a bound (campaign.targets.only_a_bound), whose objective was predicted before they ran
     (campaign.targets.predictive), in the snapshot's order."""
     out = []
     for r in snap.rows(max_round, target_only=True):
-        pred = predictive(snap.predicted.get(r["design_id"], (None, {}))[1], objective)
-        if pred is not None and only_round in (None, r["round"]) and not only_a_bound(r["targets"], objective):
-            out.append((r, r["targets"][objective], *pred))
+        pred = predictive(snap.predicted.get(r.design_id, (None, {}))[1], objective)
+        if pred is not None and only_round in (None, r.round) and not only_a_bound(r.targets, objective):
+            out.append((r, r.targets[objective], *pred))
     return out
 
 
@@ -301,15 +301,15 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
     rows = snap.rows(None, target_only=True)
     if len(rows) < 2:
         return []
-    ys = np.array([r["targets"][objective] for r in rows], float)
+    ys = np.array([r.targets[objective] for r in rows], float)
     spread = float(np.std(ys)) or 1.0
-    ends = [(bounds(r["targets"], objective) if has_bounds(r["targets"], objective) else (None, None))[::int(sign)]
+    ends = [(bounds(r.targets, objective) if has_bounds(r.targets, objective) else (None, None))[::int(sign)]
             for r in rows]  # (pessimistic, optimistic) end of each interval in the goal's direction
     worst = [sign * e[0] for e in ends if e[0] is not None]
     best_low = max(worst) if worst else -math.inf
     out = []
     for k, (r, (_, high)) in enumerate(zip(rows, ends, strict=True)):
-        busy = snap.busy_s.get(r["design_id"])
+        busy = snap.busy_s.get(r.design_id)
         if busy is None:
             continue
         run = snap.measurement(r).run
@@ -321,7 +321,7 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
             continue
         lo, hi = ends[k][::int(sign)]
         s = (hi - lo) / (2 * 1.96) if hi is not None and lo is not None else spread
-        out.append({"design_id": r["design_id"], "extend_ps": to, "value": s ** 2 * (1.0 - length / to),
+        out.append({"design_id": r.design_id, "extend_ps": to, "value": s ** 2 * (1.0 - length / to),
                     "cost_s": max(busy, 1e-9) * (to - length) / length})
     return out
 
@@ -418,8 +418,8 @@ def _best_feasible(snap: Snapshot, study: Study, kind: str, max_round: int | Non
     """EI's incumbent: the best objective measured in rounds <= max_round by a design known to meet the goal's ON
     current (an ON current known only from above, "< x", is not); without one None for constrained_ei, else -inf."""
     thr, objective = study.goal.on_current_min_nA, objective_name(study.goal)
-    vals = [m["targets"][objective] for m in snap.rows(max_round) if thr is None or (
-        not upper_censored(m["targets"], "log_on_current") and m["targets"]["log_on_current"] >= math.log(thr))]
+    vals = [m.targets[objective] for m in snap.rows(max_round) if thr is None or (
+        not upper_censored(m.targets, "log_on_current") and m.targets["log_on_current"] >= math.log(thr))]
     if not vals:
         return None if kind == "constrained_ei" else -np.inf
     return max(vals) if study.goal.maximize else min(vals)

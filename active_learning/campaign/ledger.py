@@ -107,6 +107,24 @@ class Trial:
     extensions: int = 0  # extensions asked for so far
 
 
+@dataclass(frozen=True)
+class MeasuredRow:
+    """A design's stored measurement with its trial's place (`Ledger.measurements`, `Ledger.measurement`): the
+    measurement's JSON, targets (campaign.targets; None: none stored), status and fidelity; the trial's round,
+    dispatch order (seq), rung of the study's fidelity ladder (None: its own oracle, the target) and the extensions
+    it was asked for."""
+
+    design_id: str
+    json: str
+    targets: dict | None
+    status: str
+    round: int
+    seq: int
+    fidelity: str
+    rung: str | None
+    extensions: int
+
+
 class CampaignLock:
     """An exclusive flock on DIR/.lock, released by the kernel when the holder exits (even on kill -9)."""
 
@@ -370,27 +388,29 @@ class Ledger:
         return self.db.execute("SELECT COALESCE(MAX(round), -1) FROM trials").fetchone()[0]
 
     # --- measurements ---------------------------------------------------------------------------
-    def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[dict]:
-        """[{design_id, json, targets, status, round, seq, fidelity, rung, extensions}] in dispatch order (fidelity:
-        the measurement's; rung: the trial's rung of the study's ladder, None for its own oracle, the target;
-        extensions: how many the trial was asked for)."""
-        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq, m.fidelity, t.fidelity, t.extensions "
-             "FROM measurements m "
-             "JOIN trials t USING (design_id) WHERE 1=1")
-        args: list = []
+    def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[MeasuredRow]:
+        """The designs' measurements (MeasuredRow: fidelity, the measurement's; rung, the trial's rung of the study's
+        ladder, None for its own oracle, the target; extensions, how many the trial was asked for) in dispatch
+        order."""
+        where, args = "", []
         if ok_only:
-            q += " AND m.status='ok'"
+            where += " AND m.status='ok'"
         if max_round is not None:
-            q += " AND t.round <= ?"
+            where += " AND t.round <= ?"
             args.append(max_round)
-        return [{"design_id": r[0], "json": r[1], "targets": json.loads(r[2]) if r[2] else None,
-                 "status": r[3], "round": r[4], "seq": r[5], "fidelity": r[6], "rung": r[7], "extensions": r[8]}
-                for r in self.db.execute(q + " ORDER BY t.seq", args)]
+        return self._measured(where, args)
 
-    def measurement(self, design_id: str) -> dict | None:
-        """{json, targets, status} of one design's measurement, or None."""
-        r = self.db.execute("SELECT json, targets, status FROM measurements WHERE design_id=?", (design_id,)).fetchone()
-        return {"json": r[0], "targets": json.loads(r[1]) if r[1] else None, "status": r[2]} if r else None
+    def measurement(self, design_id: str) -> MeasuredRow | None:
+        """One design's measurement (as `measurements` reads it, whatever its status), or None."""
+        rows = self._measured(" AND m.design_id=?", [design_id])
+        return rows[0] if rows else None
+
+    def _measured(self, where: str, args: list) -> list[MeasuredRow]:
+        q = ("SELECT m.design_id, m.json, m.targets, m.status, t.round, t.seq, m.fidelity, t.fidelity, t.extensions "
+             "FROM measurements m JOIN trials t USING (design_id) WHERE 1=1")
+        return [MeasuredRow(design_id=r[0], json=r[1], targets=json.loads(r[2]) if r[2] else None, status=r[3],
+                            round=r[4], seq=r[5], fidelity=r[6], rung=r[7], extensions=r[8])
+                for r in self.db.execute(q + where + " ORDER BY t.seq", args)]
 
     def versions(self, design_id: str) -> list[dict]:
         """Every measurement stored for a design, oldest first: [{version, status, fidelity, json, targets,

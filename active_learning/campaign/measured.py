@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from porelab.active_learning.campaign.ledger import MeasuredRow
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import (
     ICR_OBJECTIVE,
@@ -151,13 +152,13 @@ def rank_bound(objective: Interval, goal: Goal, symmetric: bool) -> float:
     return -math.log(objective.high) if objective.high is not None and objective.high > 0 else -math.inf
 
 
-def measured(row: dict, goal: Goal) -> Measured | None:
-    """A ledger measurement row ({design_id, json, targets}) read with intervals, in the orientation shown (see the
-    module docstring); None when it has no targets."""
-    t = with_intervals(row.get("targets"), row["json"], goal)
+def measured(row: MeasuredRow, goal: Goal) -> Measured | None:
+    """A ledger measurement row (its design_id, json and targets) read with intervals, in the orientation shown (see
+    the module docstring); None when it has no targets."""
+    t = with_intervals(row.targets, row.json, goal)
     if not all(has_bounds(t, n) for n in (objective_name(goal), "log_icr", "log_on_current")):
         return None
-    doc = json.loads(row["json"])
+    doc = json.loads(row.json)
     design, conditions = Design.model_validate(doc["design"]), Conditions.model_validate(doc["conditions"])
     e = goal.field_abs_V_per_nm or max(abs(x) for x in conditions.fields_V_per_nm)
     sel = interval(t, "log_selectivity") if "log_selectivity" in t else None
@@ -167,12 +168,18 @@ def measured(row: dict, goal: Goal) -> Measured | None:
         (design, conditions), icr, sign = mirror_question(design, conditions), inverted(icr), 1
     obj = sel if goal.objective == "selectivity" else interval(t, ICR_OBJECTIVE)
     symmetric = design.is_symmetric()
-    return Measured(row["design_id"], icr, interval(t, "log_on_current"), sel, obj, e, doc.get("fidelity", "?"),
+    return Measured(row.design_id, icr, interval(t, "log_on_current"), sel, obj, e, doc.get("fidelity", "?"),
                     str(t.get("estimator") or ""), symmetric, rank_bound(obj, goal, symmetric), design, conditions,
                     mirrored, on_field(design, sign))
 
 
-def ranked(rows: list[dict], goal: Goal) -> list[Measured]:
+def row_of(m: Measurement, t: dict | None) -> MeasuredRow:
+    """A measurement kept outside a ledger (a verified design's, a table's) with its targets `t` as a measured row
+    that `measured` and `ranked` read: round 0, seq 0, the study's own oracle's (rung None), not extended."""
+    return MeasuredRow(m.design_id, m.to_json(), t, m.status, 0, 0, m.fidelity, None, 0)
+
+
+def ranked(rows: list[MeasuredRow], goal: Goal) -> list[Measured]:
     """The rows read with intervals, best first: by rank_bound, then the value in the goal's direction."""
     sign = 1.0 if goal.maximize else -1.0
     out = [m for m in (measured(r, goal) for r in rows) if m is not None]

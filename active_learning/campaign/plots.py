@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
+from porelab.active_learning.campaign.ledger import MeasuredRow
 from porelab.active_learning.campaign.measured import measured
 from porelab.base.files import atomic_write_bytes
 from porelab.sim.observables import Interval
@@ -28,7 +29,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def step_plots(d: Path, prospective: list[tuple[dict, float, float, float]], iterations: list[dict],
+def step_plots(d: Path, prospective: list[tuple[MeasuredRow, float, float, float]], iterations: list[dict],
                objective_label: str, best_label: str, scores: np.ndarray | None = None,
                picked: np.ndarray | None = None, acquisition: str | None = None, snapshot=None,
                goal=None) -> list[Path]:

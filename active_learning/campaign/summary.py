@@ -19,10 +19,10 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
     icr_upper_censored, the same for on_current_nA, objective and selectivity, measured_by, symmetric, mirrored,
     on_field, and layers, design, conditions in the orientation shown), the best objective with its interval, the
     last iteration's prospective metrics, utilisation, the stop reason and the driver's time (s)."""
-    rows = {r["design_id"]: r for r in ledger.measurements(ok_only=True)}
+    rows = {r.design_id: r for r in ledger.measurements(ok_only=True)}
     by_rung = {True: [], False: []}  # at the target first: a cheaper rung's numbers answer another question
     for r in rows.values():
-        by_rung[r["rung"] is None].append(r)
+        by_rung[r.rung is None].append(r)
     best = []
     for m in (ranked(by_rung[True], study.goal) + ranked(by_rung[False], study.goal))[:top]:
         best.append({**m.as_dict(), "layers": list(m.design.layers), "design": m.design.model_dump(mode="json"),

@@ -25,6 +25,7 @@ import json
 import math
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ import yaml
 
 import porelab
 from porelab.active_learning.campaign import plots
-from porelab.active_learning.campaign.measured import Measured, measured
+from porelab.active_learning.campaign.measured import Measured, measured, row_of
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.inverse.search import Ranking, Scores, Verified
@@ -73,8 +74,7 @@ def measured_of(v: Verified, study: DesignStudy) -> Measured | None:
     """A verified design's measurement read with its intervals (None when the oracle gave nothing learnable)."""
     if not v.measured or v.measurement is None:
         return None
-    return measured({"design_id": v.candidate.design_id, "json": v.measurement.to_json(), "targets": v.measured},
-                    study.goal)
+    return measured(replace(row_of(v.measurement, v.measured), design_id=v.candidate.design_id), study.goal)
 
 
 def shown(c: Candidate, mirrored: bool) -> tuple[Design, Conditions]:

@@ -48,7 +48,7 @@ class Champion:
 def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int, float]]:
     """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
     value (see the module docstring)."""
-    measured = {r["design_id"]: r["targets"] or {} for r in ledger.measurements(ok_only=True)}
+    measured = {r.design_id: r.targets or {} for r in ledger.measurements(ok_only=True)}
     by_step: dict[int, list[tuple[float, float, float]]] = {}
     for did, rnd, _, _, prediction in ledger.outcomes():
         pred, y = predictive(prediction or {}, objective), measured.get(did, {})

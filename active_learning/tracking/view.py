@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from porelab.active_learning.campaign.directory import STUDY_FILE, load
-from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.ledger import Ledger, MeasuredRow, Trial
 from porelab.active_learning.campaign.measured import measured
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_name
@@ -91,6 +91,12 @@ def sim_key(design_id: str, version: dict | None = None) -> str:
     """The bookkeeping key of a simulation run: the design id, `+v<n>` for the n-th measurement version (n >= 2)
     of an extended trial (Ledger.versions: each extension's measurement is a run of its own)."""
     return design_id + (f"+v{version['version']}" if version and version["version"] > 1 else "")
+
+
+def version_row(t: Trial, version: dict) -> MeasuredRow:
+    """One measurement version of trial `t` (Ledger.versions) as the ledger's measured row of it."""
+    return MeasuredRow(t.design_id, version["json"], version["targets"], version["status"], t.round, t.seq,
+                       version["fidelity"], t.fidelity, t.extensions)
 
 
 class MlflowView:
@@ -213,20 +219,20 @@ class MlflowView:
                 deleted += 1
         return found, deleted
 
-    def _log_simulation(self, ledger: Ledger, t, version: dict | None = None) -> None:
+    def _log_simulation(self, ledger: Ledger, t: Trial, version: dict | None = None) -> None:
         """A nested run for one finished trial (`version`: one measurement version of an extended trial):
         design/conditions as params, results as metrics."""
         from mlflow.entities import Param
 
         key = sim_key(t.design_id, version)
-        row = version if version is not None else ledger.measurement(t.design_id)
-        m = Measurement.model_validate_json(row["json"]) if row else None
+        row = version_row(t, version) if version is not None else ledger.measurement(t.design_id)
+        m = Measurement.model_validate_json(row.json) if row else None
         ext = {"porelab.sim_key": key, **({"porelab.production_ps": f"{m.run.production_ps:g}"} if m.run else {})} \
             if version is not None else {}
         rid, _ = self._find(*(("porelab.sim_key", key) if key != t.design_id else ("porelab.design_id", t.design_id)))
         if rid is None:
-            values = dict((row or {}).get("targets") or {}) if m is not None and m.status == "ok" else {}
-            read = measured({"design_id": t.design_id, **row}, self.study.goal) if values else None
+            values = dict(row.targets or {}) if m is not None and m.status == "ok" else {}
+            read = measured(row, self.study.goal) if values else None
             shown = {"porelab.on_field": read.on_field,
                      "porelab.orientation": "mirror image" if read.mirrored else "as drawn"} if read else {}
             name = f"sim {t.design_id}" + (f" v{version['version']}" if key != t.design_id else "")

@@ -104,7 +104,7 @@ def test_faulty_oracle_fails_and_abandons_with_reasons_and_goes_on(tmp_path, use
         assert led.measurement(t.design_id) is None  # nothing recorded as a current
     for t in by["abandoned"]:
         assert t.design["groups_per_rim"] == 3 and "non-finite current" in t.error
-        assert led.measurement(t.design_id)["status"] == "failed" and led.measurement(t.design_id)["targets"] is None
+        assert led.measurement(t.design_id).status == "failed" and led.measurement(t.design_id).targets is None
     assert s["finished"] == "budget" and len(trials) == 16  # the campaign went on to its budget
     # the user oracle ran from its file path: one log line per measured (not raising) design
     assert sorted(log.read_text().split()) == sorted(t.design_id for t in by["completed"] + by["abandoned"])

@@ -45,11 +45,11 @@ def test_the_ledger_keeps_every_version_and_counts_an_extension_as_a_simulation(
     t = led.trial(i)
     assert (t.status, t.extend_ps, t.extensions, t.round) == ("candidate", 20.0, 1, 0)
     assert led.n_trials(True) == 2 and led.rung_stats()[None]["finished"] == 1
-    assert json.loads(led.measurement(i)["json"])["run"]["production_ps"] == 10.0  # still there while it runs
+    assert json.loads(led.measurement(i).json)["run"]["production_ps"] == 10.0  # still there while it runs
     led.start(i)
     led.finish(i, "completed", long.to_json(), "md", targets(long, Goal()), busy_s=7.0)
     assert led.trial(i).busy_s == 17.0 and led.rung_stats()[None]["finished"] == 2
-    assert json.loads(led.measurement(i)["json"])["run"]["production_ps"] == 20.0
+    assert json.loads(led.measurement(i).json)["run"]["production_ps"] == 20.0
     assert [json.loads(v["json"])["run"]["production_ps"] for v in led.versions(i)] == [10.0, 20.0]
     assert [e["kind"] for e in led.events() if e["design_id"] == i][-3:] == ["extend", "running", "completed"]
     # an extension that fails leaves the trial completed with the measurement it extended
@@ -59,7 +59,7 @@ def test_the_ledger_keeps_every_version_and_counts_an_extension_as_a_simulation(
     led.finish(i, "abandoned", bad.to_json(), "md", error="blew up", busy_s=1.0)
     t = led.trial(i)
     assert t.status == "completed" and "extension to 40 ps per field abandoned: blew up" in t.error
-    assert json.loads(led.measurement(i)["json"])["run"]["production_ps"] == 20.0
+    assert json.loads(led.measurement(i).json)["run"]["production_ps"] == 20.0
     assert [v["status"] for v in led.versions(i)] == ["ok", "ok", "failed"]
     with pytest.raises(IllegalTransition, match="only a completed trial"):
         led.add_trial("x" * 16, short.design.model_dump(mode="json"), COND.model_dump(mode="json"), 0, "initial",
@@ -152,7 +152,7 @@ def test_a_campaign_extends_undecided_runs_in_place_within_its_budget(tmp_path):
             versions = led.versions(t.design_id)
             lengths = [json.loads(v["json"])["run"]["production_ps"] for v in versions]
             assert len(versions) == 1 + t.extensions and lengths == sorted(lengths) and lengths[-1] == t.extend_ps
-            assert json.loads(led.measurement(t.design_id)["json"])["run"]["production_ps"] == t.extend_ps
+            assert json.loads(led.measurement(t.design_id).json)["run"]["production_ps"] == t.extend_ps
             mine = [c for c in calls if c[0] == t.design_id]  # resumed: each call ran only the new segment
             assert [float(c[1]) for c in mine] == [0.0, *lengths[:-1]]
         its = led.iterations()

@@ -57,8 +57,8 @@ def test_a_ladder_campaign_spends_cheap_evaluations_where_they_inform_and_judges
         assert len(done) == len(trials) and ", twin: ICR" in done[0] and "(landscape 0/8, twin 1/14)" in done[0]
         assert "ETA after the first landscape run" in done[0] and "ETA ~" in done[-2]  # an ETA once costs are known
         rows = led.measurements()
-        assert {r["fidelity"] for r in rows if r["rung"] == "twin"} == {"twin"}
-        assert {r["fidelity"] for r in rows if r["rung"] is None} == {"landscape"}
+        assert {r.fidelity for r in rows if r.rung == "twin"} == {"twin"}
+        assert {r.fidelity for r in rows if r.rung is None} == {"landscape"}
         stats = led.rung_stats()
         assert np.median(stats[None]["busy_s"]) >= 0.3 > np.median(stats["twin"]["busy_s"])  # costs measured
         its = [i["metrics"] for i in led.iterations()[1:] if i["metrics"].get("picks")]
@@ -71,7 +71,7 @@ def test_a_ladder_campaign_spends_cheap_evaluations_where_they_inform_and_judges
         assert sum(r["n"] for r in summary["rounds"]) == len(picked)  # prospective error: the target's picks only
         final = led.iterations()[-1]["metrics"]
         assert final["heldout_n"] <= len([t for t in by[None] if t.round > 0])
-        best_target = max(r["targets"]["abs_log_icr"] for r in rows if r["rung"] is None)
+        best_target = max(r.targets["abs_log_icr"] for r in rows if r.rung is None)
         assert final["best_objective"] == pytest.approx(math.exp(best_target))
     finally:
         led.close()

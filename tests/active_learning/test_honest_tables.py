@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from porelab.active_learning.campaign.directory import LEDGER_FILE, create
 from porelab.active_learning.campaign.ledger import Ledger
-from porelab.active_learning.campaign.measured import interval, measured, ranked
+from porelab.active_learning.campaign.measured import interval, measured, ranked, row_of
 from porelab.active_learning.campaign.study import Goal, parse_study
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import targets
@@ -79,8 +79,7 @@ def test_minimising_ranks_by_the_upper_bound_and_a_censored_value_last():
     (15/10, wide), and a selectivity known only from below (no Cl- transit: "> x") last."""
     goal = Goal(objective="selectivity", selectivity={"numerator": ["K+"], "denominator": ["Cl-"]}, maximize=False)
     no_cl = md(["NH3+", "OH"], (40, 0, 0, 0), (0, 0, 0, 0))
-    rows = [{"design_id": m.design_id, "json": m.to_json(), "targets": targets(m, goal)}
-            for m in (no_cl, WIDE, DECISIVE)]
+    rows = [row_of(m, targets(m, goal)) for m in (no_cl, WIDE, DECISIVE)]
     out = ranked(rows, goal)
     assert [m.design_id for m in out] == [DECISIVE.design_id, WIDE.design_id, no_cl.design_id]
     assert out[-1].objective.censored
@@ -90,7 +89,7 @@ def test_minimising_ranks_by_the_upper_bound_and_a_censored_value_last():
 
 def test_rows_written_before_targets_had_intervals_are_read_from_the_measurement():
     old = {k: v for k, v in targets(DECISIVE, Goal()).items() if not k.endswith(("_lo", "_hi"))}
-    m = measured({"design_id": DECISIVE.design_id, "json": DECISIVE.to_json(), "targets": old}, Goal())
+    m = measured(row_of(DECISIVE, old), Goal())
     r = DECISIVE.icr[0]
     assert (m.icr.low, m.icr.high) == pytest.approx(r.icr_ci)
 

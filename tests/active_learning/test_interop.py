@@ -89,7 +89,7 @@ def test_told_designs_are_not_simulated_again_and_count_in_the_budget(lab, told_
     for m in lab["old"]:
         t = by_id[m.design_id]
         assert (t.status, t.round, t.source, t.attempts) == ("completed", 0, "told", 1)
-        assert Measurement.model_validate_json(led.measurement(m.design_id)["json"]) == m  # the lab's, as told
+        assert Measurement.model_validate_json(led.measurement(m.design_id).json) == m  # the lab's, as told
         assert Measurement.load(told_campaign / "runs" / m.design_id / "measurement.json") == m
     simulated = lab["log"].read_text().split()
     assert len(simulated) == 9 and not told & set(simulated)  # 12 in the budget, 3 of them told

@@ -12,7 +12,7 @@ from al_helpers import write_study
 from porelab.active_learning.campaign.directory import create
 from porelab.active_learning.campaign.driver import candidate_pool
 from porelab.active_learning.campaign.iteration import Snapshot, plan, prospective, prospective_rows, train_digest
-from porelab.active_learning.campaign.ledger import Ledger
+from porelab.active_learning.campaign.ledger import Ledger, MeasuredRow
 from porelab.active_learning.campaign.study import load_study
 from porelab.active_learning.campaign.targets import predictive, targets
 from porelab.sim.continuum import run_continuum
@@ -85,9 +85,9 @@ def test_prospective_scores_values_not_bounds(snapshot):
     prospective rows, as the champion leaves it out."""
     study, pool, snap = snapshot
     first = snap.measured[0]
-    bound = {**first, "targets": {**first["targets"], "abs_log_icr_hi": None}}
+    bound = dataclasses.replace(first, targets={**first.targets, "abs_log_icr_hi": None})
     rows = prospective_rows(dataclasses.replace(snap, measured=[bound, *snap.measured[1:]]), "abs_log_icr", 0)
-    assert [r["design_id"] for r, *_ in rows] == [r["design_id"] for r in snap.measured[1:]]
+    assert [r.design_id for r, *_ in rows] == [r.design_id for r in snap.measured[1:]]
 
 
 def test_predictive_is_the_fold_of_the_total_predictive_of_ln_icr():
@@ -110,8 +110,8 @@ def test_an_on_current_known_only_from_above_is_not_known_feasible(tmp_path):
 
     study = load_study(write_study(tmp_path / "s.yaml", goal={"on_current_min_nA": 1.0}))
     on = {"log_on_current": math.log(5.0), "log_on_current_lo": None, "log_on_current_hi": math.log(5.0)}
-    rows = [{"design_id": "a", "round": 0, "targets": {"abs_log_icr": 2.0, **on, "on_current_upper_censored": 1.0}},
-            {"design_id": "b", "round": 0, "targets": {"abs_log_icr": 1.0, **on, "on_current_upper_censored": 0.0}}]
+    rows = [MeasuredRow(did, "{}", {"abs_log_icr": obj, **on, "on_current_upper_censored": cens}, "ok", 0, k, "md",
+                        None, 0) for k, (did, obj, cens) in enumerate((("a", 2.0, 1.0), ("b", 1.0, 0.0)))]
     snap = Snapshot(rows, {}, {"completed": 2, "failed": 0, "abandoned": 0}, frozenset({"a", "b"}))
     assert _best_feasible(snap, study, "ei", None) == 1.0
     m = _metrics(snap, study, None, 2, None)

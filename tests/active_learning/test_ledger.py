@@ -46,7 +46,7 @@ def test_happy_path_and_attempts(ledger):
     ledger.finish("a1", "completed", '{"x": 1}', "continuum", targets={"log_icr": 0.5}, busy_s=1.5)
     t = ledger.trial("a1")
     assert (t.status, t.attempts, t.busy_s) == ("completed", 2, 1.5)
-    assert ledger.measurement("a1")["targets"] == {"log_icr": 0.5}
+    assert ledger.measurement("a1").targets == {"log_icr": 0.5}
     assert [e["kind"] for e in ledger.events() if e["design_id"] == "a1"] == \
         ["candidate", "running", "candidate", "running", "completed"]
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from porelab.active_learning.campaign.directory import create
 from porelab.active_learning.campaign.driver import Campaign, candidate_pool
-from porelab.active_learning.campaign.measured import interval, measured
+from porelab.active_learning.campaign.measured import interval, measured, row_of
 from porelab.active_learning.campaign.study import Goal, parse_study
 from porelab.active_learning.campaign.targets import fold_interval, fold_normal, targets
 from porelab.active_learning.cli.main import app
@@ -27,7 +27,7 @@ def mirror(m: Measurement) -> Measurement:
 
 def shown(m: Measurement, goal: Goal | None = None):
     goal = goal or Goal()
-    return measured({"design_id": m.design_id, "json": m.to_json(), "targets": targets(m, goal)}, goal)
+    return measured(row_of(m, targets(m, goal)), goal)
 
 
 @pytest.mark.parametrize("m", [DECISIVE, REVERSED, CENSORED, UPPER, UNRESOLVED], ids=lambda m: str(m.icr[0].icr))
@@ -126,9 +126,9 @@ def test_a_ledger_written_before_the_icr_objective_reads_every_measurement(tmp_p
         led.start(m.design_id)
         led.finish(m.design_id, "completed", m.to_json(), "md", {"log_icr": 0.0, "log_on_current": 0.0})
     snap = Snapshot.read(led, study.goal)
-    assert [r["design_id"] for r in snap.measured] == [old.design_id, DECISIVE.design_id]
-    assert snap.measured[0]["targets"] == targets(UPPER, study.goal)
-    top = max(r["targets"]["abs_log_icr"] for r in snap.measured)
+    assert [r.design_id for r in snap.measured] == [old.design_id, DECISIVE.design_id]
+    assert snap.measured[0].targets == targets(UPPER, study.goal)
+    top = max(r.targets["abs_log_icr"] for r in snap.measured)
     assert best_observed(snap.measured, study)[0] == pytest.approx(math.exp(top))
     assert _best_feasible(snap, study, "ei", None) == top
     assert extension_options(snap, study) == [] and len(prospective(snap, "abs_log_icr", None)[0]) == 0

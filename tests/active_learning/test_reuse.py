@@ -124,7 +124,7 @@ def test_recovery_takes_only_a_result_of_the_campaigns_oracle(tmp_path):
         bad, good = led.trial(design_id(JANUS, COND)), led.trials("completed")
         assert bad.status == "failed" and "holds a measurement" in bad.error and led.measurement(bad.design_id) is None
         (good,) = good
-        m = Measurement.model_validate_json(led.measurement(good.design_id)["json"])
+        m = Measurement.model_validate_json(led.measurement(good.design_id).json)
         assert m.design.layers == ("OH", "COO-") and m.oracle == continuum_identity()  # the trial's orientation
     finally:
         led.close()

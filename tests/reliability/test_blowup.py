@@ -57,14 +57,14 @@ def test_blow_up_is_abandoned_with_its_reason_and_the_campaign_goes_on(tmp_path)
             if len(t.design["layers"]) == 2:
                 assert t.status == "abandoned" and t.attempts == 1  # MD retried inside (bounded), not re-queued
                 assert "failed after 2 attempts" in t.error and ("blow-up" in t.error or "NaN" in t.error)
-                m = json.loads(led.measurement(t.design_id)["json"])
+                m = json.loads(led.measurement(t.design_id).json)
                 assert m["status"] == "failed" and m["fields"] == [] and m["icr"] == []  # no zero current
-                assert led.measurement(t.design_id)["targets"] is None
+                assert led.measurement(t.design_id).targets is None
                 saved = json.loads((d / "runs" / t.design_id / "measurement.json").read_text())
                 assert saved["status"] == "failed"
             else:
                 assert t.status == "completed"
-        ok = {m["design_id"] for m in led.measurements(ok_only=True)}
+        ok = {m.design_id for m in led.measurements(ok_only=True)}
         assert ok == {t.design_id for t in trials if t.status == "completed"}  # the model never trains on a blow-up
     finally:
         led.close()
