@@ -95,11 +95,11 @@ def index_row(m: Measurement) -> dict:
     (r,) = m.icr
     plus, minus = m.field(r.field_abs_V_per_nm), m.field(-r.field_abs_V_per_nm)
     row |= {"field_V_per_nm": r.field_abs_V_per_nm,
-            "icr": r.icr, "icr_low": r.icr_ci[0], "icr_high": "" if r.icr_ci[1] is None else r.icr_ci[1],
+            "icr": r.icr, "icr_lo": r.icr_ci[0], "icr_hi": "" if r.icr_ci[1] is None else r.icr_ci[1],
             "icr_censored": ">" if r.icr_censored else "<" if r.icr_upper_censored else ""}
     for tag, f in (("plus", plus), ("minus", minus)):
-        row |= {f"current_{tag}_nA": f.current_nA, f"current_{tag}_low_nA": f.current_ci_nA[0],
-                f"current_{tag}_high_nA": f.current_ci_nA[1], f"crossed_{tag}_e": f.charge_crossings_e,
+        row |= {f"current_{tag}_nA": f.current_nA, f"current_{tag}_nA_lo": f.current_ci_nA[0],
+                f"current_{tag}_nA_hi": f.current_ci_nA[1], f"crossed_{tag}_e": f.charge_crossings_e,
                 f"dispersion_{tag}": f.crossing_dispersion, f"settle_{tag}_ps": 1000 * f.settle_ns,
                 f"settled_{tag}": f.settled, f"production_{tag}_ps": 1000 * f.time_ns}
     eq = m.provenance.get("equilibration") or {}
@@ -137,7 +137,7 @@ and its 95 % interval. Trajectories and checkpoints stay beside the records, git
   is stationary; each field switched on with its own velocities and settled the same way (not counted); then
   {settings.production_ps:g} ps of production per field at 4 fs. Currents are crossing counts with exact Poisson
   intervals (widened by their measured dispersion); ICR from the exact conditional test, censored both ways
-  ("> x" in `icr_censored`, "< x" the other way; `icr_low` 0 and no `icr_high` with no transit at all: unresolved).
+  ("> x" in `icr_censored`, "< x" the other way; `icr_lo` 0 and no `icr_hi` with no transit at all: unresolved).
   MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
 - Software: {"; ".join(versions) or "-"}.
 - So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
@@ -179,7 +179,7 @@ def main() -> None:
             write_index(args.out, list(records.values()), settings, command)
             bar.update(1)
             r = index_row(m)
-            icr = _iv(r.get("icr"), (r.get("icr_low"), r.get("icr_high") or None), r.get("icr_censored", ""))
+            icr = _iv(r.get("icr"), (r.get("icr_lo"), r.get("icr_hi") or None), r.get("icr_censored", ""))
             bar.write(f"{cand.design_id} {r['layers']}: ICR {icr} ({m.status}, "
                       f"{m.run.cpu_s / 60 if m.run else 0:.0f} CPU-min, {time.perf_counter() - t0:.0f} s in)")
     write_index(args.out, list(records.values()), settings, command)

@@ -1,18 +1,20 @@
 """The surrogate as a table service, and its MLflow model (the same for `porelab train` and campaigns).
 
-Input: a DataFrame with JSON columns `design` and `conditions` (sim.design.Design / Conditions) and optionally
-`fidelity` (default: the model's). Output: one row per input row and |E| at which its conditions have both signs:
-`row` (input row), `field_abs_V_per_nm`, `training_similarity` (in [0, 1]: 1 at a training design, ~0 unlike all
-of them; surrogate.novelty's kernel on the descriptors, either orientation), `guessing` (True when the design is
-unlike the training designs, similarity < GUESS_SIMILARITY, or an interval of ICR or ON current spans more than a
-factor GUESS_SPAN: the answer is then the model's prior more than what it learned), `icr` and `on_current_nA`
+Input: a DataFrame with JSON columns `design` and `conditions` (sim.design.Design / Conditions), or flat columns
+instead (FLAT: `layers` such as "COO-/NH3+", `spacing_nm`, `groups_per_rim`, ..., `electrolyte` such as
+"K+:1.0,Cl-:1.0" and `field_V_per_nm`, the |E| asked at +E and -E; a design field left out takes Design's default),
+and optionally `fidelity` (default: the model's). Output: one row per input row and |E| at which its conditions have
+both signs: `row` (input row), `field_abs_V_per_nm`, `training_similarity` (in [0, 1]: 1 at a training design, ~0
+unlike all of them; surrogate.novelty's kernel on the descriptors, either orientation), `guessing` (True when the
+design is unlike the training designs, similarity < GUESS_SIMILARITY, or an interval of ICR or ON current spans more
+than a factor GUESS_SPAN: the answer is then the model's prior more than what it learned), `icr` and `on_current_nA`
 (from the mean fluxes), and per species s and sign `flux_per_ns[s][+E]` etc. (NaN for a species absent from the
-electrolyte), each with its 95 % interval `<column>_lo`, `<column>_hi` (as in every porelab table). Intervals:
-mean +- 1.96 total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON
-current come from surrogate.derived. A design that gives no geometry (`sheet_nm`, `box_z_nm`) takes the one every
-training design shares (the campaign's preset), never Design's own default (a question the model was never trained
-on); a model trained on several geometries needs it given. Bad input raises ValueError with a one-line reason
-naming the row.
+electrolyte), each with its 95 % interval `<column>_lo`, `<column>_hi` (as in every porelab table). Intervals: mean
++- 1.96 total std on the scale the model predicts (ln ICR, ln current, asinh flux), mapped back; ICR and ON current
+come from surrogate.derived. A design that gives no geometry (`sheet_nm`, `box_z_nm`) takes the one every training
+design shares (the campaign's preset), never Design's own default (a question the model was never trained on); a
+model trained on several geometries needs it given. Bad input raises ValueError with a one-line reason naming the
+row.
 
 `log_model` logs a model directory (surrogate.store) as an MLflow "model from code" (surrogate/pyfunc.py, no
 pickled instance) with a signature and an input example.
@@ -41,6 +43,13 @@ SIGNS = ("+E", "-E")
 GUESS_SIMILARITY = 0.5  # below: farther from every training design than the data's own spacing (novelty.py)
 GUESS_SPAN = 100.0  # a 95 % interval wider than a factor 100 (two decades) says little
 GEOMETRY = ("sheet_nm", "box_z_nm")
+# flat input: one column per design field (pore as pore_shape/pore_width_nm/pore_height_nm, layers as "COO-/NH3+"),
+# and the conditions as electrolyte ("K+:1.0,Cl-:1.0" or JSON), field_V_per_nm (|E|, asked at +E and -E) and
+# temperature_K; any may be left out: a design field takes Design's default, the geometry the training designs'
+FLAT = {"material": "string", "layers": "string", "spacing_nm": "double", "groups_per_rim": "long",
+        "sheet_nm": "double", "box_z_nm": "double", "pore_shape": "string", "pore_width_nm": "double",
+        "pore_height_nm": "double", "bn_charge_e": "double", "electrolyte": "string", "field_V_per_nm": "double",
+        "temperature_K": "double"}
 
 
 def output_columns() -> list[str]:
@@ -54,9 +63,7 @@ def output_columns() -> list[str]:
 
 def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """The output table (see the module docstring) for the input table `frame`."""
-    missing = [c for c in ("design", "conditions") if c not in frame]
-    if missing:
-        raise ValueError(f"input: no column {' or '.join(missing)} (JSON of sim.design.Design and Conditions)")
+    frame = _json_columns(frame)
     trained = {tuple(getattr(m.design, g) for g in GEOMETRY) for m in saved.training}
     designs, conds = [], []
     for i, (d, c) in enumerate(zip(frame["design"], frame["conditions"], strict=True)):
@@ -74,6 +81,52 @@ def predict_frame(saved: SavedModel, frame: pd.DataFrame) -> pd.DataFrame:
     out["guessing"] = ((out["training_similarity"] < GUESS_SIMILARITY) | (span("icr_lo", "icr_hi") > GUESS_SPAN)
                        | (span("on_current_nA_lo", "on_current_nA_hi") > GUESS_SPAN))
     return out.sort_values(["row", "field_abs_V_per_nm"], kind="stable").reset_index(drop=True)
+
+
+def _json_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its design and conditions as JSON columns: as given, or built from the flat columns (FLAT)."""
+    given = [c for c in FLAT if c in frame and frame[c].notna().any()]
+    if "design" in frame and "conditions" in frame:
+        return frame
+    if "design" in frame or "conditions" in frame or not given:
+        raise ValueError("input: give the columns design and conditions (JSON of sim.design.Design and Conditions), "
+                         f"or flat columns ({', '.join(FLAT)})")
+    out = frame.copy()
+    out["design"] = [json.dumps(_flat_design(r)) for r in frame.to_dict("records")]
+    out["conditions"] = [json.dumps(_flat_conditions(r, i)) for i, r in enumerate(frame.to_dict("records"))]
+    return out
+
+
+def _given(row: dict, key: str):
+    v = row.get(key)
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else v.item() if hasattr(v, "item") else v
+
+
+def _flat_design(row: dict) -> dict:
+    doc = {k: _given(row, k) for k in ("material", "spacing_nm", "groups_per_rim", "sheet_nm", "box_z_nm",
+                                       "bn_charge_e")}
+    layers = _given(row, "layers")
+    if layers is not None:
+        doc["layers"] = json.loads(layers) if str(layers).startswith("[") else str(layers).split("/")
+    pore = {k: _given(row, f"pore_{k}") for k in ("shape", "width_nm", "height_nm")}
+    if any(v is not None for v in pore.values()):
+        doc["pore"] = {k: v for k, v in pore.items() if v is not None}
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _flat_conditions(row: dict, i: int) -> dict:
+    e, text = _given(row, "field_V_per_nm"), _given(row, "electrolyte")
+    if e is None or text is None:
+        raise ValueError(f"row {i}: flat input needs electrolyte (e.g. 'K+:1.0,Cl-:1.0') and field_V_per_nm")
+    try:
+        ions = json.loads(text) if str(text).lstrip().startswith("{") else \
+            {k.strip(): float(v) for k, v in (p.split(":") for p in str(text).split(","))}
+    except ValueError:
+        raise ValueError(f"row {i}: electrolyte {text!r}: give 'ion:mol/L,...' such as 'K+:1.0,Cl-:1.0'") from None
+    doc = {"electrolyte": ions, "fields_V_per_nm": [abs(e), -abs(e)]}
+    if (t := _given(row, "temperature_K")) is not None:
+        doc["temperature_K"] = t
+    return doc
 
 
 def _with_geometry(text: str, trained: set[tuple], row: int) -> str:
@@ -145,13 +198,16 @@ def input_example(saved: SavedModel) -> pd.DataFrame:
 def log_model(model_dir: str | Path, name: str = "model", registered_model_name: str | None = None):
     """Log the model directory as an MLflow model from code in the active run; returns MLflow's ModelInfo."""
     import mlflow  # MLflow (seconds to import) only when a model is logged; predict_frame runs without it
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     saved = load_model(model_dir)
     example = input_example(saved)
     with warnings.catch_warnings():  # MLflow's hints (type hints, integer columns) are notices, not errors
         warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
-        signature = infer_signature(example, predict_frame(saved, example))
+        inputs = Schema([ColSpec("string", c, required=False) for c in ("design", "conditions", "fidelity")]
+                        + [ColSpec(t, c, required=False) for c, t in FLAT.items()])  # JSON or flat columns
+        signature = ModelSignature(inputs, infer_signature(example, predict_frame(saved, example)).outputs)
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(PYFUNC_CODE), artifacts={"model": str(model_dir)}, signature=signature,
             input_example=example, registered_model_name=registered_model_name,

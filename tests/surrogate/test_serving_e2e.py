@@ -116,6 +116,16 @@ def test_served_champion_answers_like_predict_frame(measurements, tmp_path):
         req = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             got = pd.DataFrame(json.loads(r.read())["predictions"])
+        d, c = saved.training[0].design, saved.training[0].conditions  # the same question as flat columns
+        flat = pd.DataFrame({"layers": ["/".join(d.layers)], "spacing_nm": [d.spacing_nm],
+                             "groups_per_rim": [d.groups_per_rim], "pore_shape": [d.pore.shape],
+                             "pore_width_nm": [d.pore.width_nm], "pore_height_nm": [d.pore.height_nm],
+                             "electrolyte": [",".join(f"{k}:{v}" for k, v in c.electrolyte.items())],
+                             "field_V_per_nm": [max(abs(e) for e in c.fields_V_per_nm)]})
+        body = json.dumps({"dataframe_split": flat.to_dict(orient="split")}).encode()
+        req = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            got_flat = pd.DataFrame(json.loads(r.read())["predictions"])
         bad = example.assign(design=['{"layers": "x"}'])  # bad input: a 400 whose message is the reason
         body = json.dumps({"dataframe_split": bad.to_dict(orient="split")}).encode()
         req = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
@@ -127,6 +137,11 @@ def test_served_champion_answers_like_predict_frame(measurements, tmp_path):
             "'NH3+', 'OH' or 'none'" and "Traceback" not in json.dumps(reply)  # MLflow's prefix, then our line
     finally:
         stop(server)
+    want_flat = predict_frame(saved, flat)
+    assert len(got_flat) == len(want_flat) > 0
+    for col in want_flat.columns:
+        np.testing.assert_allclose(got_flat[col].astype(float), want_flat[col].astype(float), rtol=1e-9,
+                                   equal_nan=True, err_msg=f"flat input: {col}")
     assert list(got.columns) == list(want.columns) and len(got) == len(want) > 0
     for col in want.columns:
         np.testing.assert_allclose(got[col].astype(float), want[col].astype(float), rtol=1e-9, equal_nan=True,

@@ -60,5 +60,29 @@ def test_bad_input_names_the_row_and_the_problem(saved):
     c = make_conditions({"fields_V_per_nm": [1.0, -1.0]})
     with pytest.raises(ValueError, match="row 0: design: layers"):
         predict_frame(saved, pd.DataFrame({"design": ['{"layers": "x"}'], "conditions": [c.model_dump_json()]}))
-    with pytest.raises(ValueError, match="no column conditions"):
+    with pytest.raises(ValueError, match="input: give the columns design and conditions"):
         predict_frame(saved, pd.DataFrame({"design": ["{}"]}))
+
+
+def flat(m) -> pd.DataFrame:
+    """The flat input of a training question: one column per design field, electrolyte as text, |E|."""
+    d, c = m.design, m.conditions
+    return pd.DataFrame({"layers": ["/".join(d.layers)], "spacing_nm": [d.spacing_nm],
+                         "groups_per_rim": [d.groups_per_rim], "material": [d.material],
+                         "pore_shape": [d.pore.shape], "pore_width_nm": [d.pore.width_nm],
+                         "pore_height_nm": [d.pore.height_nm],
+                         "electrolyte": [",".join(f"{k}:{v}" for k, v in c.electrolyte.items())],
+                         "field_V_per_nm": [max(abs(e) for e in c.fields_V_per_nm)]})
+
+
+def test_flat_columns_answer_like_the_json_columns(saved):
+    m = saved.training[0]
+    e = max(abs(x) for x in m.conditions.fields_V_per_nm)
+    asked = m.conditions.model_copy(update={"fields_V_per_nm": [e, -e]})  # what the flat row asks: +-|E|
+    pd.testing.assert_frame_equal(predict_frame(saved, flat(m)), predict_frame(saved, frame([m.design], [asked])))
+    with pytest.raises(ValueError, match="row 0: flat input needs electrolyte"):
+        predict_frame(saved, flat(m).drop(columns="electrolyte"))
+    with pytest.raises(ValueError, match="row 0: electrolyte 'K\\+=1': give 'ion:mol/L,...'"):
+        predict_frame(saved, flat(m).assign(electrolyte="K+=1"))
+    with pytest.raises(ValueError, match="input: give the columns design and conditions"):
+        predict_frame(saved, pd.DataFrame({"colour": ["red"]}))
