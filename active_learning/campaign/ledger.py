@@ -356,11 +356,17 @@ class Ledger:
                       fidelity=r["fidelity"], extend_ps=r["extend_ps"], extensions=r["extensions"])
                 for r in self.db.execute(q, args)]
 
-    def finished_keys(self) -> list[tuple[str, int]]:
-        """(design id, extensions) of the trials in a final status, in dispatch order (no JSON parsed)."""
+    def finished_keys(self, after_event: int = 0) -> tuple[list[tuple[str, int]], int]:
+        """(design id, extensions) of the trials in a final status, in dispatch order (no JSON parsed), only those
+        that moved after event `after_event` (0: all), and the newest event id: pass it next time to be told only
+        what is new (every transition is an event)."""
+        last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
         st = tuple(FINAL)
-        return [tuple(r) for r in self.db.execute(
-            f"SELECT design_id, extensions FROM trials WHERE status IN ({','.join('?' * len(st))}) ORDER BY seq", st)]
+        q, args = f"SELECT design_id, extensions FROM trials WHERE status IN ({','.join('?' * len(st))})", st
+        if after_event:
+            q += " AND design_id IN (SELECT design_id FROM events WHERE id > ? AND id <= ?)"
+            args += (after_event, last)
+        return [tuple(r) for r in self.db.execute(q + " ORDER BY seq", args)], last
 
     def outcomes(self) -> list[tuple[str, int, str | None, float | None, dict | None]]:
         """(design id, round, rung, busy seconds, pick-time prediction) of each completed trial in dispatch order:

@@ -105,6 +105,8 @@ class MlflowView:
     def __init__(self, campaign_dir: str | Path):
         self.dir = Path(campaign_dir).resolve()
         self.client = None
+        self.logged: set[str] | None = None  # simulation keys shown in MLflow (the bookkeeping's, kept in memory)
+        self.event_mark = 0  # the ledger's newest event at the last sync (Ledger.finished_keys)
 
     # --- connection: experiment and parent run --------------------------------------------------
     def _connect(self) -> None:
@@ -163,14 +165,17 @@ class MlflowView:
                     self.client.update_run(self.parent_id, status="RUNNING")
             if self.book.get("study") is None:
                 self._log_study()
-            done = self.book.keys("simulation")
-            for did, extensions in ledger.finished_keys():
-                if did in done and not extensions:
+            if self.logged is None:
+                self.logged = self.book.keys("simulation")
+            finished, mark = ledger.finished_keys(self.event_mark)  # only what moved since the last sync
+            for did, extensions in finished:
+                if did in self.logged and not extensions:
                     continue
                 t = ledger.trial(did)
                 for v in ledger.versions(did) if extensions else [None]:  # an extended trial: each version
-                    if sim_key(did, v) not in done:
+                    if sim_key(did, v) not in self.logged:
                         self._log_simulation(ledger, t, v)
+            self.event_mark = mark  # once all of them are logged
             done, models = self.book.keys("iteration"), {m["version"]: m for m in ledger.models()}
             crown = self.fresh or bool(ledger.get("finished"))  # and after each new iteration: see _crown
             for it in ledger.iterations():
@@ -255,6 +260,7 @@ class MlflowView:
             self.client.set_terminated(rid, "FINISHED" if ok else "FAILED")
             fault_point("view.sim_logged")  # in MLflow, not yet in the bookkeeping
         self.book.put([("simulation", key, rid)])
+        self.logged.add(key)
 
     def _log_iteration(self, it: dict, model: dict | None) -> None:
         """Nested run `iteration <step>`: metrics (also on the parent, by step), plots, and its model."""

@@ -96,3 +96,18 @@ def test_the_ledger_knows_nothing_of_its_views(ledger):
     for (table,) in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
         cols = [r[1] for r in ledger.db.execute(f"PRAGMA table_info({table})")]
         assert not [c for c in cols if "mlflow" in c or c in ("registered", "logged", "run_id")], (table, cols)
+
+
+def test_finished_keys_after_an_event_are_only_the_trials_finished_since(ledger):
+    for d in ("a", "b", "c"):
+        ledger.add_trial(d, D, C, 0, "initial")
+        ledger.start(d)
+    ledger.finish("a", "completed", "{}", "continuum", {})
+    first, mark = ledger.finished_keys()
+    assert first == [("a", 0)] and mark > 0
+    assert ledger.finished_keys(mark) == ([], mark)  # nothing moved since
+    ledger.finish("c", "failed", None, "continuum", None)
+    ledger.transition("b", "abandoned", "oracle gave up")
+    new, mark2 = ledger.finished_keys(mark)
+    assert new == [("b", 0), ("c", 0)] and mark2 > mark  # in dispatch order, "a" not again
+    assert ledger.finished_keys()[0] == [("a", 0), ("b", 0), ("c", 0)]
