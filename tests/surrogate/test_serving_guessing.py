@@ -78,7 +78,7 @@ def flat(m) -> pd.DataFrame:
 def test_flat_columns_answer_like_the_json_columns(saved):
     m = saved.training[0]
     e = max(abs(x) for x in m.conditions.fields_V_per_nm)
-    asked = m.conditions.model_copy(update={"fields_V_per_nm": [e, -e]})  # what the flat row asks: +-|E|
+    asked = m.conditions.model_copy(update={"fields_V_per_nm": (e, -e)})  # what the flat row asks: +-|E|
     pd.testing.assert_frame_equal(predict_frame(saved, flat(m)), predict_frame(saved, frame([m.design], [asked])))
     with pytest.raises(ValueError, match="row 0: flat input needs electrolyte"):
         predict_frame(saved, flat(m).drop(columns="electrolyte"))
