@@ -22,6 +22,13 @@ Z68 = stats.norm.ppf(0.84)
 Z95 = stats.norm.ppf(0.975)
 
 
+def gaussian_nll(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Gaussian negative log-likelihood of each y (n,) under N(mean, std^2), std floored at 1e-12."""
+    y, mean, std = (np.asarray(a, float).ravel() for a in (y, mean, std))
+    std = np.maximum(std, 1e-12)
+    return 0.5 * np.log(2 * math.pi * std**2) + 0.5 * ((y - mean) / std) ** 2
+
+
 def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
     """rmse, mae, r2, nll (mean Gaussian NLL), coverage_68/95 (fraction inside mean +- z std), spearman between
     std and |error|, and n. Empty input gives NaNs."""
@@ -38,7 +45,7 @@ def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict
         "rmse": float(np.sqrt(np.mean(err**2))),
         "mae": float(np.mean(np.abs(err))),
         "r2": float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else math.nan,
-        "nll": float(np.mean(0.5 * np.log(2 * math.pi * std**2) + 0.5 * (err / std) ** 2)),
+        "nll": float(np.mean(gaussian_nll(y, mean, std))),
         "coverage_68": float(np.mean(np.abs(err) <= Z68 * std)),
         "coverage_95": float(np.mean(np.abs(err) <= Z95 * std)),
         "spearman": float(rho),

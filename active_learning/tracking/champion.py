@@ -5,7 +5,7 @@ Each iteration's model predicted the designs it picked before they were simulate
 the ledger). A model's prospective score is the mean Gaussian negative log-likelihood of the objective (|ln ICR| for
 an ICR goal, campaign.targets) over those of its picks that completed with a value, not only a bound
 (campaign.targets.only_a_bound), against their predictive mean and std (campaign.targets.predictive: |ln ICR| folded
-from the predicted ln ICR) (surrogate.metrics.regression_metrics, the campaign's `heldout_nll` restricted to that
+from the predicted ln ICR) (surrogate.metrics.gaussian_nll, the campaign's `heldout_nll` restricted to that
 model's picks), with its standard error over those designs: it rewards accurate means and honest uncertainties,
 what acquisition and inverse design rely on. Picks without a predicted objective, or whose stored targets lack it (a
 ledger of an earlier version), do not count.
@@ -27,7 +27,7 @@ import numpy as np
 
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.targets import only_a_bound, predictive
-from porelab.surrogate.metrics import regression_metrics
+from porelab.surrogate.metrics import gaussian_nll
 
 MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
 Z_BETTER = 2.0  # an earlier model is champion only when its score is lower by more than this many standard errors
@@ -58,9 +58,9 @@ def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float,
     out = {}
     for step, rows in by_step.items():
         y, mu, sd = (np.array(a, float) for a in zip(*rows, strict=True))
-        each = 0.5 * np.log(2 * math.pi * np.maximum(sd, 1e-12) ** 2) + 0.5 * ((y - mu) / np.maximum(sd, 1e-12)) ** 2
+        each = gaussian_nll(y, mu, sd)
         se = float(each.std(ddof=1) / math.sqrt(len(each))) if len(each) > 1 else math.inf
-        out[step] = (regression_metrics(y, mu, sd)["nll"], len(rows), se)
+        out[step] = (float(each.mean()), len(rows), se)
     return out
 
 
