@@ -59,6 +59,12 @@ class SavedModel:
     info: dict
 
 
+# The model this process loaded (or saved with keep=True) last, [(its model.json text, SavedModel)]: loading the
+# same model.json again (a campaign's model logged to MLflow, which loads it to check its input example) returns it,
+# its files' sha256 checked, without parsing its training set or refitting it again.
+_LAST: list[tuple[str, SavedModel]] = []
+
+
 def _software() -> dict:
     out = {"python": platform.python_version()}
     for pkg in ("porelab", "torch", "torch-geometric", "scikit-learn", "numpy"):
@@ -77,9 +83,11 @@ def _write_named(d: Path, stem: str, suffix: str, data: bytes) -> dict:
 
 
 def save_model(directory: str | Path, model, training: Sequence[Measurement], fidelity: str | None = None,
-               goal: dict | None = None, provenance: dict | None = None) -> Path:
+               goal: dict | None = None, provenance: dict | None = None, keep: bool = False) -> Path:
     """Write a fitted `model` trained on `training` (the measurements its samples came from) to `directory`
-    (created); returns the path of model.json. `provenance` is merged into the recorded provenance."""
+    (created); returns the path of model.json. `provenance` is merged into the recorded provenance. `keep`: this
+    process keeps `model` as the one `load_model` returns for this model.json (a campaign's, whose MLflow logging
+    loads it twice) instead of refitting it."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     kind = model_kind(model)
@@ -103,12 +111,14 @@ def save_model(directory: str | Path, model, training: Sequence[Measurement], fi
         info["state"] = state
     info["provenance"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "software": _software(),
                           **(provenance or {})}
-    path = d / MODEL_FILE
-    atomic_write_text(path, json.dumps(info, indent=1))  # a diverged loss in the history is written as NaN
-    keep = {info["training"]["file"], info.get("weights", {}).get("file")}
+    path, text = d / MODEL_FILE, json.dumps(info, indent=1)
+    atomic_write_text(path, text)  # a diverged loss in the history is written as NaN
+    named = {info["training"]["file"], info.get("weights", {}).get("file")}
     for p in [*d.glob("training-*.json"), *d.glob("weights-*.pt")]:
-        if p.name not in keep:
+        if p.name not in named:
             p.unlink(missing_ok=True)
+    if keep:
+        _LAST[:] = [(text, SavedModel(model, kind, ms, info["fidelity"], goal, json.loads(text)))]
     return path
 
 
@@ -127,7 +137,8 @@ def load_model(directory: str | Path) -> SavedModel:
     d = Path(directory)
     path = d / MODEL_FILE
     try:
-        info = json.loads(path.read_text())
+        text = path.read_text()
+        info = json.loads(text)
         kind = info["kind"]
     except FileNotFoundError:
         raise ValueError(f"{d}: not a model directory (no {MODEL_FILE})") from None
@@ -137,6 +148,11 @@ def load_model(directory: str | Path) -> SavedModel:
         raise ValueError(f"{path}: model format {info.get('format')!r}, this porelab reads {FORMAT}; retrain it")
     if kind not in KINDS:
         raise ValueError(f"{path}: model kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
+    if _LAST and _LAST[0][0] == text:  # the model this process saved or loaded last, its files checked
+        for entry, what in ((info["training"], "training measurements"), (info.get("weights"), "weights")):
+            if entry:
+                _read(d, entry, what)
+        return _LAST[0][1]
     fm = info.get("fidelity_model")
     try:
         model = new_model(kind, **info["params"])
@@ -171,5 +187,6 @@ def load_model(directory: str | Path) -> SavedModel:
         model.set_state(tensors, info["state"])
     else:
         model.fit(training_samples(model, training))
-    return SavedModel(model, kind, training, info.get("fidelity") or main_fidelity(training), info.get("goal"),
-                      info)
+    saved = SavedModel(model, kind, training, info.get("fidelity") or main_fidelity(training), info.get("goal"), info)
+    _LAST[:] = [(text, saved)]
+    return saved

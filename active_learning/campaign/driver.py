@@ -56,10 +56,9 @@ from porelab.active_learning.campaign.guards import (
 from porelab.active_learning.campaign.ingest import ingest, recover
 from porelab.active_learning.campaign.iteration import (
     SPACE_FILLING,
+    Parsed,
     Plan,
     Snapshot,
-    best_observed,
-    measured_rows,
     pick_row,
     plan,
     prospective_rows,
@@ -218,8 +217,8 @@ class Campaign:
         """Why no new simulation may start (None: go on)."""
         goal = self.study.goal
         if goal.target is not None:
-            best, _ = best_observed(measured_rows(self.ledger, goal), self.study)
-            if best is not None and (1 if goal.maximize else -1) * (best - goal.target) >= 0:
+            best = self.ledger.best_target(objective_name(goal), goal.maximize)  # ln, like the targets stored
+            if best is not None and (1 if goal.maximize else -1) * (math.exp(best) - goal.target) >= 0:
                 return "target"
         if self._elapsed() >= self.wall_clock_s:
             return "wall_clock"
@@ -256,7 +255,7 @@ class Campaign:
                     self._forget_unstarted()
                 raise
             self._t_mark = time.monotonic()
-            self._parsed: dict = {}  # the measurements iterations have parsed (Snapshot.measurement)
+            self._parsed = Parsed()  # what iterations have parsed (Snapshot.measurement, .reading)
             self._streak: list[tuple[str, str]] = []  # (design id, error) of the task errors since the last result
             self._held: dict[str, TaskResult] = {}  # final attempts that errored during that streak, undecided
             self._breaker: str | None = None  # why the breaker stopped the campaign

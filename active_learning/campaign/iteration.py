@@ -25,7 +25,7 @@ from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
 from porelab.active_learning.campaign.ledger import Ledger, MeasuredRow
-from porelab.active_learning.campaign.measured import with_intervals
+from porelab.active_learning.campaign.measured import Measured, measured, with_intervals
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import Rung
 from porelab.active_learning.campaign.space import Candidate
@@ -59,11 +59,21 @@ def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[MeasuredRow]
     return [r for r in read if objective_name(goal) in r.targets]
 
 
+@dataclass
+class Parsed:
+    """What iterations have parsed, kept by the driver from one iteration to the next so that each stored measurement
+    is parsed and read once: design id -> (its JSON, the Measurement) and -> (its JSON, its campaign.measured
+    reading)."""
+
+    measurements: dict[str, tuple[str, Measurement]] = field(default_factory=dict)
+    readings: dict[str, tuple[str, Measured | None]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What an iteration reads from the ledger: the ok measurements (ledger.MeasuredRow, in dispatch order), the
     pick-time predictions of completed trials (design_id -> (round, prediction)), trial counts by status,
-    every known design id, the iterations and the models so far."""
+    every known design id, the iterations and the models so far; the study's goal they were read for."""
 
     measured: list[MeasuredRow]
     predicted: dict[str, tuple[int, dict]]
@@ -73,24 +83,33 @@ class Snapshot:
     models: list[dict] = field(default_factory=list)
     rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and busy seconds by rung
     busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
-    parsed: dict[str, tuple[str, Measurement]] = field(default_factory=dict)  # design id -> (its JSON, parsed)
+    goal: Goal | None = None
+    parsed: Parsed = field(default_factory=Parsed)
 
     @classmethod
-    def read(cls, ledger: Ledger, goal: Goal | None = None, parsed: dict | None = None) -> Snapshot:
+    def read(cls, ledger: Ledger, goal: Goal | None = None, parsed: Parsed | None = None) -> Snapshot:
         """The snapshot of `ledger`; with the study's `goal`, targets as `measured_rows` reads them. `parsed`: the
-        caller's cache of parsed measurements (`measurement`), kept from one iteration to the next so that each
-        stored measurement is parsed once."""
+        caller's cache (`Parsed`), kept from one iteration to the next so that each stored measurement is parsed
+        once."""
         done = ledger.outcomes()
         return cls(measured_rows(ledger, goal), {d: (rnd, p) for d, rnd, _, _, p in done if p},
                    ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
-                   ledger.rung_stats(), {d: b for d, _, rung, b, _ in done if rung is None and b},
-                   {} if parsed is None else parsed)
+                   ledger.rung_stats(), {d: b for d, _, rung, b, _ in done if rung is None and b}, goal,
+                   Parsed() if parsed is None else parsed)
 
     def measurement(self, row: MeasuredRow) -> Measurement:
         """The Measurement of a measured row, parsed once per stored version (cached in `parsed`)."""
-        hit = self.parsed.get(row.design_id)
+        hit = self.parsed.measurements.get(row.design_id)
         if hit is None or hit[0] != row.json:
-            hit = self.parsed[row.design_id] = (row.json, Measurement.model_validate_json(row.json))
+            hit = self.parsed.measurements[row.design_id] = (row.json, Measurement.model_validate_json(row.json))
+        return hit[1]
+
+    def reading(self, row: MeasuredRow) -> Measured | None:
+        """campaign.measured.measured(row, goal) (the snapshot read with a goal), once per stored version (cached
+        in `parsed`)."""
+        hit = self.parsed.readings.get(row.design_id)
+        if hit is None or hit[0] != row.json:
+            hit = self.parsed.readings[row.design_id] = (row.json, measured(row, self.goal))
         return hit[1]
 
     @property

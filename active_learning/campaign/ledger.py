@@ -406,6 +406,14 @@ class Ledger:
             args.append(max_round)
         return self._measured(where, args)
 
+    def best_target(self, name: str, maximize: bool) -> float | None:
+        """The highest (maximize) or lowest stored target `name` of the ok measurements at the study's own oracle
+        (rung None), aggregated by SQLite without reading the rows into Python: what a target stop condition asks
+        after every result. None before one has it."""
+        return self.db.execute(f"SELECT {'MAX' if maximize else 'MIN'}(json_extract(m.targets, ?)) FROM measurements m "
+                               "JOIN trials t USING (design_id) WHERE m.status='ok' AND t.fidelity IS NULL",
+                               (f'$."{name}"',)).fetchone()[0]
+
     def measurement(self, design_id: str) -> MeasuredRow | None:
         """One design's measurement (as `measurements` reads it, whatever its status), or None."""
         rows = self._measured(" AND m.design_id=?", [design_id])

@@ -186,12 +186,13 @@ class CampaignModel:
         return TargetPrediction(mean, std, epi, emb)
 
     # --- persistence (surrogate.store: no pickle) ---------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write the model directory `directory` (created); returns the path of its model.json."""
+    def save(self, directory: str | Path, keep: bool = False) -> Path:
+        """Write the model directory `directory` (created); returns the path of its model.json. `keep`: the fitted
+        model stays in memory for the next load of it (surrogate.store.save_model)."""
         own = {"seed": self.seed, "params": self.params, "target_fidelity": self.target_fidelity,
                "fidelity_approach": self.fidelity_approach, "novelty_floor": self.novelty_floor}
         return save_model(directory, self.model_, self.train_, self.fidelity_, self.goal.model_dump(mode="json"),
-                          {"created_by": "porelab campaign", "campaign_model": own})
+                          {"created_by": "porelab campaign", "campaign_model": own}, keep)
 
     @classmethod
     def load(cls, directory: str | Path) -> CampaignModel:

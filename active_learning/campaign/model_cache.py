@@ -49,5 +49,5 @@ class ModelCache:
         mdir = step_dir(self.dir, "models", step)
         if mdir.exists():
             shutil.rmtree(mdir)
-        model.save(mdir)
+        model.save(mdir, keep=True)  # the MLflow view logs it next: loaded from memory, not refitted
         return {"kind": model.kind, "path": str(mdir.relative_to(self.dir)), "sha256": sha256_dir(mdir)}

@@ -16,6 +16,8 @@ from porelab.active_learning.campaign.measured import measured
 from porelab.base.files import atomic_write_bytes
 from porelab.sim.observables import Interval
 
+PARITY_POINTS = 1000  # the newest prospective predictions drawn on the parity plot (calibration uses them all)
+
 
 def _figure(figsize: tuple[float, float]):
     fig = Figure(figsize=figsize)
@@ -41,13 +43,15 @@ def step_plots(d: Path, prospective: list[tuple[MeasuredRow, float, float, float
     learning curve. Returns the files written."""
     d.mkdir(parents=True, exist_ok=True)
     y, mu, sd = (np.array([x[k] for x in prospective], float) for k in (1, 2, 3))
-    ci = _log_intervals([measured(r, goal) for r, *_ in prospective]) if goal is not None else None
+    read = snapshot.reading if snapshot is not None else (lambda r: measured(r, goal))  # noqa: E731
+    shown = slice(max(0, len(y) - PARITY_POINTS), None)  # the newest: a long campaign's parity stays legible
+    ci = _log_intervals([read(r) for r, *_ in prospective[shown]]) if goal is not None else None
     best = None
     if snapshot is not None and goal is not None:
-        best = _best_so_far([measured(r, goal) for r in snapshot.measured], goal)
+        best = _best_so_far([snapshot.reading(r) for r in snapshot.measured], goal)
     out = []
     if len(y) >= 2:
-        out += [parity(y, mu, sd, d / "parity.png", objective_label, ci),
+        out += [parity(y[shown], mu[shown], sd[shown], d / "parity.png", objective_label, ci, of=len(y)),
                 calibration(y, mu, sd, d / "calibration.png")]
     if iterations:
         out.append(learning_curve([it["metrics"].get("completed", 0) for it in iterations],
@@ -81,9 +85,10 @@ def _best_so_far(rows: list, goal) -> list[Interval | None]:
 
 
 def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, label: str = "ln ICR",
-           measured_ci: np.ndarray | None = None) -> Path:
+           measured_ci: np.ndarray | None = None, of: int | None = None) -> Path:
     """Predicted (before the simulation) vs measured values (not bounds), with 95 % bars: the prediction's
-    (mean -+ 1.96 std) and, given measured_ci (n, 2) on the same scale, the measurement's."""
+    (mean -+ 1.96 std) and, given measured_ci (n, 2) on the same scale, the measurement's. `of`: how many there
+    are when these are the newest of them (said in the title)."""
     fig, ax = _figure((4.2, 4))
     z = norm.ppf(0.975)
     xerr = None
@@ -93,7 +98,8 @@ def parity(measured: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, 
     lo, hi = np.nanmin(np.r_[measured, mean]), np.nanmax(np.r_[measured, mean])
     pad = 0.05 * (hi - lo + 1e-9)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
-    ax.set(xlabel=f"measured {label}", ylabel=f"predicted {label}", title="parity (prospective, 95 % bars)")
+    ax.set(xlabel=f"measured {label}", ylabel=f"predicted {label}", title="parity (prospective, 95 % bars)"
+           + (f"\nnewest {len(measured)} of {of}" if of and of > len(measured) else ""))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -111,3 +111,16 @@ def test_finished_keys_after_an_event_are_only_the_trials_finished_since(ledger)
     new, mark2 = ledger.finished_keys(mark)
     assert new == [("b", 0), ("c", 0)] and mark2 > mark  # in dispatch order, "a" not again
     assert ledger.finished_keys()[0] == [("a", 0), ("b", 0), ("c", 0)]
+
+
+def test_best_target_is_the_extreme_at_the_studys_own_oracle(ledger):
+    """What the target stop condition reads after every result, aggregated in SQLite: the study's oracle's ok
+    measurements only (not a cheaper rung's, not a failed one's), either direction; None before one has the name."""
+    assert ledger.best_target("log_icr", True) is None
+    for d, rung, status, v in (("a", None, "ok", 0.5), ("b", None, "ok", -0.2), ("c", "continuum", "ok", 3.0),
+                               ("d", None, "failed", 9.0)):
+        ledger.add_trial(d, D, C, 0, "initial", fidelity=rung)
+        ledger.start(d)
+        ledger.finish(d, "completed" if status == "ok" else "failed", "{}", rung or "md", {"log_icr": v})
+    assert ledger.best_target("log_icr", True) == 0.5 and ledger.best_target("log_icr", False) == -0.2
+    assert ledger.best_target("log_on_current", True) is None

@@ -87,3 +87,23 @@ def test_an_interrupted_save_keeps_the_previous_model(tmp_path, split, monkeypat
     save_model(tmp_path / "m", model, train)
     assert len(load_model(tmp_path / "m").training) == len(train)
     assert len(list((tmp_path / "m").glob("training-*.json"))) == 1  # files no model.json names are removed
+
+
+def test_a_kept_model_loads_from_memory_its_files_checked(tmp_path, split):
+    """save_model(keep=True) (a campaign's model, which MLflow's logging loads twice) is what the next load of that
+    model.json returns, from its own directory or a copy, without refitting; a changed file is still refused."""
+    import shutil
+
+    train, _ = split
+    model = new_model("rf", **KW["rf"])
+    model.fit(training_samples(model, train))
+    save_model(tmp_path / "kept", model, train, keep=True)
+    shutil.copytree(tmp_path / "kept", tmp_path / "copy")
+    assert load_model(tmp_path / "kept").model is model and load_model(tmp_path / "copy").model is model
+    save_model(tmp_path / "other", model, train[:8])  # not kept: loaded by refitting, a model of its own
+    assert load_model(tmp_path / "other").model is not model
+    save_model(tmp_path / "kept", model, train, keep=True)
+    (data,) = (tmp_path / "kept").glob("training-*.json")
+    data.write_text(data.read_text().replace('"continuum"', '"md"', 1))
+    with pytest.raises(ValueError, match=r"training-.*sha256 differs"):
+        load_model(tmp_path / "kept")
