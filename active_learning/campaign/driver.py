@@ -68,7 +68,7 @@ from porelab.active_learning.campaign.ledger import CampaignLock, Ledger
 from porelab.active_learning.campaign.model_cache import ModelCache
 from porelab.active_learning.campaign.oracles import extended, ladder
 from porelab.active_learning.campaign.plots import step_plots
-from porelab.active_learning.campaign.space import Candidate, drop_symmetric
+from porelab.active_learning.campaign.space import Candidate, drop_symmetric, recorded_pool
 from porelab.active_learning.campaign.study import Study, load_study
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_label, objective_name
@@ -91,11 +91,14 @@ class View(Protocol):
 
 
 def candidate_pool(study: Study) -> tuple[list[Candidate], int]:
-    """The campaign's pool (grid or seeded sample) and how many mirror-symmetric designs were dropped from it (ICR
-    goals only, see the module docstring)."""
-    space = study.design_space()
-    pool = space.grid() if study.acquisition.kind == "grid" else \
-        space.sample(study.acquisition.pool_size, study.seed)
+    """The campaign's pool (grid, seeded sample, or the recorded questions of `acquisition.pool_from`) and how many
+    mirror-symmetric designs were dropped from it (ICR goals only, see the module docstring)."""
+    if study.acquisition.pool_from is not None:
+        pool = recorded_pool(Path(study.acquisition.pool_from), study.seed)
+    else:
+        space = study.design_space()
+        pool = space.grid() if study.acquisition.kind == "grid" else \
+            space.sample(study.acquisition.pool_size, study.seed)
     if study.goal.objective != "icr":
         return pool, 0
     kept, dropped = drop_symmetric(pool)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from porelab.sim.design import (
     make_conditions,
     make_design,
 )
+from porelab.sim.measurement import MEASUREMENT_FILE, Measurement
 
 CONDITION_KEYS = {"electrolyte", "temperature_K"}
 FIELD_KEY = "field_V_per_nm"
@@ -258,3 +260,24 @@ def drop_symmetric(pool: list[Candidate]) -> tuple[list[Candidate], int]:
     """The candidates that are not mirror-symmetric (`Design.is_symmetric`), and how many were dropped."""
     kept = [c for c in pool if not c.design.is_symmetric()]
     return kept, len(pool) - len(kept)
+
+
+def recorded_pool(store: Path, seed: int) -> list[Candidate]:
+    """The questions (design and conditions) of the successful measurements under `store`, each once, in an order
+    shuffled with `seed` (the first ones are the initial design). DesignError (one line) when there are none."""
+    if not store.is_dir():
+        raise DesignError(f"acquisition.pool_from: {store} is not a directory")
+    files, found = sorted(store.rglob(MEASUREMENT_FILE)), {}
+    for f in files:
+        try:
+            m = Measurement.load(f)
+        except (OSError, ValueError):
+            continue  # not a measurement: the replay oracle names it, if it is the store it replays
+        if m.status == "ok":
+            found.setdefault(m.design_id, Candidate(design=m.design, conditions=m.conditions, design_id=m.design_id))
+    if not found:
+        raise DesignError(f"acquisition.pool_from: {store} holds no successful measurement ({len(files)} "
+                          f"{MEASUREMENT_FILE} files)")
+    pool = list(found.values())
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[i] for i in order]

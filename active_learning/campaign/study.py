@@ -215,6 +215,11 @@ class AcquisitionSpec(_Strict):
                                     "the pool's space-filling (Sobol) order instead (a guard against exploration "
                                     "collapsing on a model that learned only a flat region; off by default: it "
                                     "did not improve the worst seed on benchmarks/al_landscape.py)")
+    pool_from: str | None = Field(None, description="a directory of recorded measurements (a measurement store "
+                                  "such as data/md; relative: to the working directory): the pool is their "
+                                  "questions (design and conditions), in a seeded random order, instead of a "
+                                  "sample of the space; for a campaign replayed on recorded results "
+                                  "(sim/replay.py)")
     extend_max_ps: float | None = Field(None, gt=0, description="MD (or a user oracle with a `length_setting`): a "
                                         "round may extend a finished run whose objective is still undecided "
                                         "(production per field doubled, up to this many ps) instead of starting a "

@@ -18,7 +18,10 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
     """Counts by status, the `top` best designs (natural units, flat: icr, icr_lo, icr_hi, icr_censored,
     icr_upper_censored, the same for on_current_nA, objective and selectivity, measured_by, symmetric, mirrored,
     on_field, and layers, design, conditions in the orientation shown), the best objective with its interval, the
-    last iteration's prospective metrics, utilisation, the stop reason and the driver's time (s)."""
+    last iteration's prospective metrics, utilisation, the stop reason and the driver's time (s). When the campaign
+    stopped having evaluated its whole pool, `best_found`: {evaluation, of, random_mean}, the dispatch position of
+    the best design among the study's oracle's measurements and what uniform random picks need on average to
+    reach it, (of + 1) / 2."""
     rows = {r.design_id: r for r in ledger.measurements(ok_only=True)}
     by_rung = {True: [], False: []}  # at the target first: a cheaper rung's numbers answer another question
     for r in rows.values():
@@ -27,6 +30,12 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
     for m in (ranked(by_rung[True], study.goal) + ranked(by_rung[False], study.goal))[:top]:
         best.append({**m.as_dict(), "layers": list(m.design.layers), "design": m.design.model_dump(mode="json"),
                      "conditions": m.conditions.model_dump(mode="json")})
+    found = None
+    if best and ledger.get("finished") == "pool":  # every design of the pool evaluated: its best is known
+        order = [r.design_id for r in sorted(by_rung[True], key=lambda r: r.seq)]
+        if best[0]["design_id"] in order:
+            found = {"evaluation": order.index(best[0]["design_id"]) + 1, "of": len(order),
+                     "random_mean": (len(order) + 1) / 2}
     its = ledger.iterations()
     last = its[-1]["metrics"] if its else {}
     counts = ledger.counts()
@@ -37,7 +46,7 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             **{f"heldout_{k}": last.get(f"heldout_{k}") for k in ("rmse", "r2", "nll", "coverage_68", "n")},
             "utilisation": ledger.get("utilisation"), "finished": ledger.get("finished"),
             "driver_seconds": ledger.get("driver_seconds"), "objective": study.goal.objective,
-            "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study)}
+            "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study), "best_found": found}
 
 
 def prospective_by_round(ledger: Ledger, study: Study) -> list[dict]:

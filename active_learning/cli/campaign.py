@@ -272,6 +272,9 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
         for x in s["rounds"]:
             r.add_row(str(x["round"]), str(x["n"]), _fmt(x["rmse"]), _fmt(x["coverage_95"], ".0%"))
         print_table(r)
+    if f := s.get("best_found"):
+        console.print(f"the whole pool evaluated: the best design was evaluation {f['evaluation']} of {f['of']}; "
+                      f"random picks reach it after {f['random_mean']:.1f} on average", highlight=False)
     u = s.get("utilisation") or {}
     n = s.get("heldout_n")
     console.print(f"model (prospective, last iteration{f', {n} designs' if n else ''}): "

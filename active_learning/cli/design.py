@@ -63,6 +63,7 @@ def design(
 
 
 def _design(study_file, surrogate, out, verify, method, candidates, kappa, tracking, quiet) -> None:
+    from porelab.active_learning.campaign.space import recorded_pool
     from porelab.active_learning.campaign.study import StudyError, parse_study
     from porelab.active_learning.inverse import report as design_report
     from porelab.active_learning.inverse import search as inverse
@@ -102,7 +103,15 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
     console.print(f"scored {len(scores.candidates):,} designs in {scores.seconds:.1f} s ({rate:,.0f}/s); "
                   f"{int(ranking.feasible.sum()):,} feasible, {len(ranking.pareto)} on the Pareto front",
                   highlight=False)
-    top = [scores.candidates[i] for i in ranking.order[:study.verify]]
+    ranked = [scores.candidates[i] for i in ranking.order]
+    if study.verify and study.verify_unmeasured_in is not None:
+        held = {c.design_id for c in recorded_pool(Path(study.verify_unmeasured_in), 0)}
+        top = [c for c in ranked if c.design_id not in held][:study.verify]
+        above = ranked.index(top[-1]) + 1 - len(top) if top else len(ranked)
+        console.print(f"verify: the top {len(top)} designs not measured in {study.verify_unmeasured_in} ({above} "
+                      "ranked above them are measured there)", highlight=False)
+    else:
+        top = ranked[:study.verify]
     verified = []
     if top:
         prog, tick = _bar(f"verify with the {study.oracle.kind} oracle", quiet)

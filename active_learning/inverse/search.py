@@ -7,7 +7,8 @@ rectifies the other way round: it is reported as its mirror image (`Scores.flipp
 values are lower confidence bounds LCB = mean - kappa * sd, sd being the surrogate's epistemic std (its uncertainty
 about the design, not the measurement noise): a design ranks high only where the model is confident that it is good.
 Ranked: the candidates with LCB(c) >= ln(on_current_min_nA) (all of them without that constraint), by LCB(o), best
-first. Pareto front: the candidates that no other beats in both LCB(o) and LCB(c).
+first. Pareto front: the candidates that no other beats in both LCB(o) and LCB(c). For an ICR goal a mirror-symmetric
+design is neither ranked nor on the front: its ICR is 1 by symmetry (docs/physics.md §3), whatever the surrogate says.
 
 Two searches, both ending in that ranking of every candidate they scored:
   screen  a documented discrete search: a scrambled-Sobol pool of `candidates` designs of the space (the same
@@ -245,16 +246,23 @@ class Ranking:
 def rank(scores: Scores, goal: Goal, kappa: float) -> Ranking:
     """Risk-aware ranking (see the module docstring); DesignError when no candidate meets the constraint."""
     lcb = scores.lcb(kappa)
-    feasible = np.ones(len(lcb), bool)
+    asked = np.ones(len(lcb), bool)
+    if goal.objective == "icr":  # a mirror-symmetric design's ICR is 1 by symmetry: used, never searched for
+        asked = np.array([not c.design.is_symmetric() for c in scores.candidates], bool)
+        if not asked.any():
+            raise DesignError(f"every candidate ({len(asked)}) is mirror-symmetric, so its ICR is 1 by symmetry: "
+                              "widen the space")
+    feasible = asked.copy()
     if goal.on_current_min_nA:
-        feasible = lcb[:, 1] >= math.log(goal.on_current_min_nA)
+        feasible &= lcb[:, 1] >= math.log(goal.on_current_min_nA)
         if not feasible.any():
             raise DesignError(f"no candidate has ON current >= {goal.on_current_min_nA:g} nA at kappa={kappa:g} "
-                              f"(the best lower bound is {math.exp(lcb[:, 1].max()):.3g} nA); lower the "
+                              f"(the best lower bound is {math.exp(lcb[asked, 1].max()):.3g} nA); lower the "
                               "constraint or kappa, or widen the space")
     idx = np.flatnonzero(feasible)
     order = idx[np.argsort(-lcb[idx, 0], kind="stable")]
-    return Ranking(order, pareto_front(lcb[:, 0], lcb[:, 1]), feasible, lcb)
+    kept = np.flatnonzero(asked)
+    return Ranking(order, kept[pareto_front(lcb[kept, 0], lcb[kept, 1])], feasible, lcb)
 
 
 # --- verification ------------------------------------------------------------------------------------------

@@ -35,6 +35,9 @@ class DesignStudy(Problem):
     surrogate: str | None = Field(None, description="model directory, campaign directory or MLflow name@alias")
     search: SearchSpec = SearchSpec()
     verify: int = Field(0, ge=0, le=1000, description="run the oracle on the top `verify` designs")
+    verify_unmeasured_in: str | None = Field(None, description="a directory of recorded measurements (e.g. the "
+                                             "dataset the surrogate learned, data/md; relative: to the working "
+                                             "directory): verify the top designs it holds no measurement of")
 
 
 def load_design_study(path: str | Path) -> DesignStudy:

@@ -4,6 +4,7 @@ sources and the `porelab design` command end to end."""
 import json
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ def test_rank_is_risk_aware_and_respects_the_constraint():
     # caution moves the top pick to a lower field (smaller std) than the mean's favourite
     e = np.array([c.conditions.fields_V_per_nm[0] for c in s.candidates])
     assert e[r3.order[0]] <= e[r0.order[0]]
-    on_min = float(np.exp(np.median(s.mean[:, 1])))
+    asked = np.array([not c.design.is_symmetric() for c in s.candidates])  # ICR: the others are 1
+    on_min = float(np.exp(np.median(s.lcb(1.0)[asked, 1])))
     rc = inverse.rank(s, Goal(on_current_min_nA=on_min), kappa=1.0)
     assert rc.feasible.sum() < len(s.candidates)
     assert np.all(np.exp(rc.lcb[rc.order, 1]) >= on_min)
@@ -99,7 +101,9 @@ def test_nsga2_finds_the_known_optimum():
     assert abs(best.spacing_nm - 0.55) < 0.05 and best.groups_per_rim >= 7
     assert len({c.design_id for c in s.candidates}) == len(s.candidates)  # each design scored once
     front = [s.candidates[i].design for i in r.pareto]
-    assert min(len(d.layers) for d in front) == 1  # the ON-current end of the front
+    # the ON-current end of the front: the fewest sheets of a design that is not its own mirror image (one sheet
+    # is: its ICR is 1, off the front)
+    assert min(len(d.layers) for d in front) == 2 and not any(d.is_symmetric() for d in front)
 
 
 def test_nsga2_without_pymoo_says_which_extra_to_install(monkeypatch):
@@ -287,3 +291,41 @@ def test_a_campaign_study_is_a_design_study(tmp_path):
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(StudyError, match="search.kappa"):
         load_design_study(tmp_path / "d.yaml")
+
+
+def test_a_mirror_symmetric_design_is_never_proposed_for_icr():
+    """Its ICR is 1 by symmetry: a surrogate's folded |ln ICR| (positive for any spread) must not rank it, nor put it
+    on the Pareto front; for another objective it stays."""
+    cands = space().sample(256, 0)
+    sym = np.array([c.design.is_symmetric() for c in cands])
+    assert sym.any() and not sym.all()
+    s = inverse.score(Known(), cands, Goal())
+    s.mean[sym, 0] += 100.0  # the surrogate's favourites are the symmetric ones
+    r = inverse.rank(s, Goal(), kappa=1.0)
+    assert not sym[r.order].any() and not sym[r.pareto].any() and len(r.order) == (~sym).sum()
+    with pytest.raises(DesignError, match="mirror-symmetric"):
+        inverse.rank(replace(s, candidates=[cands[i] for i in np.flatnonzero(sym)], mean=s.mean[sym],
+                             std=s.std[sym], flipped=s.flipped[sym]), Goal(), kappa=1.0)
+    sel = inverse.rank(s, Goal(objective="selectivity", selectivity={"numerator": ["K+"], "denominator": ["Cl-"]}),
+                       kappa=1.0)
+    assert sym[sel.order[0]]
+
+
+def test_verify_unmeasured_in_skips_what_a_dataset_holds(campaign, monkeypatch):
+    """`verify_unmeasured_in`: the oracle runs on the best designs the named directory holds no measurement of."""
+    monkeypatch.setenv("PORELAB_WORKSPACE", str(campaign))
+    monkeypatch.chdir(campaign)
+    first = runner.invoke(app, ["design", "study.yaml", "--candidates", "256", "--verify", "1", "--quiet",
+                                "--no-tracking", "--out", "runs/d1"])
+    assert first.exit_code == 0, first.output
+    doc = yaml.safe_load((campaign / "study.yaml").read_text())
+    (campaign / "s2.yaml").write_text(yaml.safe_dump({**doc, "verify_unmeasured_in": "runs/d1/verify"},
+                                                     sort_keys=False))  # the space's order: the same pool
+    r = runner.invoke(app, ["design", "s2.yaml", "--candidates", "256", "--verify", "1", "--quiet", "--no-tracking",
+                            "--out", "runs/d2"])
+    assert r.exit_code == 0, r.output
+    assert "the top 1 designs not measured in runs/d1/verify (1 ranked above them are measured there)" in \
+        " ".join(r.output.split())
+    ranked = [ln.split(",")[1] for ln in (campaign / "runs/d2/ranked.csv").read_text().splitlines()[1:3]]
+    verified = [ln.split(",")[1] for ln in (campaign / "runs/d2/verified.csv").read_text().splitlines()[1:]]
+    assert verified == [ranked[1]]

@@ -92,3 +92,41 @@ def test_round_trip_through_a_campaign_stamp_and_file(store, tmp_path):
         assert back.oracle == identity and back.provenance["oracle_reported"] == rec.oracle
         assert json.loads(back.model_dump_json(include={"fields", "icr", "design", "conditions", "design_id"})) == \
             json.loads(rec.model_dump_json(include={"fields", "icr", "design", "conditions", "design_id"}))
+
+
+def test_a_campaign_replays_a_recorded_pool(tmp_path):
+    """acquisition.pool_from + the replay oracle: a campaign over recorded answers only (nothing refused, nothing
+    simulated), stopped when its pool is exhausted, and the summary says when it reached the pool's best design
+    against random's (n + 1) / 2; a pool directory without measurements is refused in one line."""
+    from al_helpers import write_study
+
+    from porelab.active_learning.campaign.directory import create
+    from porelab.active_learning.campaign.driver import Campaign
+    from porelab.active_learning.campaign.ledger import Ledger
+    from porelab.active_learning.campaign.measured import ranked
+    from porelab.active_learning.campaign.study import load_study
+    from porelab.sim.design import DesignError
+
+    root = tmp_path / "store"
+    stacks = (["COO-", "NH3+"], ["OH", "COO-", "none"], ["NH3+", "none"], ["COO-", "OH"], ["none", "COO-", "COO-"],
+              ["NH3+", "OH", "OH"])
+    for k, layers in enumerate(stacks):
+        MeasurementStore(root).put(run_continuum(*_question(layers, spacing=0.35 + 0.05 * k)))
+    settings = {"store": str(root), "kind": "continuum"}
+    study = load_study(write_study(tmp_path / "r.yaml", oracle={"kind": "user", "path": PATH, "settings": settings},
+                                   budget={"simulations": 50, "initial": 2, "batch": 1},
+                                   acquisition={"kind": "ucb", "pool_from": str(root)}, base={"conditions": {
+                                       "electrolyte": {"K+": 0.1, "Cl-": 0.1}, "fields_V_per_nm": [0.2, -0.2]}}))
+    d = create(study, tmp_path / "r")
+    s = Campaign(d, log=lambda m: None).run()
+    assert s["completed"] == len(stacks) and s["failed"] == 0 and s["finished"] == "pool"
+    led = Ledger(d / "ledger.sqlite")
+    rows = led.measurements()
+    led.close()
+    assert {r.design_id for r in rows} == {m.design_id for m in ReplayOracle(root, "continuum").measurements()}
+    best = ranked(rows, study.goal)[0].design_id
+    f = s["best_found"]
+    assert f == {"evaluation": [r.design_id for r in rows].index(best) + 1, "of": 6, "random_mean": 3.5}
+    bad = load_study(write_study(tmp_path / "b.yaml", acquisition={"kind": "ucb", "pool_from": str(tmp_path / "x")}))
+    with pytest.raises(DesignError, match="is not a directory"):
+        Campaign(create(bad, tmp_path / "b"), log=lambda m: None).run()
