@@ -411,7 +411,8 @@ class Ledger:
         (rung None), aggregated by SQLite without reading the rows into Python: what a target stop condition asks
         after every result. None before one has it."""
         return self.db.execute(f"SELECT {'MAX' if maximize else 'MIN'}(json_extract(m.targets, ?)) FROM measurements m "
-                               "JOIN trials t USING (design_id) WHERE m.status='ok' AND t.fidelity IS NULL",
+                               "JOIN trials t USING (design_id) WHERE m.status='ok' AND t.fidelity IS NULL "
+                               "AND json_valid(m.targets)",  # targets holding NaN (not JSON to SQLite) left out
                                (f'$."{name}"',)).fetchone()[0]
 
     def measurement(self, design_id: str) -> MeasuredRow | None:

@@ -118,7 +118,7 @@ def test_best_target_is_the_extreme_at_the_studys_own_oracle(ledger):
     measurements only (not a cheaper rung's, not a failed one's), either direction; None before one has the name."""
     assert ledger.best_target("log_icr", True) is None
     for d, rung, status, v in (("a", None, "ok", 0.5), ("b", None, "ok", -0.2), ("c", "continuum", "ok", 3.0),
-                               ("d", None, "failed", 9.0)):
+                               ("d", None, "failed", 9.0), ("e", None, "ok", float("nan"))):
         ledger.add_trial(d, D, C, 0, "initial", fidelity=rung)
         ledger.start(d)
         ledger.finish(d, "completed" if status == "ok" else "failed", "{}", rung or "md", {"log_icr": v})
