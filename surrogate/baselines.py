@@ -1,9 +1,11 @@
 """Descriptor models with the ensemble's interface: a random forest and a Gaussian process on per-species fluxes.
 
-Inputs are the hand-made descriptors of surrogate.descriptors; one regressor per species on uncensored labels
-(censored ones are left out: neither regressor can use a bound). With `symmetric`, training is augmented with
-every design upside down (field and fluxes reversed) and predictions are averaged with the mirror image,
-(f(x) - f(mirror x)) / 2, exactly as the GNN's "exact" symmetry. Members (for derived observables, see
+Inputs are the hand-made descriptors of surrogate.descriptors; one regressor per species on every flux label's
+value: a censored one's too (`learn_censored`; its interval holds zero, but a crossing count's estimate is still
+the count over the time, unbiased, and with a flux scale at the counts' resolution, training_set.flux_scale_for, the
+zeros and few-crossing fluxes of a short MD run lie close on y; False: exact labels only). With `symmetric`,
+training is augmented with every design upside down (field and fluxes reversed) and predictions are averaged with
+the mirror image, (f(x) - f(mirror x)) / 2, exactly as the GNN's "exact" symmetry. Members (for derived observables, see
 surrogate.derived): the forest's trees; for the GP, `n_draws` draws of its posterior, joint over the samples of
 each design (so that +E and -E stay correlated as the posterior says).
 """
@@ -61,7 +63,7 @@ class _DescriptorModel(BaseEstimator):
             samples, val = samples.split_designs(self.val_fraction, self.seed)
         rng = np.random.default_rng(self.seed)
         x = descriptors(samples)
-        exact = samples.mask & ~samples.censored
+        exact = samples.mask if self.learn_censored else samples.mask & ~samples.censored
         if self.symmetric:
             x = np.vstack([x, descriptors(samples, mirrored=True)])
             y, exact = np.vstack([samples.y, -samples.y]), np.vstack([exact, exact])
@@ -76,7 +78,7 @@ class _DescriptorModel(BaseEstimator):
             if len(rows) >= 3:
                 self.regressors_[name] = self._regressor_fit(xs[rows], y[rows, s], rng)
         if not self.regressors_:
-            raise ValueError("no species has 3 or more exact flux labels to fit")
+            raise ValueError(f"no species has 3 or more {'' if self.learn_censored else 'exact '}flux labels to fit")
         self.calibration_ = np.ones(len(SPECIES_NAMES))
         self.icr_calibration_ = 1.0
         if self.calibrate and val is not None and len(val):
@@ -119,7 +121,8 @@ class GPBaseline(_DescriptorModel):
 
     def __init__(self, max_train: int = 400, max_iter: int = 50, n_restarts: int = 0, n_draws: int = 64,
                  symmetric: bool = True, calibrate: bool = True, val_fraction: float = 0.15,
-                 flux_scale_per_ns: float = 0.01, seed: int = 0):
+                 flux_scale_per_ns: float = 0.01, seed: int = 0, learn_censored: bool = True):
+        self.learn_censored = learn_censored
         self.max_train = max_train
         self.max_iter = max_iter
         self.n_restarts = n_restarts
@@ -198,7 +201,8 @@ class RFBaseline(_DescriptorModel):
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 3, max_features: float = 0.5,
                  symmetric: bool = True, calibrate: bool = True, val_fraction: float = 0.15,
-                 flux_scale_per_ns: float = 0.01, seed: int = 0, n_jobs: int = 1):
+                 flux_scale_per_ns: float = 0.01, seed: int = 0, n_jobs: int = 1, learn_censored: bool = True):
+        self.learn_censored = learn_censored
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features

@@ -15,7 +15,7 @@ campaigns load the model. A config (every key optional; defaults shown):
     model: {kind: gnn, n_members: 5, hidden: 16, n_conv: 2, max_epochs: 150, patience: 20, symmetry: exact}
            # kind gnn: DeepEnsemble keywords; rf: RFBaseline's (n_estimators, ...); gp: GPBaseline's
     graph: {shell_nm: 0.0, edge_cutoff_nm: 0.35, n_rbf: 6}   # GraphSettings (kind gnn only)
-    flux_scale_per_ns: 0.01
+    flux_scale_per_ns: null     # null: suited to the data (training_set.flux_scale_for; MD: 1 / production)
     test_fraction: 0.2          # whole designs held out for metrics.json and the plots
     seed: 0
     experiment: porelab-surrogate
@@ -54,7 +54,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: dict = {}  # kind (gnn, rf, gp) and that model's keywords (n_members, hidden, max_epochs, symmetry, ...)
     graph: dict = {}  # GraphSettings keywords (shell_nm, edge_cutoff_nm, n_rbf), kind gnn only
-    flux_scale_per_ns: float = Field(0.01, gt=0, allow_inf_nan=False)
+    flux_scale_per_ns: float | None = Field(None, gt=0, allow_inf_nan=False)  # None: flux_scale_for(the data)
     test_fraction: float = Field(0.2, ge=0, lt=1)  # whole designs held out for the metrics (0: the training data)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     experiment: str = "porelab-surrogate"
@@ -89,15 +89,17 @@ def load_config(path: Path | None) -> TrainConfig:
         _fail(f"--config {path}: {_one_line(err)}")
 
 
-def build_model(cfg: TrainConfig):
-    """The unfitted model the config describes; ValueError naming the first bad keyword."""
+def build_model(cfg: TrainConfig, flux_scale_per_ns: float | None = None):
+    """The unfitted model the config describes (its flux scale, or `flux_scale_per_ns` when the config sets none,
+    or FluxTransform's default); ValueError naming the first bad keyword."""
     from porelab.surrogate.factory import new_model
     from porelab.surrogate.graph import GraphSettings
 
     params = dict(cfg.model)
     kind = params.pop("kind", "gnn")
     check_model_params(kind, params, "model.")
-    params = {"seed": cfg.seed, **params, "flux_scale_per_ns": cfg.flux_scale_per_ns}
+    scale = cfg.flux_scale_per_ns or flux_scale_per_ns
+    params = {"seed": cfg.seed, **params, **({"flux_scale_per_ns": scale} if scale else {})}
     if kind == "gnn":
         check_graph_params(cfg.graph, "graph.")
         params["graph_settings"] = GraphSettings(**cfg.graph).to_dict()
@@ -120,6 +122,7 @@ def train(
     from porelab.surrogate.factory import model_kind
     from porelab.surrogate.metrics import calibration_plot, evaluate, flux_arrays, icr_arrays, parity_plot
     from porelab.surrogate.store import save_model
+    from porelab.surrogate.training_set import flux_scale_for
 
     out = out_path(out, "--out")
     if data is None:
@@ -143,8 +146,10 @@ def train(
     except OSError as err:
         _fail(f"--out {out}: {err.strerror or err}")
     try:
-        samples = load_dataset(data, model.settings, model.transform, cache_dir=out / "processed")
         measurements = [read_measurement(p) for p in files]
+        if cfg.flux_scale_per_ns is None:  # the scale that suits these labels
+            model = build_model(cfg, flux_scale_for(measurements))
+        samples = load_dataset(data, model.settings, model.transform, cache_dir=out / "processed")
     except MeasurementFileError as err:
         _fail(f"DATA {data}: {err}")
     if samples.n_designs == 0:
@@ -207,7 +212,7 @@ def _log_mlflow(cfg: TrainConfig, model, kind: str, metrics: dict, out: Path, st
         cfg.experiment, artifact_location=artifact_location(uri, ws, cfg.experiment))
     with fluent_uri(uri), mlflow.start_run(experiment_id=eid, run_name=cfg.run_name) as run:
         params = {"model.kind": kind} | {f"model.{k}": v for k, v in model.get_params().items()} | {
-            "flux_scale_per_ns": cfg.flux_scale_per_ns, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
+            "flux_scale_per_ns": model.transform.scale_per_ns, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
             "featuriser": featuriser(model)}
         mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and

@@ -26,7 +26,7 @@ ENSEMBLE_PARAMS: dict[str, tuple] = {
 #: RFBaseline / GPBaseline keywords, as above.
 _DESCRIPTOR_COMMON: dict[str, tuple] = {
     "symmetric": (_BOOL,), "calibrate": (_BOOL,), "val_fraction": (_FLOAT, 0, 0.9, False),
-    "flux_scale_per_ns": (_FLOAT, 0, None, True), "seed": (_INT, 0, 2**32 - 1, False),
+    "flux_scale_per_ns": (_FLOAT, 0, None, True), "seed": (_INT, 0, 2**32 - 1, False), "learn_censored": (_BOOL,),
 }
 RF_PARAMS: dict[str, tuple] = {
     "n_estimators": (_INT, 2, 10_000, False), "min_samples_leaf": (_INT, 1, None, False),

@@ -57,7 +57,7 @@ from porelab.surrogate.novelty import NoveltyFloor
 from porelab.surrogate.params import DEFAULT_FIDELITY_APPROACH as DEFAULT_APPROACH
 from porelab.surrogate.store import load_model, save_model
 from porelab.surrogate.target_prediction import TargetPrediction
-from porelab.surrogate.training_set import main_fidelity, training_samples
+from porelab.surrogate.training_set import flux_scale_for, main_fidelity, training_samples
 
 ADAPTER_DEFAULTS = {"gnn": {"progress": False}, "rf": {}, "gp": {}}  # under the study's model params
 
@@ -83,7 +83,7 @@ class CampaignModel:
         self.target_fidelity, self.fidelity_approach = target_fidelity, fidelity_approach
         self.novelty_floor = novelty_floor
         self.targets = target_names(self.goal)
-        self._new()  # refuse bad keywords now
+        self._new([])  # refuse bad keywords now
 
     @property
     def derived(self) -> list[str]:
@@ -98,10 +98,13 @@ class CampaignModel:
         return cls(spec.kind, goal, seed, target_fidelity=target_fidelity, fidelity_approach=fidelity_approach,
                    novelty_floor=spec.novelty_floor, **spec.params)
 
-    def _new(self):
+    def _new(self, ms: Sequence[Measurement]):
+        """An unfitted model for the measurements `ms`: the flux scale suited to their labels
+        (surrogate.training_set.flux_scale_for) unless the params set one."""
         from porelab.surrogate.fidelity import new_fidelity_model  # sklearn: when a model is made, not with this module
 
-        params = {**ADAPTER_DEFAULTS[self.kind], **self.params, "seed": self.seed}
+        params = {**ADAPTER_DEFAULTS[self.kind], "flux_scale_per_ns": flux_scale_for(ms), **self.params,
+                  "seed": self.seed}
         try:
             if self.target_fidelity is not None:
                 return new_fidelity_model(self.kind, self.target_fidelity, self.fidelity_approach, **params)
@@ -120,7 +123,7 @@ class CampaignModel:
         ms = [m for m in measurements if m.status == "ok"]
         if len(ms) < 2:
             raise ModelError(f"need at least 2 measured designs to train, have {len(ms)}")
-        model = self._new()
+        model = self._new(ms)
         try:
             model.fit(training_samples(model, ms))
         except ValueError as err:

@@ -139,3 +139,48 @@ def test_continuum_labels_and_targets_are_the_oracles_own():
     s = Samples.from_measurements([m])
     row = int(np.flatnonzero(s.field == 0.1)[0])
     assert s.y[row, K] == pytest.approx(FluxTransform().forward(m.field(0.1).species["K+"].flux_per_ns))
+
+
+def test_the_flux_scale_suits_the_labels_resolution():
+    """MD fluxes are counts: the scale is one crossing per production run (1 / T), so a zero-crossing label and a
+    one-crossing label lie asinh(1) = 0.88 apart on y, not 7+ as at the continuum's 0.01 /ns; without counts the
+    default."""
+    from porelab.surrogate.training_set import flux_scale_for
+
+    m = md_measurement(md_field(2.0, {"K+": (1, 0), "Cl-": (0, 0)}, None, 1.0),
+                       md_field(-2.0, {"K+": (0, 0), "Cl-": (0, 0)}, None, 1.0))
+    scale = flux_scale_for([m])
+    assert scale == pytest.approx(1 / T_NS)
+    one, zero = FluxTransform(scale).forward([1 / T_NS, 0.0])
+    assert one - zero == pytest.approx(math.asinh(1.0)) and FluxTransform().forward(1 / T_NS) > 5
+    c = run_continuum(JANUS, COND)
+    assert flux_scale_for([c]) == FluxTransform().scale_per_ns == flux_scale_for([])
+    assert flux_scale_for([c, m]) == pytest.approx(1 / T_NS)  # an MD label among them sets it
+
+
+def test_a_descriptor_model_learns_censored_counts_too():
+    """A few crossings per species: every flux label's interval holds zero. Exact labels only, a forest has nothing to
+    learn; with learn_censored it fits their counts (at the counts' flux scale) and ranks a design that passed more
+    ions above one that passed none."""
+    from porelab.surrogate.factory import new_model
+    from porelab.surrogate.training_set import flux_scale_for, training_samples
+
+    ms = []
+    for layers in (["COO-", "NH3+"], ["COO-", "OH"], ["NH3+", "none"], ["OH", "none"], ["COO-", "none"], ["NH3+", "OH"],
+                   ["COO-", "COO-", "NH3+"], ["OH", "OH", "none"]):
+        d = make_design({"layers": layers}, "tiny")
+        n = 2 if "COO-" in layers else 0  # the COO- stacks pass K+ at +E, the others nothing
+        fields = [md_field(2.0, {"K+": (n, 0), "Cl-": (0, 0)}, None, 1.0),
+                  md_field(-2.0, {"K+": (0, n // 2), "Cl-": (0, 0)}, None, 1.0)]
+        ms.append(Measurement(design_id=design_id(d, COND), design=d, conditions=COND, fidelity="md", fields=fields,
+                              icr=icr_results(fields)))
+    scale = flux_scale_for(ms)
+    exact_only = new_model("rf", n_estimators=20, flux_scale_per_ns=scale, learn_censored=False, calibrate=False)
+    with pytest.raises(ValueError, match="3 or more exact flux labels"):
+        exact_only.fit(training_samples(exact_only, ms))
+    rf = new_model("rf", n_estimators=50, flux_scale_per_ns=scale, calibrate=False, symmetric=False)
+    rf.fit(training_samples(rf, ms))
+    q = Samples.from_queries([m.design for m in ms], [COND] * len(ms), "md", rf.settings, rf.transform)
+    j = rf.transform.inverse(rf.predict(q).mean[:, K])[q.field > 0]
+    coo = np.array(["COO-" in m.design.layers for m in ms])
+    assert j[coo].min() > j[~coo].max() >= 0
