@@ -132,8 +132,9 @@ def _read(d: Path, entry: dict, what: str) -> bytes:
 
 
 def load_model(directory: str | Path) -> SavedModel:
-    """The model saved in `directory` (refitted for rf/gp). ValueError (one line, naming the file) when the
-    directory is not a model, was written by another version, or a file does not match model.json."""
+    """The model saved in `directory` (refitted for rf/gp, unless it is the one this process loaded or kept last:
+    `_LAST`). ValueError (one line, naming the file) when the directory is not a model, was written by another
+    version, or a file does not match model.json."""
     d = Path(directory)
     path = d / MODEL_FILE
     try:

@@ -43,12 +43,13 @@ def step_plots(d: Path, prospective: list[tuple[MeasuredRow, float, float, float
     learning curve. Returns the files written."""
     d.mkdir(parents=True, exist_ok=True)
     y, mu, sd = (np.array([x[k] for x in prospective], float) for k in (1, 2, 3))
-    read = snapshot.reading if snapshot is not None else (lambda r: measured(r, goal))  # noqa: E731
+    # each measurement read once (the snapshot's cache) when the snapshot was read for the goal
+    read = snapshot.reading if snapshot is not None and snapshot.goal == goal else (lambda r: measured(r, goal))
     shown = slice(max(0, len(y) - PARITY_POINTS), None)  # the newest: a long campaign's parity stays legible
     ci = _log_intervals([read(r) for r, *_ in prospective[shown]]) if goal is not None else None
     best = None
     if snapshot is not None and goal is not None:
-        best = _best_so_far([snapshot.reading(r) for r in snapshot.measured], goal)
+        best = _best_so_far([read(r) for r in snapshot.measured], goal)
     out = []
     if len(y) >= 2:
         out += [parity(y[shown], mu[shown], sd[shown], d / "parity.png", objective_label, ci, of=len(y)),
