@@ -30,9 +30,10 @@ TORCH_INDEX_UP = [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request
 
 $(BIN)/porelab: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip 2>$(VENV)/install.log || { cat $(VENV)/install.log; exit 1; }
 	$(BIN)/python -c "import torch" 2>/dev/null || $(MAKE) --no-print-directory torch
-	$(BIN)/pip install -q -e ".[$(EXTRAS),docs]"
+	@echo "pip install -e .[$(EXTRAS),docs] (pip's and the build backend's notices: $(VENV)/install.log)"
+	@$(BIN)/pip install -q -e ".[$(EXTRAS),docs]" 2>>$(VENV)/install.log || { cat $(VENV)/install.log; exit 1; }
 	touch $(BIN)/porelab
 
 # torch alone, as chosen above; `make torch TORCH_PIP_FLAGS="--dry-run --report torch.json"` shows what it takes
@@ -53,9 +54,11 @@ torch:
 
 install: $(BIN)/porelab
 
-# the main job: a small active-learning campaign of real tiny-preset MD on the CPU (resumes if interrupted)
+# the main job: active learning replayed on the recorded MD of data/md, then one live tiny-preset MD run of the
+# model's best unmeasured design on the CPU (each step resumes if interrupted)
 demo: install
-	$(BIN)/porelab campaign run experiments/quickstart.yaml --out runs/quickstart --resume
+	$(BIN)/porelab campaign run experiments/replay-md.yaml --out runs/demo-replay --resume
+	$(BIN)/porelab design experiments/demo-design.yaml --out runs/demo-design
 
 # pytest-xdist: one process per core (2 here); PYTEST_ARGS: a part of the suite, e.g. make test PYTEST_ARGS='-m "not slow"'
 test: install browser slurm

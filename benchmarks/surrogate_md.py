@@ -529,9 +529,10 @@ def conclusions(doc: dict) -> list[str]:
     fl = doc["flux_labels"]
     out.append(f"- What gnn, rf and gp learn are per-species fluxes (surrogate.labels): {fl['exact']} of {fl['total']} "
                "flux labels are exact here, the rest censored (their 95 % interval holds zero: a few crossings per "
-               "species in 100 ps). rf and gp learn from exact labels only (a species without 3 of them is "
-               "predicted as zero flux), the GNN from the censored intervals too; the ON current and ICR are derived "
-               "from the predicted fluxes, so their skill is capped by how few fluxes are known.")
+               "species in 100 ps). Every model learns them on y = asinh(J / scale) at the counts' resolution "
+               "(scale = one crossing per production run, surrogate.training_set.flux_scale_for); rf and gp learn "
+               "every label's value, censored counts too (learn_censored), the GNN the censored intervals as "
+               "censored likelihood terms. The ON current and ICR are derived from the predicted fluxes.")
     out.append(f"- {doc['n_designs']} designs: every interval above is wide; with so few designs (and ICRs mostly "
                "censored) these numbers rank models weakly and say nothing final about the goals.")
     return out

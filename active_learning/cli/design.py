@@ -108,8 +108,9 @@ def _design(study_file, surrogate, out, verify, method, candidates, kappa, track
         held = {c.design_id for c in recorded_pool(Path(study.verify_unmeasured_in), 0)}
         top = [c for c in ranked if c.design_id not in held][:study.verify]
         above = ranked.index(top[-1]) + 1 - len(top) if top else len(ranked)
-        console.print(f"verify: the top {len(top)} designs not measured in {study.verify_unmeasured_in} ({above} "
-                      "ranked above them are measured there)", highlight=False)
+        what = "the best design" if len(top) == 1 else f"the best {len(top)} designs"
+        console.print(f"verify: {what} not measured in {study.verify_unmeasured_in} ({above} ranked above "
+                      f"{'it' if len(top) == 1 else 'them'} measured there)", highlight=False)
     else:
         top = ranked[:study.verify]
     verified = []

@@ -109,7 +109,7 @@ class MlflowView:
         self.event_mark = 0  # the ledger's newest event at the last sync (Ledger.finished_keys)
 
     # --- connection: experiment and parent run --------------------------------------------------
-    def _connect(self) -> None:
+    def _connect(self, ledger: Ledger) -> None:
         from mlflow.tracking import MlflowClient
 
         self.study = load(self.dir)
@@ -118,7 +118,7 @@ class MlflowView:
         with _db_lock(self.uri):  # campaigns starting together in one workspace: one creates the tables
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment()
-        self.parent_id = self._parent()
+        self.parent_id = self._parent(str(ledger.get("created_at")))
         self.model_name = "porelab-" + re.sub(r"[^A-Za-z0-9_.-]", "-", self.experiment_name)
         self.fresh = True  # the first sync looks up what a killed driver may have half-logged
 
@@ -143,14 +143,18 @@ class MlflowView:
         self.book.put([("experiment", "", eid)])
         return eid
 
-    def _parent(self) -> str:
+    def _parent(self, created: str) -> str:
+        """The campaign's parent run: the bookkeeping's, else the one a killed driver made for this very campaign
+        (tagged with its ledger's creation time: a campaign directory removed and made again is another campaign,
+        with a run of its own), else a new one."""
         rid = self.book.get("parent")
         if rid is None:
-            found = self.client.search_runs([self.experiment_id], "tags.`porelab.kind` = 'campaign'")
+            found = self.client.search_runs([self.experiment_id], "tags.`porelab.kind` = 'campaign' and "
+                                            f"tags.`porelab.created_at` = '{created}'")
             rid = found[0].info.run_id if found else self.client.create_run(
                 self.experiment_id, run_name=f"campaign {self.dir.name}",
                 tags={"porelab.kind": "campaign", "porelab.study": self.study.name,
-                      "porelab.campaign_dir": str(self.dir)}).info.run_id
+                      "porelab.campaign_dir": str(self.dir), "porelab.created_at": created}).info.run_id
             self.book.put([("parent", "", rid)])
         return rid
 
@@ -160,7 +164,7 @@ class MlflowView:
         their models, and the final metrics once the campaign finished."""
         with quiet():
             if self.client is None:
-                self._connect()
+                self._connect(ledger)
                 if not ledger.get("finished"):
                     self.client.update_run(self.parent_id, status="RUNNING")
             if self.book.get("study") is None:
@@ -216,7 +220,8 @@ class MlflowView:
         if not self.fresh:
             return None, 0
         found, deleted = None, 0
-        for r in self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{value}'"):
+        for r in self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{value}' and "
+                                         f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
             if r.info.status in ("FINISHED", "FAILED") and found is None:
                 found = r.info.run_id
             else:

@@ -324,7 +324,7 @@ def test_verify_unmeasured_in_skips_what_a_dataset_holds(campaign, monkeypatch):
     r = runner.invoke(app, ["design", "s2.yaml", "--candidates", "256", "--verify", "1", "--quiet", "--no-tracking",
                             "--out", "runs/d2"])
     assert r.exit_code == 0, r.output
-    assert "the top 1 designs not measured in runs/d1/verify (1 ranked above them are measured there)" in \
+    assert "the best design not measured in runs/d1/verify (1 ranked above it measured there)" in \
         " ".join(r.output.split())
     ranked = [ln.split(",")[1] for ln in (campaign / "runs/d2/ranked.csv").read_text().splitlines()[1:3]]
     verified = [ln.split(",")[1] for ln in (campaign / "runs/d2/verified.csv").read_text().splitlines()[1:]]

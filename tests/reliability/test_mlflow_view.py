@@ -97,3 +97,28 @@ def test_the_champion_alias_follows_the_prospective_rule_not_the_latest_model(tm
     assert str(mv.version) == book[("model", str(c.version))] and mv.tags["porelab.iteration"] == str(c.step)
     assert mv.tags["porelab.champion"] == c.rule
     assert client.get_run(book[("parent", "")]).data.tags["porelab.champion"].endswith(c.rule)
+
+
+def test_a_campaign_directory_made_again_is_another_campaign_in_mlflow(tmp_path, monkeypatch):
+    """Removed and made again (its study changed), a campaign directory gets a parent run of its own: the old run,
+    in the same experiment, holds other params and other simulations, and is neither reused nor changed."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    study = small_study(tmp_path, simulations=4)
+    d = create(load_study(study), tmp_path / "ws" / "camp")
+    Campaign(d, log=lambda m: None, views=[MlflowView(d)]).run()
+    uri, book = view_bookkeeping(d)
+    shutil.rmtree(d)
+    study.write_text(study.read_text().replace("n_estimators: 10", "n_estimators: 12"))
+    d = create(load_study(study), tmp_path / "ws" / "camp")
+    Campaign(d, log=lambda m: None, views=[MlflowView(d)]).run()  # MLflow refused changing the old run's params
+    client, eid = MlflowClient(uri), book[("experiment", "")]
+    parents = client.search_runs([eid], "tags.`porelab.kind` = 'campaign'")
+    assert len(parents) == 2 and {r.data.params["model.params.n_estimators"] for r in parents} == {"10", "12"}
+    for p in parents:  # each campaign's own 4 simulations under its own parent
+        sims = client.search_runs([eid], f"tags.`mlflow.parentRunId` = '{p.info.run_id}' and "
+                                         "tags.`porelab.kind` = 'simulation'")
+        assert len(sims) == 4
