@@ -214,7 +214,7 @@ def test_readme_opens_with_the_two_commands():
     assert parts(README.read_text())[0][0] == ("bash", TWO_COMMANDS)
 
 
-RUN = ROOT / "benchmarks/results/quickstart_run.txt"
+RUN = ROOT / "benchmarks/results/demo_run.txt"
 
 
 def test_demo_wall_time_is_the_recorded_one():
