@@ -35,8 +35,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from porelab.active_learning.campaign.directory import (
     LEDGER_FILE,
     STUDY_FILE,
@@ -442,21 +440,21 @@ class Campaign:
         trials over the workers (an upper estimate: cheaper rungs may end below their caps; none until every rung
         with work left has completed one), or the wall-clock budget's rest when that ends the campaign first (once
         it is spent, the runs going finish: nothing computed is lost)."""
-        stats = self.ledger.rung_stats()
+        stats = self.ledger.progress()
         caps = {None: self.budget, **{r.name: r.simulations for r in self.rungs[:-1]}}
         done = {k: min(stats.get(k, {}).get("finished", 0), cap) for k, cap in caps.items()}
         n, total = sum(done.values()), sum(caps.values())
         bar = "#" * round(10 * n / total) + "-" * (10 - round(10 * n / total))
         per = f" ({', '.join(f'{self.rung[k].name} {done[k]}/{c}' for k, c in caps.items())})" if len(caps) > 1 else ""
-        busy = {k: stats.get(k, {}).get("busy_s") for k, cap in caps.items() if done[k] < cap}
+        busy = {k: stats.get(k, {}).get("median_busy_s") for k, cap in caps.items() if done[k] < cap}
         eta = ""
-        if busy and all(busy.values()):
-            left = sum((caps[k] - done[k]) * float(np.median(b)) for k, b in busy.items()) / self.study.executor.workers
+        if busy and all(b is not None for b in busy.values()):
+            left = sum((caps[k] - done[k]) * b for k, b in busy.items()) / self.study.executor.workers
             clock = self.wall_clock_s - self._elapsed()  # the wall-clock budget may end it first
             eta = f" · ETA ~{_minutes(left)}" if left <= clock else f" · ETA ~{_minutes(clock)} (wall-clock budget)" \
                 if clock > 0 else " · wall-clock budget reached: the runs going finish"
         elif busy:
-            eta = f" · ETA after the first {self.rung[next(k for k, b in busy.items() if not b)].name} run"
+            eta = f" · ETA after the first {self.rung[next(k for k, b in busy.items() if b is None)].name} run"
         return f"[{bar}] {n}/{total}{per} · {_minutes(self._elapsed())}{eta}"
 
     # --- iterations -------------------------------------------------------------------------------

@@ -455,6 +455,23 @@ class Ledger:
                 st["busy_s"].append(busy / (1 + n_ext))
         return out
 
+    def progress(self) -> dict[str | None, dict]:
+        """Per rung (None: the target): {"trials", "finished"} as `rung_stats` counts them and "median_busy_s", the
+        median worker seconds per simulation of its completed trials (None before one completed), aggregated by
+        SQLite: what the progress line after every result reads (rung_stats reads every trial into Python)."""
+        st = tuple(FINAL)
+        out = {fid: {"trials": n, "finished": f, "median_busy_s": None} for fid, n, f in self.db.execute(
+            f"SELECT fidelity, SUM(1 + extensions), SUM(extensions + (status IN ({','.join('?' * len(st))}))) "
+            "FROM trials GROUP BY fidelity", st)}
+        for fid, st_ in out.items():
+            busy = "FROM trials WHERE status='completed' AND busy_s IS NOT NULL AND fidelity IS ?"
+            n = self.db.execute(f"SELECT COUNT(*) {busy}", (fid,)).fetchone()[0]
+            if n:
+                mid = [r[0] for r in self.db.execute(f"SELECT busy_s / (1 + extensions) AS b {busy} ORDER BY b "
+                                                     "LIMIT ? OFFSET ?", (fid, 2 - n % 2, (n - 1) // 2))]
+                st_["median_busy_s"] = sum(mid) / len(mid)
+        return out
+
     # --- iterations and models ------------------------------------------------------------------
     def iterations(self) -> list[dict]:
         return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}}

@@ -124,3 +124,31 @@ def test_best_target_is_the_extreme_at_the_studys_own_oracle(ledger):
         ledger.finish(d, "completed" if status == "ok" else "failed", "{}", rung or "md", {"log_icr": v})
     assert ledger.best_target("log_icr", True) == 0.5 and ledger.best_target("log_icr", False) == -0.2
     assert ledger.best_target("log_on_current", True) is None
+
+
+def test_progress_agrees_with_rung_stats(ledger):
+    """The progress line's SQL aggregate: the counts rung_stats gives (an extension one more simulation, finished
+    once it ended) and the median of its per-simulation worker seconds, per rung, odd and even counts alike."""
+    import numpy as np
+
+    rows = [("a", None, "completed", 4.0, 0), ("b", None, "completed", 10.0, 1), ("c", None, "failed", 3.0, 0),
+            ("d", None, "running", None, 0), ("e", "continuum", "completed", 1.0, 0),
+            ("f", "continuum", "completed", 3.0, 0), ("g", None, "completed", 1.0, 0)]
+    for d, rung, status, busy, ext in rows:
+        ledger.add_trial(d, D, C, 0, "initial", fidelity=rung)
+        ledger.start(d)
+        if ext:  # completed once, extended, the extension completed: two simulations, busy over both
+            ledger.finish(d, "completed", "{}", "md", {}, busy_s=busy / 2)
+            ledger.extend(d, 20.0, 1)
+            ledger.start(d)
+            busy /= 2
+        if status != "running":
+            ledger.finish(d, status, "{}" if status == "completed" else None, rung or "md", {}, busy_s=busy)
+    for k in range(2):
+        stats, prog = ledger.rung_stats(), ledger.progress()
+        assert set(prog) == set(stats) == {None, "continuum"}
+        for rung, st in stats.items():
+            assert (prog[rung]["trials"], prog[rung]["finished"]) == (st["trials"], st["finished"])
+            assert prog[rung]["median_busy_s"] == pytest.approx(float(np.median(st["busy_s"])))
+        if k == 0:  # one more completed at the target: the median of an even count
+            ledger.finish("d", "completed", "{}", "md", {}, busy_s=6.0)
