@@ -353,7 +353,9 @@ class Campaign:
             k = min(r.initial, r.simulations)  # dispatched first: cheap results while the target's run
             rows = [pick_row(c, 0, "initial", fidelity=r.name) for c, _ in zip(fresh, range(k), strict=False)] + rows
         self.ledger.record_iteration(0, 0, time.time(), 0, {"picks": len(rows)}, None, rows)
-        where = "grid" if self.study.acquisition.kind == "grid" else "quasi-random pool"
+        acq = self.study.acquisition
+        where = f"recorded pool of {acq.pool_from}, in random order" if acq.pool_from is not None else \
+            "grid" if acq.kind == "grid" else "quasi-random pool"
         told = f" beside {len(known)} told" if known else ""
         at = Counter(self.rung[r["fidelity"]].name for r in rows)
         at = f" ({', '.join(f'{n} at {k}' for k, n in at.items())})" if len(self.rungs) > 1 else ""
