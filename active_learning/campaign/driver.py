@@ -442,7 +442,7 @@ class Campaign:
         trials over the workers (an upper estimate: cheaper rungs may end below their caps; none until every rung
         with work left has completed one), or the wall-clock budget's rest when that ends the campaign first (once
         it is spent, the runs going finish: nothing computed is lost)."""
-        stats = self.ledger.progress()
+        stats = self.ledger.rung_stats()
         caps = {None: self.budget, **{r.name: r.simulations for r in self.rungs[:-1]}}
         done = {k: min(stats.get(k, {}).get("finished", 0), cap) for k, cap in caps.items()}
         n, total = sum(done.values()), sum(caps.values())

@@ -81,7 +81,7 @@ class Snapshot:
     known_ids: frozenset[str]
     iterations: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
-    rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and busy seconds by rung
+    rungs: dict = field(default_factory=dict)  # Ledger.rung_stats(): trials and median busy s by rung
     busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
     goal: Goal | None = None
     parsed: Parsed = field(default_factory=Parsed)
@@ -126,8 +126,7 @@ class Snapshot:
     def cost_s(self, rung: str | None) -> float | None:
         """Median worker seconds of a completed trial at `rung` (None: the target), from the ledger; None before
         one completed."""
-        busy = self.rungs.get(rung, {}).get("busy_s", [])
-        return float(np.median(busy)) if busy else None
+        return self.rungs.get(rung, {}).get("median_busy_s")
 
 
 @dataclass

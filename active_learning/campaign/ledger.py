@@ -443,22 +443,9 @@ class Ledger:
 
     def rung_stats(self) -> dict[str | None, dict]:
         """Per rung of the ladder (None: the target): {"trials": simulations asked (an extension is one more),
-        "finished": how many of them ended, "busy_s": worker seconds per simulation of each completed trial (an
-        extended one's over its runs), in dispatch order} — what the acquisition's costs are measured from."""
-        out: dict[str | None, dict] = {}
-        for fid, status, busy, n_ext in self.db.execute(
-                "SELECT fidelity, status, busy_s, extensions FROM trials ORDER BY seq"):
-            st = out.setdefault(fid, {"trials": 0, "finished": 0, "busy_s": []})
-            st["trials"] += 1 + n_ext
-            st["finished"] += n_ext + (status in FINAL)
-            if status == "completed" and busy is not None:
-                st["busy_s"].append(busy / (1 + n_ext))
-        return out
-
-    def progress(self) -> dict[str | None, dict]:
-        """Per rung (None: the target): {"trials", "finished"} as `rung_stats` counts them and "median_busy_s", the
-        median worker seconds per simulation of its completed trials (None before one completed), aggregated by
-        SQLite: what the progress line after every result reads (rung_stats reads every trial into Python)."""
+        "finished": how many of them ended, "median_busy_s": the median worker seconds per simulation of its
+        completed trials (an extended one's over its runs; None before one completed)}: what the acquisition's costs
+        and the progress line after every result are read from, aggregated by SQLite (not read row by row)."""
         st = tuple(FINAL)
         out = {fid: {"trials": n, "finished": f, "median_busy_s": None} for fid, n, f in self.db.execute(
             f"SELECT fidelity, SUM(1 + extensions), SUM(extensions + (status IN ({','.join('?' * len(st))}))) "

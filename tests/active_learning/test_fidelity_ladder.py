@@ -60,7 +60,7 @@ def test_a_ladder_campaign_spends_cheap_evaluations_where_they_inform_and_judges
         assert {r.fidelity for r in rows if r.rung == "twin"} == {"twin"}
         assert {r.fidelity for r in rows if r.rung is None} == {"landscape"}
         stats = led.rung_stats()
-        assert np.median(stats[None]["busy_s"]) >= 0.3 > np.median(stats["twin"]["busy_s"])  # costs measured
+        assert stats[None]["median_busy_s"] >= 0.3 > stats["twin"]["median_busy_s"]  # costs measured
         its = [i["metrics"] for i in led.iterations()[1:] if i["metrics"].get("picks")]
         assert its and all(m["cost_s_landscape"] >= 0.3 and m["cost_s_twin"] < 0.3 for m in its)
         assert sum(m["picks_at_twin"] for m in its) == len(by["twin"]) - 8
@@ -97,8 +97,8 @@ def test_the_fidelity_of_a_pick_follows_value_per_cost_and_the_threshold():
     idx = np.arange(3)
 
     def snap(cost_twin, cost_md, twin_trials=0):
-        return Snapshot([], {}, {}, frozenset(), rungs={"twin": {"trials": twin_trials, "busy_s": [cost_twin]},
-                                                        None: {"trials": 3, "busy_s": [cost_md]}})
+        return Snapshot([], {}, {}, frozenset(), rungs={"twin": {"trials": twin_trials, "median_busy_s": cost_twin},
+                                                        None: {"trials": 3, "median_busy_s": cost_md}})
 
     fids, at = choose_fidelities(Model([0.4, 0.05, 0.4]), [None] * 3, target, idx, rungs, snap(1.0, 100.0),
                                  "log_icr")
