@@ -69,6 +69,15 @@ class Parsed:
     readings: dict[str, tuple[str, Measured | None]] = field(default_factory=dict)
 
 
+def _once(cache: dict, row: MeasuredRow, compute):
+    """compute(row), kept in `cache` under the row's design id with its JSON: computed again only for another
+    stored version."""
+    hit = cache.get(row.design_id)
+    if hit is None or hit[0] != row.json:
+        hit = cache[row.design_id] = (row.json, compute(row))
+    return hit[1]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What an iteration reads from the ledger: the ok measurements (ledger.MeasuredRow, in dispatch order), the
@@ -99,18 +108,12 @@ class Snapshot:
 
     def measurement(self, row: MeasuredRow) -> Measurement:
         """The Measurement of a measured row, parsed once per stored version (cached in `parsed`)."""
-        hit = self.parsed.measurements.get(row.design_id)
-        if hit is None or hit[0] != row.json:
-            hit = self.parsed.measurements[row.design_id] = (row.json, Measurement.model_validate_json(row.json))
-        return hit[1]
+        return _once(self.parsed.measurements, row, lambda r: Measurement.model_validate_json(r.json))
 
     def reading(self, row: MeasuredRow) -> Measured | None:
         """campaign.measured.measured(row, goal) (the snapshot read with a goal), once per stored version (cached
         in `parsed`)."""
-        hit = self.parsed.readings.get(row.design_id)
-        if hit is None or hit[0] != row.json:
-            hit = self.parsed.readings[row.design_id] = (row.json, measured(row, self.goal))
-        return hit[1]
+        return _once(self.parsed.readings, row, lambda r: measured(r, self.goal))
 
     @property
     def n_trials(self) -> int:
