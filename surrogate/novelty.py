@@ -18,7 +18,7 @@ then max(its own, sqrt(var_floor)).
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist
+from scipy.spatial import KDTree
 
 
 class NoveltyFloor:
@@ -31,23 +31,18 @@ class NoveltyFloor:
         self.center = x.mean(axis=0)
         sd = x.std(axis=0)
         self.scale = np.where(sd > 1e-12, sd, 1.0)
-        self.x = (x - self.center) / self.scale
-        d = cdist(self.x, self.x)
-        np.fill_diagonal(d, np.inf)
-        nearest = d.min(axis=1)
+        z = (x - self.center) / self.scale
+        self.tree = KDTree(z)  # nearest neighbours in O(n log n), not an n x n distance matrix
+        nearest = self.tree.query(z, k=2)[0][:, 1]  # [itself (or a duplicate, 0), the nearest other]
         finite = nearest[np.isfinite(nearest) & (nearest > 0)]
         self.length = float(np.median(finite)) if len(finite) else 1.0
         self.var = {k: float(np.var(np.asarray(v, float)[np.isfinite(v)])) if np.isfinite(v).sum() >= 2 else 0.0
                     for k, v in labels.items()}
 
-    def similarity(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def similarity(self, x: np.ndarray) -> np.ndarray:
         """max_j exp(-|x - x_j|^2 / 2 l^2) of each candidate (m,), in [0, 1]."""
-        z = (np.asarray(x, float) - self.center) / self.scale
-        out = np.empty(len(z))
-        for s in range(0, len(z), chunk):
-            d2 = cdist(z[s:s + chunk], self.x, "sqeuclidean").min(axis=1)
-            out[s:s + chunk] = np.exp(-d2 / (2 * self.length**2))
-        return out
+        d = self.tree.query((np.asarray(x, float) - self.center) / self.scale)[0]
+        return np.exp(-d**2 / (2 * self.length**2))
 
     def std(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The floor of each target's epistemic std (m,) at candidates x (m, k)."""

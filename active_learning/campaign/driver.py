@@ -460,16 +460,12 @@ class Campaign:
         return f"[{bar}] {n}/{total}{per} · {_minutes(self._elapsed())}{eta}"
 
     # --- iterations -------------------------------------------------------------------------------
-    def _next_step(self) -> int:
-        its = self.ledger.iterations()
-        return its[-1]["step"] + 1 if its else 0
-
     def _iteration_due(self) -> bool:
         if self.ledger.get("final_step") is not None:
             return False
         if self.ledger.n_trials(True) >= self.budget or self.ledger.trials("candidate"):
             return False
-        step = self._next_step()
+        step = self.ledger.next_step()
         if step == 0:
             return False
         train_round = max(0, step - 1 - self.lag)  # an extension in flight has its data in its round already
@@ -479,7 +475,7 @@ class Campaign:
         return any(c.design_id not in known for c in self.pool)
 
     def _iterate(self, executor) -> None:
-        step, started = self._next_step(), time.time()
+        step, started = self.ledger.next_step(), time.time()
         fault_point("campaign.train")
         snap = Snapshot.read(self.ledger, self.study.goal, self._parsed)
         train_round = max(0, step - 1 - self.lag)
@@ -503,7 +499,7 @@ class Campaign:
         if self.ledger.get("final_step") is not None:
             return
         snap = Snapshot.read(self.ledger, self.study.goal, self._parsed)
-        step = self._next_step()
+        step = self.ledger.next_step()
         p = plan(snap, self.study, self.pool, step, None, self.budget,
                  self.cache.load(snap, train_digest(snap, None)), final=True, rungs=self.rungs)
         self._record(p, snap, time.time(), {"final_step": step})

@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,14 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, design_id TEXT, kind TEXT NOT NULL, detail TEXT);
 """
 
+
+# after the migrations (their columns); what the driver reads after every result uses them, not a scan of the table
+INDEXES = """
+CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
+CREATE INDEX IF NOT EXISTS trials_rung ON trials (fidelity, status, extensions);
+CREATE INDEX IF NOT EXISTS trials_busy ON trials (fidelity, busy_s / (1 + extensions))
+    WHERE status = 'completed' AND busy_s IS NOT NULL;
+"""
 
 MIGRATIONS = (("fidelity", "fidelity TEXT"), ("extend_ps", "extend_ps REAL"),
               ("extensions", "extensions INTEGER NOT NULL DEFAULT 0"))
@@ -176,6 +184,7 @@ class Ledger:
             for col, sql in MIGRATIONS:  # a ledger from before the ladders or the extensions
                 if col not in cols:
                     self.db.execute(f"ALTER TABLE trials ADD COLUMN {sql}")
+            self.db.executescript(INDEXES)
         except sqlite3.OperationalError as err:  # unreadable, read-only, disk full
             raise LedgerError(f"cannot open the ledger {self.path}: {err}") from None
 
@@ -460,9 +469,14 @@ class Ledger:
         return out
 
     # --- iterations and models ------------------------------------------------------------------
-    def iterations(self) -> list[dict]:
+    def iterations(self, skip: Collection[int] = ()) -> list[dict]:
+        """The iterations in step order, but those whose step is in `skip` (their metrics not parsed)."""
         return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}}
-                for r in self.db.execute("SELECT * FROM iterations ORDER BY step")]
+                for r in self.db.execute("SELECT * FROM iterations ORDER BY step") if r["step"] not in skip]
+
+    def next_step(self) -> int:
+        """The step after the newest iteration (0 before the first)."""
+        return self.db.execute("SELECT COALESCE(MAX(step) + 1, 0) FROM iterations").fetchone()[0]
 
     def record_iteration(self, step: int, round: int, started_at: float, n_train: int, metrics: dict,
                          model: dict | None, picks: list[dict], meta: dict | None = None) -> int:
@@ -491,6 +505,11 @@ class Ledger:
 
     def models(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM models ORDER BY version")]
+
+    def model(self, version: int | None) -> dict | None:
+        """The model of that version, None when there is none (or version is None)."""
+        r = self.db.execute("SELECT * FROM models WHERE version=?", (version,)).fetchone()
+        return dict(r) if r is not None else None
 
     def events(self, kind: str | None = None) -> list[dict]:
         q, args = "SELECT * FROM events", ()

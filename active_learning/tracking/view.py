@@ -180,12 +180,10 @@ class MlflowView:
                     if sim_key(did, v) not in self.logged:
                         self._log_simulation(ledger, t, v)
             self.event_mark = mark  # once all of them are logged
-            done, models = self.book.keys("iteration"), {m["version"]: m for m in ledger.models()}
             crown = self.fresh or bool(ledger.get("finished"))  # and after each new iteration: see _crown
-            for it in ledger.iterations():
-                if str(it["step"]) not in done:
-                    self._log_iteration(it, models.get(it["model_version"]))
-                    crown = True
+            for it in ledger.iterations(skip={int(s) for s in self.book.keys("iteration")}):
+                self._log_iteration(it, ledger.model(it["model_version"]))
+                crown = True
             if crown:
                 self._crown(ledger)
             final = ledger.get("final_step")

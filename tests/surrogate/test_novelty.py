@@ -31,3 +31,19 @@ def test_refuses_fewer_than_two_designs_and_a_single_label_gives_no_floor():
         NoveltyFloor(np.zeros((1, 3)), {"t": np.zeros(1)})
     f = NoveltyFloor(np.eye(3), {"t": np.array([np.nan, np.nan, 1.0])})
     assert np.all(f.std(np.full((2, 3), 9.0))["t"] == 0.0)
+
+
+def test_nearest_neighbours_match_every_pairwise_distance_duplicates_included():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.integers(0, 3, size=(300, 6)).astype(float), np.zeros((2, 6))])  # ties and a duplicate
+    f = NoveltyFloor(x, {})
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    d = cdist(z, z)
+    np.fill_diagonal(d, np.inf)
+    nearest = d.min(axis=1)
+    assert f.length == pytest.approx(np.median(nearest[nearest > 0]))
+    q = rng.normal(size=(50, 6))
+    brute = np.exp(-cdist((q - x.mean(axis=0)) / x.std(axis=0), z, "sqeuclidean").min(axis=1) / (2 * f.length**2))
+    np.testing.assert_allclose(f.similarity(q), brute, rtol=1e-10)
