@@ -1,4 +1,4 @@
-"""Synthetic rectification landscapes with a narrow high-ICR region, as porelab user oracles.
+"""Synthetic rectification landscapes, as porelab user oracles: narrow (a small high-ICR region) and broad.
 
 They test that exploration does not collapse when the first designs all look flat: ICR is high only where a
 design has a charge dipole along the stack (a Janus arrangement), tight spacing, and a field near an optimum that
@@ -84,6 +84,19 @@ class NarrowJanusShifted(NarrowJanus):
 
     def __init__(self, **kw):
         super().__init__(**{"s0": 0.55, "w_s": 0.05, "e0": 0.6, "w_e": 0.3, "peak": math.log(30.0), **kw})
+
+
+class BroadJanus(NarrowJanus):
+    """The other kind: a broad hill. ln ICR rises smoothly towards its peak over much of the space (a wide
+    spacing window, a wide field window, more groups per rim rectify more), so most Janus stacks rectify somewhat
+    and the best are found by climbing, not by searching: exploitation pays where on a narrow landscape it
+    collapses. ln ICR = NarrowJanus's with w_s = 0.35, w_E = 1.5, times (groups_per_rim / 8)^0.5."""
+
+    def __init__(self, **kw):
+        super().__init__(**{"s0": 0.3, "w_s": 0.35, "e0": 0.4, "w_e": 1.5, "peak": math.log(20.0), **kw})
+
+    def log_icr(self, design: Design, field_abs: float) -> float:
+        return super().log_icr(design, field_abs) * math.sqrt(design.groups_per_rim / 8)
 
 
 class NarrowJanusTwin(NarrowJanus):

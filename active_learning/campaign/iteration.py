@@ -37,6 +37,7 @@ from porelab.active_learning.campaign.targets import (
     objective_name,
     only_a_bound,
     predictive,
+    predictives,
     target_names,
     upper_censored,
 )
@@ -177,12 +178,11 @@ def prospective_rows(snap: Snapshot, objective: str, max_round: int | None,
     <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) with a
     value, not only a bound (campaign.targets.only_a_bound), whose objective was predicted before they ran
     (campaign.targets.predictive), in the snapshot's order."""
-    out = []
-    for r in snap.rows(max_round, target_only=True):
-        pred = predictive(snap.predicted.get(r.design_id, (None, {}))[1], objective)
-        if pred is not None and only_round in (None, r.round) and not only_a_bound(r.targets, objective):
-            out.append((r, r.targets[objective], *pred))
-    return out
+    rows = [r for r in snap.rows(max_round, target_only=True)
+            if only_round in (None, r.round) and not only_a_bound(r.targets, objective)]
+    mean, sd, have = predictives([snap.predicted.get(r.design_id, (None, {}))[1] for r in rows], objective)
+    return [(r, r.targets[objective], float(m), float(s)) for r, m, s, h in zip(rows, mean, sd, have, strict=True)
+            if h]
 
 
 def prospective(snap: Snapshot, objective: str, max_round: int | None,
@@ -225,6 +225,8 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
         return Plan(step, len(ms), digest, model, [], metrics, notes=notes)
     avail = [c for c in pool if c.design_id not in snap.known_ids]
     q = min(study.budget.batch, budget - snap.n_trials, len(avail))
+    if model is not None and study.model.novelty_floor == "decay":  # the floor's share: the budget left
+        model.floor_weight = max(0.0, 1.0 - snap.n_trials / budget)
     t0 = time.perf_counter()
     pred = model.predict(avail) if model is not None and avail else None
     t_predict = time.perf_counter() - t0

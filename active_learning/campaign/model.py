@@ -15,7 +15,8 @@ another. Without target_fidelity, one model with the fidelity as an input, asked
 
 Away from the training designs the epistemic std of each target is floored by surrogate.novelty (what one knows
 before measuring; `novelty_floor=False`: the model's own std), so an ensemble that has seen only flat designs does
-not claim to know the rest of the space.
+not claim to know the rest of the space. `floor_weight` scales the floor's variance (a campaign with
+`novelty_floor: decay` sets it to the share of its budget left).
 
 The targets are derived from the predicted fluxes at the goal's |E| (default: the largest |E| of the candidate's
 conditions) by surrogate.derived, through porelab.sim.observables, so any kind predicts any goal. An ICR goal's
@@ -76,12 +77,13 @@ class CampaignModel:
 
     def __init__(self, kind: str = "gnn", goal: Goal | None = None, seed: int = 0, *,
                  target_fidelity: str | None = None, fidelity_approach: str = DEFAULT_APPROACH,
-                 novelty_floor: bool = True, **params):
+                 novelty_floor: bool | str = True, **params):
         if kind not in MODEL_KINDS:
             raise ModelError(f"model kind {kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
         self.kind, self.goal, self.seed, self.params = kind, goal or Goal(), seed, dict(params)
         self.target_fidelity, self.fidelity_approach = target_fidelity, fidelity_approach
         self.novelty_floor = novelty_floor
+        self.floor_weight = 1.0  # the share of the floor's variance applied, in [0, 1]
         self.targets = target_names(self.goal)
         self._new([])  # refuse bad keywords now
 
@@ -180,7 +182,7 @@ class CampaignModel:
         floor = self.novelty(fidelity) if self.novelty_floor else None
         if floor is not None:
             for k, f in floor.std(emb).items():
-                raised = np.maximum(epi[k], f)
+                raised = np.maximum(epi[k], np.sqrt(self.floor_weight) * f)
                 std[k] = np.sqrt(np.maximum(std[k] ** 2 - epi[k] ** 2, 0.0) + raised**2)
                 epi[k] = raised
         if ICR_OBJECTIVE in self.targets:  # |ln ICR| (module docstring)

@@ -196,8 +196,10 @@ class ExecutorSpec(_Strict):
 class ModelSpec(_Strict):
     kind: Literal["gnn", "rf", "gp"] = "gnn"
     params: dict[str, Any] = Field(default_factory=dict)
-    novelty_floor: bool = Field(True, description="floor the model's epistemic std where a candidate is unlike "
-                                "every measured design (porelab.surrogate.novelty); false: the model's own std")
+    novelty_floor: bool | Literal["decay"] = Field(
+        True, description="floor the model's epistemic std where a candidate is unlike every measured design "
+        "(porelab.surrogate.novelty); false: the model's own std; decay: the floor's variance times the share of "
+        "the budget left (explore first, exploit at the end)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -322,7 +324,7 @@ class Study(Problem):
         doc = self.model_dump(mode="json")
         if doc["acquisition"]["extend_max_ps"] is None:  # studies from before extensions keep their digest
             del doc["acquisition"]["extend_max_ps"]
-        if doc["model"]["novelty_floor"]:  # and those from before the floor (the way models are built now)
+        if doc["model"]["novelty_floor"] is True:  # and those from before the floor (the way models are built now)
             del doc["model"]["novelty_floor"]
         for f in JOB_FIELDS:  # and those from before the worker-job fields, where they hold their defaults
             if doc["executor"][f] == ExecutorSpec.model_fields[f].get_default(call_default_factory=True):

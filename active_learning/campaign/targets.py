@@ -107,14 +107,20 @@ def predictive(p: dict, objective: str) -> tuple[float, float] | None:
     folds a noisy ln ICR, so a row written before the objective was predicted counts too. (Acquisition folds with
     the epistemic std instead, campaign.model: the noise-free rectification, which lies below what noisy
     measurements average: at ln ICR 0 with epistemic std 0.2 and total 0.6, 0.16 against 0.48.)"""
+    mean, sd, have = predictives([p], objective)
+    return (float(mean[0]), float(sd[0])) if have[0] else None
+
+
+def predictives(rows: list[dict], objective: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`predictive` of many prediction rows at once (one fold for all: a campaign reads 10^4 per iteration):
+    means (n,), stds (n,) and whether each row has the objective (n,) bool (mean and std NaN where not)."""
+    name = "log_icr" if objective == ICR_OBJECTIVE else objective
+    have = np.array([f"{name}_mean" in p for p in rows], bool)
+    mean = np.array([p.get(f"{name}_mean", np.nan) for p in rows], float)
+    sd = np.array([p.get(f"{name}_std", np.nan) for p in rows], float)
     if objective == ICR_OBJECTIVE:
-        if "log_icr_mean" not in p:
-            return None
-        mean, sd = fold_normal(p["log_icr_mean"], p["log_icr_std"])
-        return float(mean), float(sd)
-    if f"{objective}_mean" not in p:
-        return None
-    return p[f"{objective}_mean"], p[f"{objective}_std"]
+        mean, sd = fold_normal(mean, sd)
+    return mean, sd, have
 
 
 def bounds(t: dict, name: str) -> tuple[float | None, float | None]:

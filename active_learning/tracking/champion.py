@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from porelab.active_learning.campaign.ledger import Ledger
-from porelab.active_learning.campaign.targets import only_a_bound, predictive
+from porelab.active_learning.campaign.targets import only_a_bound, predictives
 from porelab.surrogate.metrics import gaussian_nll
 
 MIN_PROSPECTIVE = 8  # designs a model must have predicted before they ran to be compared
@@ -49,12 +49,13 @@ def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float,
     """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
     value (see the module docstring)."""
     measured = {r.design_id: r.targets or {} for r in ledger.measurements(ok_only=True)}
+    done = [(rnd, measured[did], prediction or {}) for did, rnd, _, _, prediction in ledger.outcomes()
+            if objective in measured.get(did, {}) and not only_a_bound(measured[did], objective)]
+    mean, sd, have = predictives([p for *_, p in done], objective)
     by_step: dict[int, list[tuple[float, float, float]]] = {}
-    for did, rnd, _, _, prediction in ledger.outcomes():
-        pred, y = predictive(prediction or {}, objective), measured.get(did, {})
-        if pred is None or objective not in y or only_a_bound(y, objective):
-            continue
-        by_step.setdefault(rnd, []).append((y[objective], *pred))
+    for (rnd, y, _), m, s, h in zip(done, mean, sd, have, strict=True):
+        if h:
+            by_step.setdefault(rnd, []).append((y[objective], m, s))
     out = {}
     for step, rows in by_step.items():
         y, mu, sd = (np.array(a, float) for a in zip(*rows, strict=True))

@@ -170,3 +170,11 @@ def test_prospective_error_per_round_has_known_answers(tmp_path):
     assert [(r["round"], r["n"]) for r in rows] == [(1, 2), (2, 2)]
     assert [r["rmse"] for r in rows] == pytest.approx([1.0, 1.0], abs=0.05)
     assert [r["coverage_95"] for r in rows] == [1.0, 0.0]
+
+
+def test_a_decaying_floor_is_weighted_by_the_share_of_the_budget_left(snapshot):
+    study, pool, snap = snapshot
+    decay = study.model_copy(update={"model": study.model.model_copy(update={"novelty_floor": "decay"})})
+    assert plan(snap, decay, pool, 1, 0, 12).model.floor_weight == pytest.approx(1 - 6 / 12)
+    assert plan(snap, decay, pool, 1, 0, 8).model.floor_weight == pytest.approx(1 - 6 / 8)
+    assert plan(snap, study, pool, 1, 0, 12).model.floor_weight == 1.0  # a constant floor

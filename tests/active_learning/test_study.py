@@ -100,6 +100,10 @@ def test_settings_added_later_keep_older_studies_digest(tmp_path):
     assert plain.model.novelty_floor and "novelty_floor" not in plain.canonical()
     assert "extend_max_ps" not in plain.canonical()
     assert same.digest() == plain.digest() != off.digest()
+    decay = load_study(write_study(tmp_path / "d.yaml", model={"kind": "rf", "novelty_floor": "decay"}))
+    assert decay.model.novelty_floor == "decay" and decay.digest() not in (plain.digest(), off.digest())
+    with pytest.raises(ValueError, match="novelty_floor"):
+        load_study(write_study(tmp_path / "e.yaml", model={"kind": "rf", "novelty_floor": "sometimes"}))
 
 
 KNOWN_GROUPS = "known: COO-, NH3+, OH, none"

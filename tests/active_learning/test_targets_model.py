@@ -132,6 +132,21 @@ def test_epistemic_std_is_floored_away_from_the_training_designs(data):
     np.testing.assert_allclose(at_train.epistemic["log_icr"], own.predict(pool[:24]).epistemic["log_icr"])
 
 
+def test_a_decayed_floor_scales_the_floors_variance_and_a_spent_budget_leaves_the_models_own_std(data):
+    """floor_weight w (a `novelty_floor: decay` campaign's share of its budget left): the floor's std times sqrt(w);
+    w = 0 is the model's own std."""
+    study, pool, ms = data
+    own = CampaignModel("rf", study.goal, seed=0, novelty_floor=False).fit(ms)
+    decayed = CampaignModel("rf", study.goal, seed=0, novelty_floor="decay").fit(ms)
+    a = own.predict(pool[24:])
+    floor = decayed.novelty("continuum").std(a.embedding)["log_icr"]
+    for w in (1.0, 0.25, 0.0):
+        decayed.floor_weight = w
+        b = decayed.predict(pool[24:])
+        np.testing.assert_allclose(b.epistemic["log_icr"], np.maximum(a.epistemic["log_icr"], np.sqrt(w) * floor))
+    np.testing.assert_allclose(b.std["log_icr"], a.std["log_icr"])
+
+
 def test_model_errors():
     with pytest.raises(ModelError, match="choose one of gnn, rf, gp"):
         CampaignModel("svm")
