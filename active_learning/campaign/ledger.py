@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS events (
 # after the migrations (their columns); what the driver reads after every result uses them, not a scan of the table
 INDEXES = """
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
-CREATE INDEX IF NOT EXISTS trials_rung ON trials (fidelity, status, extensions);
+CREATE INDEX IF NOT EXISTS trials_rung ON trials (fidelity, status, extensions, busy_s);
 CREATE INDEX IF NOT EXISTS trials_busy ON trials (fidelity, busy_s / (1 + extensions))
     WHERE status = 'completed' AND busy_s IS NOT NULL;
 """
@@ -372,10 +372,11 @@ class Ledger:
         last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
         st = tuple(FINAL)
         q, args = f"SELECT design_id, extensions FROM trials WHERE status IN ({','.join('?' * len(st))})", st
-        if after_event:
-            q += " AND design_id IN (SELECT design_id FROM events WHERE id > ? AND id <= ?)"
-            args += (after_event, last)
-        return [tuple(r) for r in self.db.execute(q + " ORDER BY seq", args)], last
+        if after_event:  # from the few new events, not a scan of every finished trial
+            q = ("SELECT DISTINCT t.design_id, t.extensions, t.seq FROM events e JOIN trials t USING (design_id) "
+                 f"WHERE e.id > ? AND e.id <= ? AND t.status IN ({','.join('?' * len(st))})")
+            args = (after_event, last, *st)
+        return [(r[0], r[1]) for r in self.db.execute(q + " ORDER BY seq", args)], last
 
     def outcomes(self) -> list[tuple[str, int, str | None, float | None, dict | None]]:
         """(design id, round, rung, busy seconds, pick-time prediction) of each completed trial in dispatch order:
@@ -386,8 +387,8 @@ class Ledger:
     def any_running(self, max_round: int) -> bool:
         """Whether a trial of rounds <= max_round is neither final nor an extension in flight (whose data is in its
         round already): what an iteration training on those rounds waits for."""
-        st = tuple(FINAL)
-        return self.db.execute(f"SELECT 1 FROM trials WHERE round <= ? AND status NOT IN ({','.join('?' * len(st))}) "
+        st = tuple(s for s in STATUSES if s not in FINAL)  # IN, not NOT IN: the status index finds the few
+        return self.db.execute(f"SELECT 1 FROM trials WHERE round <= ? AND status IN ({','.join('?' * len(st))}) "
                                "AND NOT extensions LIMIT 1", (max_round, *st)).fetchone() is not None
 
     def counts(self) -> dict[str, int]:
@@ -414,6 +415,11 @@ class Ledger:
             where += " AND t.round <= ?"
             args.append(max_round)
         return self._measured(where, args)
+
+    def ok_targets(self) -> dict[str, dict]:
+        """{design id: its targets as stored ({} where none)} of the ok measurements, without their JSON."""
+        return {d: json.loads(t) if t else {} for d, t in
+                self.db.execute("SELECT design_id, targets FROM measurements WHERE status='ok'")}
 
     def best_target(self, name: str, maximize: bool) -> float | None:
         """The highest (maximize) or lowest stored target `name` of the ok measurements at the study's own oracle
@@ -455,17 +461,22 @@ class Ledger:
         "finished": how many of them ended, "median_busy_s": the median worker seconds per simulation of its
         completed trials (an extended one's over its runs; None before one completed)}: what the acquisition's costs
         and the progress line after every result are read from, aggregated by SQLite (not read row by row)."""
-        st = tuple(FINAL)
-        out = {fid: {"trials": n, "finished": f, "median_busy_s": None} for fid, n, f in self.db.execute(
-            f"SELECT fidelity, SUM(1 + extensions), SUM(extensions + (status IN ({','.join('?' * len(st))}))) "
-            "FROM trials GROUP BY fidelity", st)}
-        for fid, st_ in out.items():
-            busy = "FROM trials WHERE status='completed' AND busy_s IS NOT NULL AND fidelity IS ?"
-            n = self.db.execute(f"SELECT COUNT(*) {busy}", (fid,)).fetchone()[0]
-            if n:
-                mid = [r[0] for r in self.db.execute(f"SELECT busy_s / (1 + extensions) AS b {busy} ORDER BY b "
-                                                     "LIMIT ? OFFSET ?", (fid, 2 - n % 2, (n - 1) // 2))]
-                st_["median_busy_s"] = sum(mid) / len(mid)
+        out: dict[str | None, dict] = {}
+        timed: dict[str | None, int] = {}  # completed trials with worker seconds, per rung
+        for fid, status, n, ext, busy in self.db.execute(  # trials_rung covers it: no table rows read
+                "SELECT fidelity, status, COUNT(*), SUM(extensions), SUM(busy_s IS NOT NULL) FROM trials "
+                "GROUP BY fidelity, status"):
+            o = out.setdefault(fid, {"trials": 0, "finished": 0, "median_busy_s": None})
+            o["trials"] += n + ext
+            o["finished"] += ext + (n if status in FINAL else 0)
+            if status == "completed":
+                timed[fid] = busy
+        for fid, n in timed.items():
+            if n:  # the middle one or two, walked along trials_busy
+                mid = [r[0] for r in self.db.execute(
+                    "SELECT busy_s / (1 + extensions) AS b FROM trials WHERE status='completed' AND busy_s IS NOT NULL "
+                    "AND fidelity IS ? ORDER BY b LIMIT ? OFFSET ?", (fid, 2 - n % 2, (n - 1) // 2))]
+                out[fid]["median_busy_s"] = sum(mid) / len(mid)
         return out
 
     # --- iterations and models ------------------------------------------------------------------

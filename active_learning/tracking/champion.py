@@ -48,7 +48,7 @@ class Champion:
 def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int, float]]:
     """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
     value (see the module docstring)."""
-    measured = {r.design_id: r.targets or {} for r in ledger.measurements(ok_only=True)}
+    measured = ledger.ok_targets()
     done = [(rnd, measured[did], prediction or {}) for did, rnd, _, _, prediction in ledger.outcomes()
             if objective in measured.get(did, {}) and not only_a_bound(measured[did], objective)]
     mean, sd, have = predictives([p for *_, p in done], objective)
