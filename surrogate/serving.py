@@ -157,10 +157,13 @@ def _parse(cls, text: str, what: str):
 
 def training_similarity(saved: SavedModel, designs: list[Design]) -> np.ndarray:
     """Similarity (n,) in [0, 1] of each design (either orientation) to the nearest training design."""
-    train = list({m.design_id: m.design for m in saved.training if m.status == "ok"}.values())
-    if len(train) < 2:
+    if "similarity" not in saved.derived:  # once per loaded model: MLflow's logging predicts with it twice
+        train = list({m.design_id: m.design for m in saved.training if m.status == "ok"}.values())
+        saved.derived["similarity"] = NoveltyFloor(np.array([design_descriptors(d) for d in train]), {}) \
+            if len(train) >= 2 else None
+    floor = saved.derived["similarity"]
+    if floor is None:
         return np.zeros(len(designs))
-    floor = NoveltyFloor(np.array([design_descriptors(d) for d in train]), {})
     x = np.array([design_descriptors(d) for d in designs])
     xm = np.array([design_descriptors(d.mirrored()) for d in designs])
     return np.maximum(floor.similarity(x), floor.similarity(xm))

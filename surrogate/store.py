@@ -24,7 +24,7 @@ import pickle
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -58,6 +58,7 @@ class SavedModel:
     fidelity: str
     goal: dict | None
     info: dict
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # computed once from it (serving.py)
 
 
 # The model this process loaded (or saved with keep=True) last, [(its model.json text, SavedModel)]: loading the
