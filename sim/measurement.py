@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from porelab.base.files import atomic_write_text
 from porelab.sim.design import Conditions, Design, design_id
@@ -19,12 +19,24 @@ from porelab.sim.design import Conditions, Design, design_id
 MEASUREMENT_FILE = "measurement.json"  # a run directory's result (sim.protocol, campaigns, the store)
 
 E_PER_NS_TO_NA = 0.1602176634  # 1 e/ns in nA
+# every number a measurement holds is finite (an unbounded interval end is None): NaN or inf is refused when it is
+# built, so any serialiser may write it (surrogate.store writes 10^4 of them in one pass of pydantic's)
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _finite_json(value: dict) -> dict:
+    """`value`, refused (ValueError) where it holds NaN or inf anywhere: the free-form dicts of a measurement."""
+    json.dumps(value, allow_nan=False, default=str)
+    return value
+
+
+_FiniteDict = Annotated[dict, AfterValidator(_finite_json)]
 
 
 class SpeciesResult(BaseModel):
     """Transport of one ion species at one field. Crossings are full transits of the membrane."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     crossings_up: int | None = None  # transits along +z (MD only)
     crossings_down: int | None = None  # transits along -z (MD only)
     crossings: float = 0.0  # net transits, up - down (continuum: flux x time)
@@ -38,7 +50,7 @@ class SpeciesResult(BaseModel):
 class FieldResult(BaseModel):
     """Everything measured at one signed field value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     field_V_per_nm: float
     time_ns: float  # production length the numbers come from (continuum: 0)
     current_nA: float
@@ -63,7 +75,7 @@ class FieldResult(BaseModel):
 class ICRResult(BaseModel):
     """Rectification at one |E|: ICR = |I(+E)| / |I(-E)|."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     field_abs_V_per_nm: float
     icr: float  # point estimate; the lower bound when censored, the upper bound when upper_censored
     icr_ci: tuple[float, float | None]  # upper end None: unbounded (censored)
@@ -81,7 +93,7 @@ class ICRResult(BaseModel):
 class ChunkRecord(BaseModel):
     """The state of an MD run after one production chunk: currents (species left out) and ICR at that time."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     production_ps: float  # production counted per field so far
     fields: list[FieldResult]
     icr: list[ICRResult]
@@ -90,7 +102,7 @@ class ChunkRecord(BaseModel):
 class Extension(BaseModel):
     """One call that ran (or resumed) an MD measurement: production before and after, and its cost."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     started_utc: str
     from_ps: float
     to_ps: float
@@ -101,8 +113,8 @@ class Extension(BaseModel):
 class RunRecord(BaseModel):
     """How long an MD run ran and why it stopped (sim.protocol); cost cumulative over every call."""
 
-    model_config = ConfigDict(extra="forbid")
-    rule: dict  # MDSettings.run_rule(): until and the lengths, margin and target that govern stopping
+    model_config = _STRICT
+    rule: _FiniteDict  # MDSettings.run_rule(): until and the lengths, margin and target that govern stopping
     production_ps: float  # production counted at every simulated field
     stopped: Literal["fixed", "decisive", "precise", "symmetric", "cap", "running"]  # running: not finished yet
     reason: str  # one line
@@ -121,7 +133,7 @@ class Measurement(BaseModel):
     the stored one instead.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     design_id: str
     design: Design
     conditions: Conditions
@@ -130,8 +142,8 @@ class Measurement(BaseModel):
     error: str | None = None
     fields: list[FieldResult] = Field(default_factory=list)
     icr: list[ICRResult] = Field(default_factory=list)
-    oracle: dict = Field(default_factory=dict)
-    provenance: dict = Field(default_factory=dict)
+    oracle: _FiniteDict = Field(default_factory=dict)
+    provenance: _FiniteDict = Field(default_factory=dict)
     run: RunRecord | None = None  # MD: run length, stopping rule, cost and the ICR history after each chunk
 
     @classmethod

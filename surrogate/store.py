@@ -94,7 +94,9 @@ def save_model(directory: str | Path, model, training: Sequence[Measurement], fi
     d.mkdir(parents=True, exist_ok=True)
     kind = model_kind(model)
     ms = [m for m in training if m.status == "ok"]
-    doc = _TRAINING.dump_json(ms)  # one pass in pydantic's serialiser: a campaign saves 10^4 of them per iteration
+    # one pass of pydantic's serialiser (a campaign saves 10^4 of them per iteration); it writes NaN as null, but a
+    # Measurement refuses NaN and inf when it is built (sim.measurement)
+    doc = _TRAINING.dump_json(ms)
     fm = _fidelity_keywords(model)
     info = {"format": FORMAT, "kind": kind, "params": model.base_params() if fm else model.get_params(),
             "species": list(SPECIES_NAMES), "flux_scale_per_ns": model.transform.scale_per_ns,

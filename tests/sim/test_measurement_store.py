@@ -76,3 +76,18 @@ def test_default_store_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("PORELAB_STORE")
     monkeypatch.setenv("PORELAB_WORKSPACE", str(tmp_path))
     assert default_store() == tmp_path.resolve() / "porelab-store"
+
+
+def test_a_measurement_holding_nan_or_inf_is_refused_when_built():
+    """Every number is finite, so no serialiser can write NaN as null (surrogate.store writes with pydantic's)."""
+    import pydantic
+    import pytest
+
+    doc = run_continuum(JANUS, COND).model_dump()
+    for bad in (float("nan"), float("inf")):
+        at_field = {**doc, "fields": [{**doc["fields"][0], "current_nA": bad}] + doc["fields"][1:]}
+        in_provenance = {**doc, "provenance": {**doc["provenance"], "cpu_s": bad}}
+        for case in (at_field, in_provenance):
+            with pytest.raises(pydantic.ValidationError):
+                Measurement.model_validate(case)
+    Measurement.model_validate(doc)  # and the finite original is accepted
