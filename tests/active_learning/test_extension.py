@@ -213,7 +213,8 @@ def test_a_ledger_from_before_the_extensions_opens_and_keeps_its_first_measureme
     short, long = with_run(WIDE, 10.0), with_run(WIDE, 20.0)
     completed_ledger(tmp_path, short).close()
     db = sqlite3.connect(tmp_path / "l.sqlite")  # as an older porelab wrote it
-    db.executescript("DROP INDEX trials_status; DROP INDEX trials_rung; DROP INDEX trials_busy; "
+    db.executescript("DROP INDEX trials_status; DROP INDEX trials_busy; DROP TRIGGER tally_insert; "
+                     "DROP TRIGGER tally_update; DROP TRIGGER tally_delete; DROP TABLE tally; "
                      "DROP TABLE measurement_versions; ALTER TABLE trials DROP COLUMN extend_ps; "
                      "ALTER TABLE trials DROP COLUMN extensions;")
     db.close()

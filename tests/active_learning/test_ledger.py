@@ -144,7 +144,40 @@ def test_rung_stats_count_simulations_and_take_the_median_cost(ledger):
         if status != "running":
             ledger.finish(d, status, "{}" if status == "completed" else None, rung or "md", {}, busy_s=busy)
     # the target: a 4 s, b 10 s over 2 runs = 5 s each, g 1 s; c failed, d running
-    assert ledger.rung_stats() == {None: {"trials": 6, "finished": 5, "median_busy_s": 4.0},
-                                   "continuum": {"trials": 2, "finished": 2, "median_busy_s": 2.0}}
+    assert ledger.rung_stats() == {None: {"trials": 6, "finished": 5, "timed": 3, "median_busy_s": 4.0},
+                                   "continuum": {"trials": 2, "finished": 2, "timed": 2, "median_busy_s": 2.0}}
+    assert ledger.rung_stats(median=False)[None] == {"trials": 6, "finished": 5, "timed": 3, "median_busy_s": None}
     ledger.finish("d", "completed", "{}", "md", {}, busy_s=6.0)  # an even count: [1, 4, 5, 6]
-    assert ledger.rung_stats()[None] == {"trials": 6, "finished": 6, "median_busy_s": 4.5}
+    assert ledger.rung_stats()[None] == {"trials": 6, "finished": 6, "timed": 4, "median_busy_s": 4.5}
+    assert ledger.n_trials() == 8 and ledger.n_trials(True) == 6
+
+
+def _counted(db) -> list[tuple]:
+    return [tuple(r) for r in db.execute("SELECT COALESCE(fidelity, ''), status, COUNT(*), SUM(extensions), "
+                                         "SUM(busy_s IS NOT NULL) FROM trials GROUP BY 1, 2 ORDER BY 1, 2")]
+
+
+def _tallied(db) -> list[tuple]:
+    return [tuple(r) for r in db.execute("SELECT * FROM tally WHERE n > 0 ORDER BY 1, 2")]
+
+
+def test_the_tally_the_triggers_keep_is_the_trials_counted(tmp_path):
+    """Every change of a trial (added, started, finished, extended, failed, abandoned, deleted) keeps the tally equal
+    to counting the trials; a ledger from before the tally gets it filled when opened."""
+    led = Ledger(tmp_path / "ledger.sqlite")
+    for i, rung in enumerate([None, None, "twin", None, "twin", None]):
+        led.add_trial(f"d{i}", D, C, 0, "initial", fidelity=rung)
+    for d, status in (("d0", "completed"), ("d1", "failed"), ("d2", "completed"), ("d3", "completed")):
+        led.start(d)
+        led.finish(d, status, "{}" if status == "completed" else None, "md", {}, busy_s=2.0)
+    led.extend("d0", 20.0, 1)
+    led.start("d5")
+    assert _tallied(led.db) == _counted(led.db) and len(_counted(led.db)) == 6
+    led.db.execute("DELETE FROM trials WHERE design_id='d4'")
+    assert _tallied(led.db) == _counted(led.db)
+    led.db.executescript("DROP TRIGGER tally_insert; DROP TRIGGER tally_update; DROP TRIGGER tally_delete; "
+                         "DROP TABLE tally")  # as written by a porelab from before it
+    led.add_trial("d6", D, C, 1, "ucb")
+    led.close()
+    led = Ledger(tmp_path / "ledger.sqlite")
+    assert _tallied(led.db) == _counted(led.db) and led.n_trials() == 7
