@@ -24,7 +24,7 @@ class MDSettings(Settings):
     production_ps: float = 100.0  # until="fixed": production per field
     until: str = "fixed"  # "fixed" | "decisive" (sim.run_length)
     min_production_ps: float = 40.0  # until="decisive": production per field at the rule's first look
-    chunk_ps: float = 20.0  # until="decisive": production added per field between looks of the rule
+    chunk_ps: float = 20.0  # production per field between looks of the rule (until="fixed": only recorded, run.history)
     max_production_ps: float = 1000.0  # until="decisive": cap per field
     alpha: float = 0.05  # until="decisive": chance of a false "decisive" over all looks (alpha/K per look)
     icr_margin: float = 0.2  # decisive when the ICR interval excludes 1 by this: low >= 1+m or high <= 1/(1+m)

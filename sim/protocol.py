@@ -206,8 +206,9 @@ class MDRun:
 
     def _looks(self) -> list[float]:
         s = self.settings
-        return [s.production_ps] if s.until == "fixed" else \
-            look_times(s.min_production_ps, s.chunk_ps, s.max_production_ps)
+        if s.until == "fixed":  # no stop before production_ps; the currents recorded every chunk_ps (run.history)
+            return look_times(s.chunk_ps, s.chunk_ps, s.production_ps)
+        return look_times(s.min_production_ps, s.chunk_ps, s.max_production_ps)
 
     def _verdict(self, t: float, fields_: list[FieldResult]) -> tuple[str, str] | None:
         s = self.settings

@@ -189,6 +189,20 @@ def test_decisive_runs_advance_in_chunks_until_the_cap_and_a_larger_cap_continue
     assert m3.run.stopped == "fixed" and len(m3.run.history) == 4
 
 
+def test_a_fixed_run_records_its_currents_every_chunk_and_stops_only_at_its_length(tmp_path):
+    """A fixed length looks every chunk_ps without stopping: its history answers shorter lengths (a replay of the
+    extension choice); its last look is the measurement."""
+    design = make_design({"layers": ["COO-", "NH3+"], **SMALL})
+    cond = make_conditions({"fields_V_per_nm": [4.0, -4.0]})
+    m = run_md(design, cond, tmp_path, MDSettings(production_ps=0.1, chunk_ps=0.04, **QUICK), progress=False)
+    assert m.run.stopped == "fixed" and m.run.rule == {"until": "fixed", "production_ps": 0.1}
+    assert [h.production_ps for h in m.run.history] == pytest.approx([0.04, 0.08, 0.1])
+    assert all(f.time_ns == pytest.approx(1e-4) for f in m.fields)
+    last = m.run.history[-1]
+    assert [(f.current_nA, f.current_ci_nA) for f in last.fields] == [(f.current_nA, f.current_ci_nA) for f in m.fields]
+    assert last.icr == m.icr
+
+
 def test_a_symmetric_design_is_simulated_at_plus_e_only_and_its_icr_is_one_by_symmetry(tmp_path):
     design = make_design({"layers": ["COO-"], **SMALL})
     assert design.is_symmetric()
