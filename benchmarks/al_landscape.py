@@ -9,7 +9,7 @@ enough to judge by: `--random-seeds` draws of the same budget from the same pool
 the seeded Sobol pool, then uniform picks), evaluated on the landscape directly (no campaign needed).
 
 Run: .venv/bin/python benchmarks/al_landscape.py [--seeds 5] [--budget 60] [--model rf] [--explore-fraction 0.25]
-     [--landscapes NarrowJanus,my_landscapes.py:Mine] [--no-novelty-floor | --floor-decay]
+     [--landscapes NarrowJanus,my_landscapes.py:Mine] [--no-novelty-floor | --floor-decay | --floor-flat]
      [--gnn-members 5]
 Writes benchmarks/results/al_landscape.json.
 """
@@ -48,7 +48,8 @@ def study(landscape: str, strategy: str, seed: int, args) -> dict:
         "budget": {"simulations": args.budget, "initial": args.initial, "batch": args.batch},
         "executor": {"kind": "local", "workers": 2},
         "model": {"kind": args.model, "params": {"n_members": args.gnn_members} if args.model == "gnn" else {},
-                  "novelty_floor": "decay" if args.floor_decay else not args.no_novelty_floor},
+                  "novelty_floor": "decay" if args.floor_decay else "flat" if args.floor_flat
+                  else not args.no_novelty_floor},
         "acquisition": {"kind": strategy, "pool_size": args.pool, "explore_fraction": args.explore_fraction},
     }
 
@@ -115,6 +116,8 @@ def main() -> None:
     ap.add_argument("--no-novelty-floor", action="store_true", help="model.novelty_floor: false (the model's own std)")
     ap.add_argument("--floor-decay", action="store_true", help="model.novelty_floor: decay (weighted by the share "
                     "of the budget left)")
+    ap.add_argument("--floor-flat", action="store_true", help="model.novelty_floor: flat (in full while the model's "
+                    "means over the pool are flat, fading as they spread)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--landscapes", default=",".join(LANDSCAPES),
                     help="classes of benchmarks/landscapes.py, or path/to/file.py:Class (with log_icr(design, |E|))")

@@ -139,6 +139,9 @@ and its 95 % interval. Trajectories and checkpoints stay beside the records, git
   intervals (widened by their measured dispersion); ICR from the exact conditional test, censored both ways
   ("> x" in `icr_censored`, "< x" the other way; `icr_lo` 0 and no `icr_hi` with no transit at all: unresolved).
   MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
+- Shorter lengths: {sum(len(m.run.history) > 1 for m in ok)} of the designs keep their currents and ICR every
+  {settings.chunk_ps:g} ps of production (`run.history`), from the first look after the run started or resumed, so a
+  replay can answer at shorter lengths; the others (recorded before 2026-12-05) keep only the end.
 - Software: {"; ".join(versions) or "-"}.
 - So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
   ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine;

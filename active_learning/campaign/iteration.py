@@ -227,6 +227,9 @@ def plan(snap: Snapshot, study: Study, pool: list[Candidate], step: int, train_r
     q = min(study.budget.batch, budget - snap.n_trials, len(avail))
     if model is not None and study.model.novelty_floor == "decay":  # the floor's share: the budget left
         model.floor_weight = max(0.0, 1.0 - snap.n_trials / budget)
+    if model is not None and avail and study.model.novelty_floor == "flat":  # the floor while the means are flat
+        model.floor_weight = model.flat_floor_weight(avail)
+        notes.append(f"model   step {step}: novelty floor weight {model.floor_weight:.2f} (flat means: 1)")
     t0 = time.perf_counter()
     pred = model.predict(avail) if model is not None and avail else None
     t_predict = time.perf_counter() - t0

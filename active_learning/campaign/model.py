@@ -32,6 +32,7 @@ this file should change when the surrogate's API moves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,6 +164,18 @@ class CampaignModel:
             labels = {k: np.array([t[k] for _, t in rows], float) for k in self.derived}
             self._novelty[fidelity] = NoveltyFloor(descriptors(q)[i_pos], labels)
         return self._novelty[fidelity]
+
+    def flat_floor_weight(self, candidates: Sequence) -> float:
+        """The floor's weight for `novelty_floor: flat`, (1 - r)² with r the spread (std) of the model's means of
+        ln ICR (ln S for selectivity) over `candidates` divided by that of its training labels, clipped to [0, 1]:
+        the floor in full where the model predicts every candidate alike (it has learned nothing that tells them
+        apart: explore), none where its means spread as widely as the labels (exploit what it learned)."""
+        floor, name = self.novelty(self.fidelity_), "log_selectivity" if self.goal.objective == "selectivity" \
+            else "log_icr"
+        if floor is None or not floor.var.get(name):
+            return 1.0
+        spread = float(np.std(self.predict(candidates).mean[name])) / math.sqrt(floor.var[name])
+        return (1.0 - min(spread, 1.0)) ** 2
 
     # --- prediction -------------------------------------------------------------------------------
     def predict(self, candidates: Sequence, fidelity: str | None = None) -> TargetPrediction:

@@ -196,10 +196,11 @@ class ExecutorSpec(_Strict):
 class ModelSpec(_Strict):
     kind: Literal["gnn", "rf", "gp"] = "gnn"
     params: dict[str, Any] = Field(default_factory=dict)
-    novelty_floor: bool | Literal["decay"] = Field(
+    novelty_floor: bool | Literal["decay", "flat"] = Field(
         True, description="floor the model's epistemic std where a candidate is unlike every measured design "
         "(porelab.surrogate.novelty); false: the model's own std; decay: the floor's variance times the share of "
-        "the budget left (explore first, exploit at the end)")
+        "the budget left (explore first, exploit at the end); flat: the floor in full while the model's means over "
+        "the pool are flat, fading as they spread as widely as the measured labels (CampaignModel.flat_floor_weight)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:

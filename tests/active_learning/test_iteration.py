@@ -178,3 +178,12 @@ def test_a_decaying_floor_is_weighted_by_the_share_of_the_budget_left(snapshot):
     assert plan(snap, decay, pool, 1, 0, 12).model.floor_weight == pytest.approx(1 - 6 / 12)
     assert plan(snap, decay, pool, 1, 0, 8).model.floor_weight == pytest.approx(1 - 6 / 8)
     assert plan(snap, study, pool, 1, 0, 12).model.floor_weight == 1.0  # a constant floor
+
+
+def test_a_flat_floor_is_weighted_by_the_spread_of_the_means_over_the_unmeasured_pool(snapshot):
+    study, pool, snap = snapshot
+    flat = study.model_copy(update={"model": study.model.model_copy(update={"novelty_floor": "flat"})})
+    p = plan(snap, flat, pool, 1, 0, 12)
+    avail = [c for c in pool if c.design_id not in snap.known_ids]
+    assert 0 <= p.model.floor_weight <= 1 and p.model.floor_weight == pytest.approx(p.model.flat_floor_weight(avail))
+    assert any("novelty floor weight" in n for n in p.notes)

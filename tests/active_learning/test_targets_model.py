@@ -147,6 +147,18 @@ def test_a_decayed_floor_scales_the_floors_variance_and_a_spent_budget_leaves_th
     np.testing.assert_allclose(b.std["log_icr"], a.std["log_icr"])
 
 
+def test_a_flat_floor_is_full_where_the_means_are_flat_and_fades_as_they_spread(data):
+    """`novelty_floor: flat`: weight (1 - r)², r = std of the means of ln ICR over the candidates / std of the
+    training labels: 1 for candidates predicted alike, 0 once the means spread as widely as the labels."""
+    study, pool, ms = data
+    flat = CampaignModel("rf", study.goal, seed=0, novelty_floor="flat").fit(ms)
+    spread = np.std(flat.predict(pool[24:]).mean["log_icr"]) / math.sqrt(flat.novelty("continuum").var["log_icr"])
+    assert 0 < spread < 1 and flat.flat_floor_weight(pool[24:]) == pytest.approx((1 - spread) ** 2)
+    assert flat.flat_floor_weight(pool[24:25] * 5) == pytest.approx(1.0)  # one design: the means are flat
+    flat.novelty("continuum").var["log_icr"] = spread**2 * flat.novelty("continuum").var["log_icr"] / 4
+    assert flat.flat_floor_weight(pool[24:]) == 0.0  # means twice as spread as the labels
+
+
 def test_model_errors():
     with pytest.raises(ModelError, match="choose one of gnn, rf, gp"):
         CampaignModel("svm")
