@@ -521,9 +521,14 @@ class Ledger:
     # --- iterations and models ------------------------------------------------------------------
     def iterations(self, skip: Collection[int] = ()) -> list[dict]:
         """The iterations in step order, but those whose step is in `skip` (their metrics not parsed)."""
-        return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}} for r in self.db.execute(
-            "SELECT * FROM iterations WHERE step NOT IN (SELECT value FROM json_each(?)) ORDER BY step",
-            (json.dumps(sorted(skip)),))]
+        steps = [s for (s,) in self.db.execute("SELECT step FROM iterations ORDER BY step") if s not in skip]
+        if len(steps) > 100:  # most of them: one pass
+            rows = self.db.execute("SELECT * FROM iterations ORDER BY step")
+        else:  # the few not yet logged (the MLflow view after every result): those rows alone
+            rows = self.db.execute(f"SELECT * FROM iterations WHERE step IN ({','.join('?' * len(steps))}) "
+                                   "ORDER BY step", steps)
+        return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}} for r in rows
+                if r["step"] not in skip]
 
     def next_step(self) -> int:
         """The step after the newest iteration (0 before the first)."""
