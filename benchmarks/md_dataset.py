@@ -118,6 +118,7 @@ def write_index(out: Path, records: list[Measurement], settings: MDSettings, com
     ok = [m for m in records if m.status == "ok"]
     cpu_h = sum(m.run.cpu_s for m in ok) / 3600
     per = [m.run.cpu_s / 3600 for m in ok]
+    chunked = sum(len(m.run.history) >= round(settings.production_ps / settings.chunk_ps) for m in ok)
     resolved = sum(1 for m in ok if not (m.icr[0].icr_censored and m.icr[0].icr_ci[0] == 0))
     versions = sorted({f"porelab {m.provenance['porelab_version']}, OpenMM {m.provenance['openmm_version']}, "
                        f"Python {m.provenance['python']}, {m.provenance['platform']}" for m in ok})
@@ -139,9 +140,9 @@ and its 95 % interval. Trajectories and checkpoints stay beside the records, git
   intervals (widened by their measured dispersion); ICR from the exact conditional test, censored both ways
   ("> x" in `icr_censored`, "< x" the other way; `icr_lo` 0 and no `icr_hi` with no transit at all: unresolved).
   MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
-- Shorter lengths: {sum(len(m.run.history) > 1 for m in ok)} of the designs keep their currents and ICR every
-  {settings.chunk_ps:g} ps of production (`run.history`), from the first look after the run started or resumed, so a
-  replay can answer at shorter lengths; the others (recorded before 2026-12-05) keep only the end.
+- Shorter lengths: {chunked} of the designs keep their currents and ICR every {settings.chunk_ps:g} ps of production
+  (`run.history`), so a replay can answer at shorter lengths; the others (begun before 2026-12-05 evening) keep
+  their end and, where a run was interrupted, the point it resumed from.
 - Software: {"; ".join(versions) or "-"}.
 - So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
   ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine;
