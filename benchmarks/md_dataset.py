@@ -37,6 +37,7 @@ from porelab.base.files import atomic_write_text
 from porelab.sim.md_settings import MDSettings, md_identity
 from porelab.sim.measurement import Measurement
 from porelab.sim.protocol import run_md
+from porelab.sim.run_length import look_times
 from porelab.sim.store import MeasurementStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,8 @@ def write_index(out: Path, records: list[Measurement], settings: MDSettings, com
     ok = [m for m in records if m.status == "ok"]
     cpu_h = sum(m.run.cpu_s for m in ok) / 3600
     per = [m.run.cpu_s / 3600 for m in ok]
-    chunked = sum(len(m.run.history) >= round(settings.production_ps / settings.chunk_ps) for m in ok)
+    looks = look_times(settings.chunk_ps, settings.chunk_ps, settings.production_ps)  # a fixed run's (sim.protocol)
+    chunked = sum(len(m.run.history) >= len(looks) for m in ok)
     resolved = sum(1 for m in ok if not (m.icr[0].icr_censored and m.icr[0].icr_ci[0] == 0))
     versions = sorted({f"porelab {m.provenance['porelab_version']}, OpenMM {m.provenance['openmm_version']}, "
                        f"Python {m.provenance['python']}, {m.provenance['platform']}" for m in ok})
