@@ -48,12 +48,12 @@ SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
 
 
-def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[MeasuredRow]:
-    """The ledger's ok measurements (Ledger.measurements); with `goal`, each one's targets as
-    campaign.measured.with_intervals reads them (computed again for a row stored before targets carried the ICR
-    objective and the intervals), leaving out a row whose targets still lack the goal's objective (a measurement
-    that no longer yields valid targets: campaign.targets.InvalidMeasurement)."""
-    rows = ledger.measurements(ok_only=True)
+def measured_rows(ledger: Ledger, goal: Goal | None = None, after_event: int = 0) -> list[MeasuredRow]:
+    """The ledger's ok measurements (Ledger.measurements; after_event: of the trials changed after it); with
+    `goal`, each one's targets as campaign.measured.with_intervals reads them (computed again for a row stored before
+    targets carried the ICR objective and the intervals), leaving out a row whose targets still lack the goal's
+    objective (a measurement that no longer yields valid targets: campaign.targets.InvalidMeasurement)."""
+    rows = ledger.measurements(ok_only=True, after_event=after_event)
     if goal is None:
         return rows
     read = [replace(r, targets=with_intervals(r.targets, r.json, goal)) for r in rows]
@@ -62,12 +62,35 @@ def measured_rows(ledger: Ledger, goal: Goal | None = None) -> list[MeasuredRow]
 
 @dataclass
 class Parsed:
-    """What iterations have parsed, kept by the driver from one iteration to the next so that each stored measurement
-    is parsed and read once: design id -> (its JSON, the Measurement) and -> (its JSON, its campaign.measured
-    reading)."""
+    """What iterations have read and parsed, kept by the driver from one iteration to the next so that each stored
+    measurement is read and parsed once: the ledger's rows as of its event `event` (Ledger.last_event), read for
+    `goal` (measured_rows and Ledger.outcomes by design id, the known design ids), brought up to date by reading
+    only the trials changed since (`update`); and design id -> (its JSON, the Measurement) and -> (its JSON, its
+    campaign.measured reading)."""
 
     measurements: dict[str, tuple[str, Measurement]] = field(default_factory=dict)
     readings: dict[str, tuple[str, Measured | None]] = field(default_factory=dict)
+    event: int = 0
+    goal: Goal | None = None
+    rows: dict[str, MeasuredRow] = field(default_factory=dict)
+    outcomes: dict[str, tuple] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+
+    def update(self, ledger: Ledger, goal: Goal | None) -> None:
+        """Bring the rows up to date with `ledger`: all of them the first time (or for another goal), then only
+        those of the trials that changed since the event last read (every change is an event)."""
+        last = ledger.last_event()  # first: a change committed while reading is read again next time
+        if self.event and goal == self.goal:
+            changed = ledger.changed_since(self.event)
+            for d in changed:
+                self.rows.pop(d, None)
+                self.outcomes.pop(d, None)
+            self.known |= changed
+        else:
+            self.rows, self.outcomes, self.known = {}, {}, ledger.known_ids()
+        self.rows.update((r.design_id, r) for r in measured_rows(ledger, goal, self.event))
+        self.outcomes.update((o[0], o) for o in ledger.outcomes(self.event))
+        self.event, self.goal = last, goal
 
 
 def _once(cache: dict, row: MeasuredRow, compute):
@@ -95,17 +118,20 @@ class Snapshot:
     busy_s: dict[str, float] = field(default_factory=dict)  # worker s of each completed trial at the study's oracle
     goal: Goal | None = None
     parsed: Parsed = field(default_factory=Parsed)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # prospective_rows, once per question
 
     @classmethod
     def read(cls, ledger: Ledger, goal: Goal | None = None, parsed: Parsed | None = None) -> Snapshot:
         """The snapshot of `ledger`; with the study's `goal`, targets as `measured_rows` reads them. `parsed`: the
-        caller's cache (`Parsed`), kept from one iteration to the next so that each stored measurement is parsed
-        once."""
-        done = ledger.outcomes()
-        return cls(measured_rows(ledger, goal), {d: (rnd, p) for d, rnd, _, _, p in done if p},
-                   ledger.counts(), frozenset(ledger.known_ids()), ledger.iterations(), ledger.models(),
-                   ledger.rung_stats(), {d: b for d, _, rung, b, _ in done if rung is None and b}, goal,
-                   Parsed() if parsed is None else parsed)
+        caller's cache (`Parsed`), kept from one iteration to the next so that each stored measurement is read and
+        parsed once."""
+        parsed = Parsed() if parsed is None else parsed
+        parsed.update(ledger, goal)
+        done = parsed.outcomes.values()
+        return cls(sorted(parsed.rows.values(), key=lambda r: r.seq),
+                   {d: (rnd, p) for d, rnd, _, _, p in done if p}, ledger.counts(), frozenset(parsed.known),
+                   ledger.iterations(), ledger.models(), ledger.rung_stats(),
+                   {d: b for d, _, rung, b, _ in done if rung is None and b}, goal, parsed)
 
     def measurement(self, row: MeasuredRow) -> Measurement:
         """The Measurement of a measured row, parsed once per stored version (cached in `parsed`)."""
@@ -178,11 +204,14 @@ def prospective_rows(snap: Snapshot, objective: str, max_round: int | None,
     <= max_round (only_round: of that round alone) measured by the study's own oracle (the target fidelity) with a
     value, not only a bound (campaign.targets.only_a_bound), whose objective was predicted before they ran
     (campaign.targets.predictive), in the snapshot's order."""
-    rows = [r for r in snap.rows(max_round, target_only=True)
-            if only_round in (None, r.round) and not only_a_bound(r.targets, objective)]
-    mean, sd, have = predictives([snap.predicted.get(r.design_id, (None, {}))[1] for r in rows], objective)
-    return [(r, r.targets[objective], float(m), float(s)) for r, m, s, h in zip(rows, mean, sd, have, strict=True)
-            if h]
+    key = (objective, max_round, only_round)
+    if key not in snap.memo:
+        rows = [r for r in snap.rows(max_round, target_only=True)
+                if only_round in (None, r.round) and not only_a_bound(r.targets, objective)]
+        mean, sd, have = predictives([snap.predicted.get(r.design_id, (None, {}))[1] for r in rows], objective)
+        snap.memo[key] = [(r, r.targets[objective], float(m), float(s))
+                          for r, m, s, h in zip(rows, mean, sd, have, strict=True) if h]
+    return snap.memo[key]
 
 
 def prospective(snap: Snapshot, objective: str, max_round: int | None,

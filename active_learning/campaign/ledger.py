@@ -107,6 +107,9 @@ END;
 COMMIT;
 """
 
+# the rows of the trials that changed after an event (the events' primary key finds the few new ones)
+_CHANGED = " AND {} IN (SELECT design_id FROM events WHERE id > ?)"
+
 MIGRATIONS = (("fidelity", "fidelity TEXT"), ("extend_ps", "extend_ps REAL"),
               ("extensions", "extensions INTEGER NOT NULL DEFAULT 0"))
 
@@ -408,7 +411,7 @@ class Ledger:
         """(design id, extensions) of the trials in a final status, in dispatch order (no JSON parsed), only those
         that moved after event `after_event` (0: all), and the newest event id: pass it next time to be told only
         what is new (every transition is an event)."""
-        last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        last = self.last_event()
         st = tuple(FINAL)
         q, args = f"SELECT design_id, extensions FROM trials WHERE status IN ({','.join('?' * len(st))})", st
         if after_event:  # from the few new events, not a scan of every finished trial
@@ -417,11 +420,24 @@ class Ledger:
             args = (after_event, last, *st)
         return [(r[0], r[1]) for r in self.db.execute(q + " ORDER BY seq", args)], last
 
-    def outcomes(self) -> list[tuple[str, int, str | None, float | None, dict | None]]:
+    def last_event(self) -> int:
+        """The newest event id (0: none). Every change of a trial or its measurement is an event, so the designs
+        of the events after it (`changed_since`) are all that changed since it was read."""
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+    def changed_since(self, event: int) -> builtins.set[str]:
+        """The design ids of the events after `event` (Ledger.last_event): the trials that changed since."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT design_id FROM events WHERE id > ? "
+                                              "AND design_id IS NOT NULL", (event,))}
+
+    def outcomes(self, after_event: int = 0) -> list[tuple[str, int, str | None, float | None, dict | None]]:
         """(design id, round, rung, busy seconds, pick-time prediction) of each completed trial in dispatch order:
-        what iterations and the champion read of them, without the design and conditions JSON."""
+        what iterations and the champion read of them, without the design and conditions JSON; after_event: only
+        those that changed after that event (`changed_since`)."""
         return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in self.db.execute(
-            "SELECT design_id, round, fidelity, busy_s, prediction FROM trials WHERE status='completed' ORDER BY seq")]
+            "SELECT design_id, round, fidelity, busy_s, prediction FROM trials WHERE status='completed'"
+            + (_CHANGED.format("design_id") if after_event else "") + " ORDER BY seq",
+            (after_event,) if after_event else ())]
 
     def any_running(self, max_round: int) -> bool:
         """Whether a trial of rounds <= max_round is neither final nor an extension in flight (whose data is in its
@@ -443,22 +459,28 @@ class Ledger:
         return self.db.execute("SELECT COALESCE(MAX(round), -1) FROM trials").fetchone()[0]
 
     # --- measurements ---------------------------------------------------------------------------
-    def measurements(self, ok_only: bool = True, max_round: int | None = None) -> list[MeasuredRow]:
+    def measurements(self, ok_only: bool = True, max_round: int | None = None,
+                     after_event: int = 0) -> list[MeasuredRow]:
         """The designs' measurements (MeasuredRow: fidelity, the measurement's; rung, the trial's rung of the study's
         ladder, None for its own oracle, the target; extensions, how many the trial was asked for) in dispatch
-        order."""
+        order; after_event: only those of the trials that changed after that event (`changed_since`)."""
         where, args = "", []
         if ok_only:
             where += " AND m.status='ok'"
         if max_round is not None:
             where += " AND t.round <= ?"
             args.append(max_round)
+        if after_event:
+            where += _CHANGED.format("m.design_id")
+            args.append(after_event)
         return self._measured(where, args)
 
-    def ok_targets(self) -> dict[str, dict]:
-        """{design id: its targets as stored ({} where none)} of the ok measurements, without their JSON."""
-        return {d: json.loads(t) if t else {} for d, t in
-                self.db.execute("SELECT design_id, targets FROM measurements WHERE status='ok'")}
+    def ok_targets(self, after_event: int = 0) -> dict[str, dict]:
+        """{design id: its targets as stored ({} where none)} of the ok measurements, without their JSON;
+        after_event: only those of the trials that changed after that event (`changed_since`)."""
+        return {d: json.loads(t) if t else {} for d, t in self.db.execute(
+            "SELECT design_id, targets FROM measurements WHERE status='ok'"
+            + (_CHANGED.format("design_id") if after_event else ""), (after_event,) if after_event else ())}
 
     def best_target(self, name: str, maximize: bool) -> float | None:
         """The highest (maximize) or lowest stored target `name` of the ok measurements at the study's own oracle

@@ -161,8 +161,7 @@ def acquisition_scores(scores: np.ndarray, picked: np.ndarray, path: Path, name:
     """Histogram of the pool's scores with the picks marked."""
     fig, ax = _figure((5, 3.6))
     ax.hist(scores, bins=40, color="0.7")
-    for s in scores[picked]:
-        ax.axvline(s, color="C3", lw=1)
+    ax.vlines(scores[picked], 0, 1, transform=ax.get_xaxis_transform(), color="C3", lw=1)
     ax.set(xlabel=f"{name} score", ylabel="candidates", title=f"{len(picked)} picks (red) of {len(scores)}")
     fig.tight_layout()
     return _save(fig, path)

@@ -21,7 +21,7 @@ latest model. Reads the ledger only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,12 +45,32 @@ class Champion:
         return self.rule
 
 
-def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float, int, float]]:
+@dataclass
+class Picks:
+    """The completed picks with an ok measurement, design id -> (round, stored targets, pick-time prediction), as of
+    the ledger's event `event`: kept by a caller that judges again and again (the MLflow view, after each iteration)
+    and brought up to date by reading only the trials changed since (Ledger.changed_since)."""
+
+    event: int = 0
+    done: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
+
+    def update(self, ledger: Ledger) -> Picks:
+        last = ledger.last_event()  # first: a change committed while reading is read again next time
+        for d in ledger.changed_since(self.event) if self.event else ():
+            self.done.pop(d, None)
+        measured = ledger.ok_targets(self.event)
+        self.done.update((did, (rnd, measured[did], prediction or {}))
+                         for did, rnd, _, _, prediction in ledger.outcomes(self.event) if did in measured)
+        self.event = last
+        return self
+
+
+def prospective_scores(ledger: Ledger, objective: str,
+                       picks: Picks | None = None) -> dict[int, tuple[float, int, float]]:
     """{model step: (mean NLL, n, standard error of that mean)} over each model's completed picks measured with a
-    value (see the module docstring)."""
-    measured = ledger.ok_targets()
-    done = [(rnd, measured[did], prediction or {}) for did, rnd, _, _, prediction in ledger.outcomes()
-            if objective in measured.get(did, {}) and not only_a_bound(measured[did], objective)]
+    value (see the module docstring); picks: the caller's `Picks`, read again only where the ledger changed."""
+    done = [p for p in (picks or Picks()).update(ledger).done.values()
+            if objective in p[1] and not only_a_bound(p[1], objective)]
     mean, sd, have = predictives([p for *_, p in done], objective)
     by_step: dict[int, list[tuple[float, float, float]]] = {}
     for (rnd, y, _), m, s, h in zip(done, mean, sd, have, strict=True):
@@ -65,13 +85,14 @@ def prospective_scores(ledger: Ledger, objective: str) -> dict[int, tuple[float,
     return out
 
 
-def champion(ledger: Ledger, objective: str, min_n: int | None = None) -> Champion | None:
-    """The campaign's champion model (None before the first model); min_n defaults to MIN_PROSPECTIVE."""
+def champion(ledger: Ledger, objective: str, min_n: int | None = None, picks: Picks | None = None) -> Champion | None:
+    """The campaign's champion model (None before the first model); min_n defaults to MIN_PROSPECTIVE; picks: see
+    prospective_scores."""
     min_n = MIN_PROSPECTIVE if min_n is None else min_n
     models = ledger.models()
     if not models:
         return None
-    scores = prospective_scores(ledger, objective)
+    scores = prospective_scores(ledger, objective, picks)
     ok = [m for m in models
           if m["step"] in scores and scores[m["step"]][1] >= min_n and math.isfinite(scores[m["step"]][0])]
     if not ok:

@@ -37,7 +37,7 @@ from porelab.active_learning.campaign.measured import measured
 from porelab.active_learning.campaign.summary import summarize
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.tracking.bookkeeping import Bookkeeping
-from porelab.active_learning.tracking.champion import champion
+from porelab.active_learning.tracking.champion import Picks, champion
 from porelab.base.faults import fault_point
 from porelab.sim.measurement import Measurement
 from porelab.sim.observables import oriented
@@ -107,6 +107,7 @@ class MlflowView:
         self.client = None
         self.logged: set[str] | None = None  # simulation keys shown in MLflow (the bookkeeping's, kept in memory)
         self.event_mark = 0  # the ledger's newest event at the last sync (Ledger.finished_keys)
+        self.picks = Picks()  # what the champion is judged on, read again only where the ledger changed
 
     # --- connection: experiment and parent run --------------------------------------------------
     def _connect(self, ledger: Ledger) -> None:
@@ -314,7 +315,7 @@ class MlflowView:
         rule that chose it as a tag on the parent run and on that model version. Judged when the view starts, after
         each new iteration (its round's picks have finished) and once the campaign has finished, not after every
         result (which would read the whole ledger each time)."""
-        c = champion(ledger, objective_name(self.study.goal))
+        c = champion(ledger, objective_name(self.study.goal), picks=self.picks)
         version = self.book.get("model", str(c.version)) if c is not None else None
         if version is None:  # no model yet, or the champion's model directory was not there to register
             return

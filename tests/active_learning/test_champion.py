@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from porelab.active_learning.campaign.ledger import Ledger
-from porelab.active_learning.tracking.champion import MIN_PROSPECTIVE, Z_BETTER, champion, prospective_scores
+from porelab.active_learning.tracking.champion import (
+    MIN_PROSPECTIVE,
+    Z_BETTER,
+    Picks,
+    champion,
+    prospective_scores,
+)
 
 
 def pick(did: str, step: int, mean: float, std: float) -> dict:
@@ -113,4 +119,30 @@ def test_the_icr_objective_is_scored_against_the_fold_of_the_predicted_ln_icr(tm
                    {"abs_log_icr": y, "abs_log_icr_lo": y - 0.1, "abs_log_icr_hi": y + 0.1})
     nll, n, _ = prospective_scores(led, "abs_log_icr")[1]
     assert n == MIN_PROSPECTIVE and nll == pytest.approx(0.5 * math.log(2 * math.pi * 0.3**2) + 0.5)
+    led.close()
+
+
+def test_scores_kept_from_one_judgement_to_the_next_equal_scores_read_in_full(tmp_path):
+    """The MLflow view keeps the picks it judged (Picks) and reads again only the trials changed since: after new
+    picks, a failure, a new model and an extension the scores equal a full read."""
+    led = campaign_ledger(tmp_path / "l.sqlite", MIN_PROSPECTIVE, {1: 0.0, 2: 1.5})
+    kept = Picks()
+    assert prospective_scores(led, "log_icr", kept) == prospective_scores(led, "log_icr")
+    more = [pick(f"s4d{k}", 4, 0.2 * k, 0.3) for k in range(MIN_PROSPECTIVE + 1)]
+    led.record_iteration(4, 4, 0.0, 30, {}, {"kind": "rf", "path": "models/step_004", "sha256": "x"}, more)
+    for k, p in enumerate(more):
+        led.start(p["design_id"])
+        if k == 0:
+            led.finish(p["design_id"], "failed", None, "md", error="boom")
+        else:
+            led.finish(p["design_id"], "completed", json.dumps({}), "md", {"log_icr": 0.1 * k, "log_icr_lo": 0.0,
+                                                                          "log_icr_hi": 0.1 * k + 0.1})
+        if k == 3:
+            assert prospective_scores(led, "log_icr", kept) == prospective_scores(led, "log_icr")
+    full, inc = prospective_scores(led, "log_icr"), prospective_scores(led, "log_icr", kept)
+    assert set(inc) == {1, 2, 4} and inc[4][1] == MIN_PROSPECTIVE
+    assert inc == full and champion(led, "log_icr", picks=kept) == champion(led, "log_icr")
+    led.extend("s4d1", 20.0, 5)  # running on: not a completed pick until it ends
+    inc = prospective_scores(led, "log_icr", kept)
+    assert inc == prospective_scores(led, "log_icr") and inc[4][1] == MIN_PROSPECTIVE - 1
     led.close()

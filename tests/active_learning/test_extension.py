@@ -14,7 +14,7 @@ from porelab.active_learning.campaign.directory import LEDGER_FILE, CampaignErro
 from porelab.active_learning.campaign.driver import Campaign
 from porelab.active_learning.campaign.executors import Task, run_task, task_identity
 from porelab.active_learning.campaign.ingest import recover
-from porelab.active_learning.campaign.iteration import Snapshot, choose_extensions, extension_options
+from porelab.active_learning.campaign.iteration import Parsed, Snapshot, choose_extensions, extension_options
 from porelab.active_learning.campaign.ledger import IllegalTransition, Ledger
 from porelab.active_learning.campaign.oracles import OracleError, extended, make_oracle, reaches
 from porelab.active_learning.campaign.study import Goal, StudyError, parse_study
@@ -65,6 +65,46 @@ def test_the_ledger_keeps_every_version_and_counts_an_extension_as_a_simulation(
         led.add_trial("x" * 16, short.design.model_dump(mode="json"), COND.model_dump(mode="json"), 0, "initial",
                       fidelity="twin")
         led.extend("x" * 16, 20.0, 1)
+    led.close()
+
+
+def test_a_snapshot_brought_up_to_date_from_the_ledger_events_equals_one_read_in_full(tmp_path):
+    """The driver's snapshot reads only the trials changed since its last read (Parsed.update): after every kind of
+    change (new trial, start, finish, failure, extension and its end, a failed extension) it equals a full read."""
+    short, long, other = with_run(WIDE, 10.0), with_run(WIDE, 20.0), with_run(DECISIVE, 10.0)
+    led, goal = completed_ledger(tmp_path, short), Goal()
+    parsed = Parsed()
+
+    def same():
+        inc, full = Snapshot.read(led, goal, parsed), Snapshot.read(led, goal)
+        assert [(r.design_id, r.json, r.targets, r.extensions) for r in inc.measured] == \
+               [(r.design_id, r.json, r.targets, r.extensions) for r in full.measured]
+        assert (inc.predicted, inc.busy_s, inc.known_ids, inc.counts) == \
+               (full.predicted, full.busy_s, full.known_ids, full.counts)
+        return inc
+
+    assert len(same().measured) == 1
+    d = other.design_id
+    led.add_trial(d, other.design.model_dump(mode="json"), COND.model_dump(mode="json"), 1, "ucb",
+                  prediction={"log_icr": {"mean": 0.1, "std": 0.2}})
+    assert d in same().known_ids
+    led.start(d)
+    led.finish(d, "completed", other.to_json(), "md", targets(other, Goal()), busy_s=3.0)
+    assert same().busy_s[d] == 3.0
+    i = short.design_id
+    led.extend(i, 20.0, 2)
+    assert i not in same().busy_s  # not completed while it runs on, its measurement so far still read
+    led.start(i)
+    led.finish(i, "completed", long.to_json(), "md", targets(long, Goal()), busy_s=7.0)
+    assert json.loads(next(r.json for r in same().measured if r.design_id == i))["run"]["production_ps"] == 20.0
+    led.extend(i, 40.0, 3)
+    led.start(i)
+    led.finish(i, "abandoned", Measurement.failed(long.design, long.conditions, "md", "x").to_json(), "md",
+               error="x", busy_s=1.0)
+    led.add_trial("f" * 16, short.design.model_dump(mode="json"), COND.model_dump(mode="json"), 3, "ucb")
+    led.start("f" * 16)
+    led.finish("f" * 16, "failed", None, "md", error="boom")
+    assert len(same().measured) == 2
     led.close()
 
 
