@@ -3,9 +3,10 @@ side (campaign_scale.py times whole campaigns; this says which part costs what):
 
 - per result: the ledger reads the driver and the MLflow view make after every result, on a ledger of N trials
   (synthetic rows: 2 kB measurement JSON, one iteration per 100 trials);
-- per iteration: saving the model (an rf over N designs of benchmarks/campaign_scale.py's cheap oracle, its
-  training set included), hashing its directory, and logging it to MLflow (our signature check and MLflow's input
-  example both predict with it);
+- per iteration: the full reads of every measured row (what the driver and the MLflow view once made each
+  iteration) beside the reads of the trials changed since the last one (what they make now); saving the model (an
+  rf over N designs of benchmarks/campaign_scale.py's cheap oracle, its training set included), hashing its
+  directory, and logging it to MLflow (our signature check and MLflow's input example both predict with it);
 - MLflow's own cost of one simulation run (create_run, one log_batch of 35 metrics and 15 params, set_terminated)
   as its SQLite store fills, per 500 runs.
 
@@ -64,7 +65,13 @@ def ledger_reads(n: int, tmp: Path) -> dict[str, float]:
              "finished_keys (new events)": lambda: led.finished_keys(n - 5), "trial": lambda: led.trial("d000005"),
              "next_step": led.next_step, "iterations (all logged)": lambda: led.iterations(skip=logged),
              "per iteration: measurements": lambda: led.measurements(ok_only=True),
-             "per iteration: outcomes": led.outcomes, "per iteration: ok_targets": led.ok_targets}
+             "per iteration: outcomes": led.outcomes, "per iteration: ok_targets": led.ok_targets,
+             # what the driver's snapshot and the view's champion read instead: the batch changed since
+             "per iteration, changed since: ids": lambda: led.changed_since(n - 100),
+             "per iteration, changed since: measurements": lambda: led.measurements(ok_only=True,
+                                                                                    after_event=n - 100),
+             "per iteration, changed since: outcomes": lambda: led.outcomes(n - 100),
+             "per iteration, changed since: ok_targets": lambda: led.ok_targets(n - 100)}
     out = {k: 1000 * timed(f, 20) for k, f in calls.items()}
     led.close()
     return out
@@ -138,11 +145,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t, quiet_mlflow():
         tmp = Path(t)
         ra, rb = ledger_reads(a, tmp), ledger_reads(b, tmp)
-        lines += [f"{'ledger read, ms per call':32s} {a:>9d} {b:>9d}  ratio"]
-        lines += [f"{k:32s} {ra[k]:9.3f} {rb[k]:9.3f} {rb[k] / ra[k]:6.1f}" for k in ra]
+        lines += [f"{'ledger read, ms per call':44s} {a:>9d} {b:>9d}  ratio"]
+        lines += [f"{k:44s} {ra[k]:9.3f} {rb[k]:9.3f} {rb[k] / ra[k]:6.1f}" for k in ra]
         ma, mb = model_steps(a, tmp), model_steps(b, tmp)
-        lines += ["", f"{'rf model, CPU s':32s} {a:>9d} {b:>9d}  ratio"]
-        lines += [f"{k:32s} {ma[k]:9.3f} {mb[k]:9.3f} {mb[k] / ma[k]:6.1f}" for k in ma]
+        lines += ["", f"{'rf model, CPU s':44s} {a:>9d} {b:>9d}  ratio"]
+        lines += [f"{k:44s} {ma[k]:9.3f} {mb[k]:9.3f} {mb[k] / ma[k]:6.1f}" for k in ma]
         lines += ["", "MLflow, ms CPU per simulation run (per 500, as the store fills)"]
         lines += [f"{k:6d} runs {v:6.1f}" for k, v in mlflow_runs(args.mlflow_runs, tmp)]
     print("\n".join(lines))
