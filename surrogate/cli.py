@@ -12,7 +12,7 @@ version's held-out ln ICR NLL (metrics.json `log_icr_nll`) is lower than the cur
 says which aliases the version got and why. `porelab design --surrogate DIR/model` (or `NAME@champion`) and
 campaigns load the model. A config (every key optional; defaults shown):
 
-    model: {kind: gnn, n_members: 5, hidden: 16, n_conv: 2, max_epochs: 150, patience: 20, symmetry: exact}
+    model: {kind: gnn, n_members: 5, hidden: 16, n_conv: 2, max_epochs: 300, patience: 300, symmetry: exact}
            # kind gnn: DeepEnsemble keywords; rf: RFBaseline's (n_estimators, ...); gp: GPBaseline's
     graph: {shell_nm: 0.0, edge_cutoff_nm: 0.35, n_rbf: 6}   # GraphSettings (kind gnn only)
     flux_scale_per_ns: null     # null: suited to the data (training_set.flux_scale_for; MD: 1 / production)

@@ -131,6 +131,23 @@ def test_censored_labels_enter_the_loss_only_outside_their_bounds():
     assert float(inside) < 1e-6 and float(outside) > 10
 
 
+def test_censored_loss_has_finite_gradients_at_small_predicted_variance():
+    """Exact and absent entries beside censored ones: their unused censored likelihood must not leak NaN
+    gradients (float32 log_ndtr's backward is NaN beyond ~-46000 sd, which dummy bounds of +-1e3 reached)."""
+    n, s = 4, 7
+    z = torch.zeros(n, s, dtype=torch.bool)
+    cens, exact = z.clone(), z.clone()
+    cens[:, 0], exact[:, 5] = True, True
+    b = _Batch([], torch.zeros(n, dtype=torch.long), torch.zeros(n, 1), torch.zeros(n, s), torch.zeros(n, s),
+               torch.full((n, s), -1.0), torch.full((n, s), 1.0), exact, cens, ~z, torch.zeros(0, 2, dtype=torch.long),
+               torch.zeros(0))
+    k = 400  # predicted variances from the network's floor (MIN_VAR) to 1e-2, as members of a batch
+    mu = torch.zeros(k, n, s, requires_grad=True)
+    var = torch.logspace(-4, -2, k)[:, None, None].expand(k, n, s).clone().requires_grad_(True)
+    _member_loss(mu, var, b, 0.5).sum().backward()
+    assert torch.isfinite(mu.grad).all() and torch.isfinite(var.grad).all()
+
+
 def test_seed_makes_training_reproducible(split):
     kw = {**SMALL, "max_epochs": 3}
     a = DeepEnsemble(**kw).fit(split[0]).predict(split[1])
