@@ -299,8 +299,9 @@ class MlflowView:
     def _log_model(self, run_id: str, step: int, model_dir: Path) -> str:
         """Register the step's model (once: a version tagged with this step and campaign is reused); returns the
         registry version."""
-        for mv in self.client.search_model_versions(f"name='{self.model_name}'"):
-            if mv.tags.get("porelab.iteration") == str(step) and mv.tags.get("porelab.campaign_dir") == str(self.dir):
+        this_step = f"name='{self.model_name}' and tags.`porelab.iteration` = '{step}'"  # not every version read
+        for mv in self.client.search_model_versions(this_step):
+            if mv.tags.get("porelab.campaign_dir") == str(self.dir):
                 return str(mv.version)
         import mlflow
 
