@@ -435,8 +435,9 @@ class Ledger:
         what iterations and the champion read of them, without the design and conditions JSON; after_event: only
         those that changed after that event (`changed_since`)."""
         return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in self.db.execute(
-            "SELECT design_id, round, fidelity, busy_s, prediction FROM trials WHERE status='completed'"
-            + (_CHANGED.format("design_id") if after_event else "") + " ORDER BY seq",
+            "SELECT design_id, round, fidelity, busy_s, prediction FROM trials WHERE "  # changed: found by their ids
+            + ("+status='completed'" + _CHANGED.format("design_id") if after_event else "status='completed'")
+            + " ORDER BY seq",
             (after_event,) if after_event else ())]
 
     def any_running(self, max_round: int) -> bool:
