@@ -10,7 +10,9 @@ ln(bound of the best design) - ln(bound of the best feasible design evaluated so
 
 Loop (offline, as benchmarks/al_efficiency.py runs porelab's acquisition objects without the campaign driver): per
 seed, the same `--initial` random designs for every strategy, then one pick at a time: a fresh surrogate
-(CampaignModel, novelty floor on: what a campaign trains) on the designs evaluated so far, the acquisition
+(CampaignModel, novelty floor on: what a campaign trains) on the designs evaluated so far (model `<kind>+twin`: the
+multi-fidelity model, delta approach, on them and the continuum twin calibrated on them, active_learning.campaign.twin,
+answered at every pool design; recalibrated at every pick), the acquisition
 (`resolve_acquisition`: ucb with beta 4, ei with the best feasible objective as incumbent, max_uncertainty) on the
 ICR objective |ln ICR|, the ON-current constraint applied as every campaign applies it (iteration.respect_constraint),
 until the best design is evaluated. A model that cannot be trained yet (too few exact labels) is replaced by a random
@@ -21,7 +23,8 @@ reported beside, so the 2x goal can be read against what the pool size allows.
 Goal (issue 23): mean evaluations >= 2x fewer than random's, and no seed worse than random's median.
 
 Writes benchmarks/results/al_replay.{json,md,png}.
-Run: nice -n 10 .venv/bin/python benchmarks/al_replay.py [--seeds 10] [--initial 2] [--models gnn,rf] [--on-min 2]
+Run: nice -n 10 .venv/bin/python benchmarks/al_replay.py [--seeds 10] [--initial 2] [--models gnn,rf,rf+twin]
+     [--on-min 2]
      (optionally with the Makefile's glibc malloc settings for the GNN, as benchmarks/surrogate_md.py says)
 """
 
@@ -46,6 +49,7 @@ from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.oracles import make_oracle
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, targets, upper_censored
+from porelab.active_learning.campaign.twin import Twin
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = "porelab.sim.replay:ReplayOracle"
@@ -95,6 +99,18 @@ class Models:
 
     def __init__(self, pool: Replay):
         self.pool, self.cache, self.fits, self.seconds = pool, {}, 0, 0.0
+        self.twin, self.calibrations = Twin(pool.goal), []
+
+    def _fit(self, kind: str, seed: int, md: list) -> CampaignModel:
+        """`kind` on the MD evaluated; `<kind>+twin`: multi-fidelity (delta) on it and the twin calibrated on it
+        (active_learning.campaign.twin), answered at every pool design (the twin is cheap and asked anywhere)."""
+        base, _, twin = kind.partition("+")
+        if not twin:
+            return CampaignModel(base, self.pool.goal, seed, **PARAMS[base]).fit(md)
+        cal = self.twin.calibrate(md)
+        self.calibrations.append(cal.as_dict() | {"model": kind, "seed": seed, "evaluated": len(md)})
+        cont = [c for c in (self.twin.answer(q, cal) for q in self.pool.questions) if c.status == "ok"]
+        return CampaignModel(base, self.pool.goal, seed, target_fidelity="md", **PARAMS[base]).fit(md + cont)
 
     def predict(self, kind: str, seed: int, chosen: list[int], rest: list[int]):
         key = (kind, seed, frozenset(chosen))
@@ -103,8 +119,7 @@ class Models:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = CampaignModel(kind, self.pool.goal, seed, **PARAMS[kind]).fit(
-                        [self.pool.ms[i] for i in chosen])
+                    model = self._fit(kind, seed, [self.pool.ms[i] for i in chosen])
                     everyone = [i for i in range(len(self.pool)) if i not in chosen]
                     self.cache[key] = (model, everyone, model.predict([self.pool.questions[i] for i in everyone]))
             except ModelError:
@@ -155,6 +170,21 @@ def run_one(pool: Replay, models: Models, kind: str | None, strategy: str, seed:
         regret.append(pool.regret(chosen))
     return {"evaluations": len(chosen), "order": [pool.ids[i] for i in chosen], "regret": regret,
             "random_picks": random_picks, "constraint_only_picks": constraint_only}
+
+
+def twin_on_pool(pool: Replay, twin: Twin) -> dict:
+    """How the twin calibrated on every pool design ranks them: the best design's rank by the twin's |ln ICR| and
+    the Spearman correlation of the twin's |ln ICR| with MD's (designs where the solver failed left out)."""
+    from scipy.stats import spearmanr
+
+    cal = twin.calibrate(pool.ms)
+    pred = [twin.targets(q, cal.eps_r) for q in pool.questions]
+    ok = [i for i, t in enumerate(pred) if t is not None]
+    score = {i: pred[i][ICR_OBJECTIVE] for i in ok}
+    rank = 1 + sum(score[i] > score[pool.best] for i in ok) if pool.best in score else None
+    rho = spearmanr([score[i] for i in ok], [pool.t[i][ICR_OBJECTIVE] for i in ok]).statistic
+    return {"eps_r": cal.eps_r, "d_scale": math.exp(cal.log_s), "best_rank": rank, "spearman": float(rho),
+            "solved": len(ok)}
 
 
 def perfect(pool: Replay, seeds: int, initial: int) -> np.ndarray:
@@ -229,8 +259,9 @@ def plot(doc: dict, path: Path) -> None:
         key = (row["model"], tuple(row["regret_mean"]), tuple(row["regret_p10"]), tuple(row["regret_p90"]))
         groups.setdefault(key, []).append(label if not groups.get(key) else row["strategy"])
     for (model, mean, lo, hi), labels in groups.items():
-        style = {"color": "k", "lw": 2} if model is None else {"lw": 1.2, "ls": "--" if model == "gnn" else "-"}
-        (line,) = ax.plot(x, mean, "o-", ms=3, label=" = ".join(labels), **style)
+        style = {"color": "k", "lw": 2} if model is None else \
+            {"lw": 1.2, "ls": "--" if model.startswith("gnn") else "-"}
+        (line,) = ax.plot(x, mean, marker="o", ms=3, label=" = ".join(labels), **style)
         ax.fill_between(x, lo, hi, alpha=0.08, color=line.get_color())
     ax.set_xlabel("evaluations (replayed MD designs)")
     ax.set_ylabel("regret: ln lower bound of best ICR - best found")
@@ -307,7 +338,7 @@ def main() -> None:
            "random": summarise(r_evals) | {"per_seed": r_evals[: args.seeds].tolist(),
                                             "exact_mean": random_exact(n, args.initial)},
            "perfect": summarise(pf) | {"per_seed": pf[: args.seeds].tolist()},
-           "model_fits": models.fits, "model_cpu_s": models.seconds,
+           "model_fits": models.fits, "model_cpu_s": models.seconds, "twin_calibrations": models.calibrations,
            "results": [{k: v for k, v in row.items() if k != "runs"} | {"orders": [r["order"] for r in row["runs"]]}
                        for row in results]}
     doc["seconds"] = time.time() - t0
@@ -337,6 +368,13 @@ def main() -> None:
             f"constraint alone (no candidate above {100 * P_FEASIBLE_MIN:.0f} %: iteration.respect_constraint "
             f"then ranks by that probability, not by the acquisition); {sum(r['random_picks'] for r in rows)} "
             "picks were random because the model could not be trained yet.")
+    if any("+twin" in r["model"] for r in guided):
+        doc["twin_on_pool"] = twin_on_pool(pool, models.twin)
+        w = doc["twin_on_pool"]
+        doc["conclusions"].append(
+            f"- The twin calibrated on the whole pool (eps_r {w['eps_r'] or 'water'}, D scale {w['d_scale']:.3g}) "
+            f"ranks the best design {w['best_rank']} of {n} by its |ln ICR|; Spearman correlation of its |ln ICR| "
+            f"with MD's over the pool {w['spearman']:.2f}.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float))
     args.out.with_suffix(".md").write_text(markdown(doc))

@@ -143,8 +143,12 @@ and its 95 % interval. Trajectories and checkpoints stay beside the records, git
   ("> x" in `icr_censored`, "< x" the other way; `icr_lo` 0 and no `icr_hi` with no transit at all: unresolved).
   MD identity: `{json.dumps(md_identity(settings)["settings"], sort_keys=True)}`.
 - Shorter lengths: {chunked} of the designs keep their currents and ICR every {settings.chunk_ps:g} ps of production
-  (`run.history`), so a replay can answer at shorter lengths; the others (begun before 2026-12-05 evening) keep
-  their end and, where a run was interrupted, the point it resumed from.
+  (`run.history`), so a replay can answer at shorter lengths (`benchmarks/md_extension_replay.py`); the others
+  (begun before 2026-12-05 evening) keep their end and, where a run was interrupted, the point it resumed from.
+  Records from 2026-12-06 on keep the species' crossing counts there too; older ones the currents and ICR only.
+  In the older records answered for the mirror image of the simulated design, an earlier
+  `sim.observables.oriented` had recomputed those ICR rows from the currents instead of the counts; they were put
+  back from each run's own rows (`state/run.json`, mirrored by `sim.observables.mirrored_icr`) on 2026-12-06.
 - Software: {"; ".join(versions) or "-"}.
 - So far: {len(records)} designs ({len(ok)} ok, {resolved} with a resolved ICR), {cpu_h:.1f} CPU-hours in all
   ({min(per, default=0):.2f}-{max(per, default=0):.2f} CPU-hours per design, 1 OpenMM thread each, 2-core machine;

@@ -21,11 +21,11 @@ Split: fixed by design, grouped (a design's two fields are one record, so never 
   twin        the continuum twin (sim.continuum.run_continuum, default settings) at the same design and fields; its
               predictive std = the RMS of its residuals on the training designs' exact labels (the training
               labels' std when fewer than 2);
-  twin_cal    the twin calibrated on the training folds: eps_r (the one knob that changes the ICR at +-2 V/nm; the
-              pore's D factor does not move the current there, the pore is not what limits it) chosen on a grid, and
-              one global diffusion scale s (every D times s: steady PNP fluxes scale exactly with it, ICR unchanged)
-              fitted in closed form to the exact ln ON labels; loss = squared error of exact ln ON (after s) and ln
-              ICR labels + squared violation of censored bounds;
+  twin_cal    the twin calibrated on the training folds (active_learning.campaign.twin): eps_r (the one knob that
+              changes the ICR at +-2 V/nm; the pore's D factor does not move the current there, the pore is not what
+              limits it) chosen on a grid, and one global diffusion scale s (every D times s: steady PNP fluxes scale
+              exactly with it, ICR unchanged) fitted in closed form to the exact ln ON labels; loss = squared error
+              of exact ln ON (after s) and ln ICR labels + squared violation of censored bounds;
   mf_<kind>   multi-fidelity (surrogate.fidelity, delta approach, CampaignModel(target_fidelity="md")) on the
               training designs' MD + the twin at every dataset design and `--extra-continuum` more designs of the
               dataset's own order (benchmarks/md_dataset.py; the twin is cheap and asked anywhere, held-out designs
@@ -65,9 +65,8 @@ from scipy.stats import norm
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
 from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import InvalidMeasurement, targets
-from porelab.sim.continuum import run_continuum
+from porelab.active_learning.campaign.twin import EPS_GRID, Twin, scaled
 from porelab.sim.measurement import Measurement
-from porelab.sim.observables import icr_results
 from porelab.sim.store import MeasurementStore
 from porelab.surrogate.metrics import regression_metrics
 
@@ -77,7 +76,6 @@ GOAL = Goal()  # ICR and ON current at the largest |E| measured; no constraint
 TARGETS = ("log_on_current", "log_icr")
 TARGET_LABEL = {"log_on_current": "ln ON current (nA)", "log_icr": "ln ICR"}
 Z95 = float(norm.ppf(0.975))
-EPS_GRID = (None, 40.0, 20.0, 10.0, 7.0, 5.0, 4.0, 3.0, 2.0)  # eps_r of the twin (None: water, 77.6 at 300 K)
 MD_KINDS = ("gnn", "rf", "gp")
 MF_KINDS = ("gnn", "rf")
 MODELS = ("mean", *MD_KINDS, "twin", "twin_cal", *(f"mf_{k}" for k in MF_KINDS), *(f"mf_{k}_cal" for k in MF_KINDS))
@@ -132,72 +130,6 @@ def load_md(store: Path) -> list[Measurement]:
         seen.add(m.design_id)
         out.append(m)
     return out
-
-
-# --- the continuum twin ------------------------------------------------------------------------------------------
-class Twin:
-    """Continuum answers (default settings but eps_r) per design, cached; scaled answers for a diffusion scale."""
-
-    def __init__(self):
-        self.cache: dict[tuple[str, float | None], Measurement] = {}
-
-    def get(self, m_or_q, eps: float | None) -> Measurement:
-        design, cond = (m_or_q.design, m_or_q.conditions) if isinstance(m_or_q, Measurement) else m_or_q
-        from porelab.sim.design import design_id
-
-        key = (design_id(design, cond), eps)
-        if key not in self.cache:
-            self.cache[key] = run_continuum(design, cond, **({"eps_r": eps} if eps is not None else {}))
-        return self.cache[key]
-
-    def targets(self, m: Measurement, eps: float | None) -> dict[str, float] | None:
-        c = self.get(m, eps)
-        if c.status != "ok":
-            return None
-        t = targets(c, GOAL)
-        return {k: t[k] for k in TARGETS}
-
-
-def scaled(m: Measurement, s: float) -> Measurement:
-    """A continuum answer with every D times s: every flux and current (and interval) times s, ICR unchanged."""
-    fields = []
-    for f in m.fields:
-        sp = {k: r.model_copy(update={"flux_per_ns": r.flux_per_ns * s,
-                                      "flux_ci_per_ns": (r.flux_ci_per_ns[0] * s, r.flux_ci_per_ns[1] * s)})
-              for k, r in f.species.items()}
-        fields.append(f.model_copy(update={"current_nA": f.current_nA * s,
-                                           "current_ci_nA": (f.current_ci_nA[0] * s, f.current_ci_nA[1] * s),
-                                           "species": sp}))
-    return m.model_copy(update={"fields": fields, "icr": icr_results(fields, bound=True),
-                                "provenance": {**m.provenance, "d_scale": s}})
-
-
-def _bound_violation(pred: float, lab: Label) -> float:
-    if lab.kind == "lower":
-        return max(0.0, lab.value - pred)
-    if lab.kind == "upper":
-        return max(0.0, pred - lab.value)
-    return 0.0
-
-
-def calibrate(twin: Twin, train: list[Measurement], labs: list[dict[str, Label]]) -> dict:
-    """eps_r (grid) and ln s (closed form) minimising the loss of the module docstring on the training designs."""
-    best = None
-    for eps in EPS_GRID:
-        tw = [twin.targets(m, eps) for m in train]
-        if any(t is None for t in tw):  # the solver failed on a training design: not a candidate
-            continue
-        on = [(lab["log_on_current"], t["log_on_current"]) for lab, t in zip(labs, tw, strict=True)]
-        exact = [(lb.value - p) for lb, p in on if lb.kind == "exact"]
-        log_s = float(np.mean(exact)) if exact else 0.0
-        loss = sum(r * r for r in (e - log_s for e in exact))
-        loss += sum(_bound_violation(p + log_s, lb) ** 2 for lb, p in on)
-        for lab, t in zip(labs, tw, strict=True):
-            lb = lab["log_icr"]
-            loss += (lb.value - t["log_icr"]) ** 2 if lb.kind == "exact" else _bound_violation(t["log_icr"], lb) ** 2
-        if best is None or loss < best["loss"]:
-            best = {"eps_r": eps, "log_s": log_s, "loss": loss}
-    return best or {"eps_r": None, "log_s": 0.0, "loss": math.nan}
 
 
 # --- models ------------------------------------------------------------------------------------------------------
@@ -265,7 +197,7 @@ def cross_validate(ms: list[Measurement], labs: list[dict[str, Label]], twin: Tw
         train_idx = np.setdiff1d(np.arange(n), test_idx)
         train, test = [ms[i] for i in train_idx], [ms[i] for i in test_idx]
         tlabs = [labs[i] for i in train_idx]
-        cal = calibrate(twin, train, tlabs)
+        cal = twin.calibrate(train).as_dict()
         cals.append({"fold": f, "test": [ms[i].design_id for i in test_idx], **cal})
         cont = {}
         if any(m.startswith("mf_") for m in models):
@@ -630,7 +562,7 @@ def main() -> None:
         field = max(abs(e) for e in ms[0].conditions.fields_V_per_nm)
         extra = [(c.design, c.conditions.with_fields([field, -field])) for c in cands
                  if c.design_id not in held][: args.extra_continuum]
-    twin = Twin()
+    twin = Twin(GOAL)
     pred, cals = cross_validate(ms, labs, twin, extra, models, args.seed)
     scores = score(labs, pred, models, args.seed)
     curve = learning_curve(ms, labs, twin, extra, models, args, {"pred": pred})
@@ -649,7 +581,7 @@ def main() -> None:
                        "predicted": {name: {k: [float(pred[name][k][0][i]), float(pred[name][k][1][i])]
                                             for k in TARGETS} for name in models}}
                       for i, (m, lab) in enumerate(zip(ms, labs, strict=True))],
-           "twin_default": [twin.targets(m, None) for m in ms],
+           "twin_default": [{k: t[k] for k in TARGETS} if (t := twin.targets(m, None)) else None for m in ms],
            "flux_labels": flux_label_counts(ms),
            "scores": scores, "learning_curve": curve, "calibration": cals, "goals": GOALS}
     doc["seconds"] = time.time() - t0

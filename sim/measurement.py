@@ -91,7 +91,8 @@ class ICRResult(BaseModel):
 
 
 class ChunkRecord(BaseModel):
-    """The state of an MD run after one production chunk: currents (species left out) and ICR at that time."""
+    """The state of an MD run after one production chunk: its fields (currents and species' crossing counts; the
+    species are left out in records made before 2026-12-06) and ICR at that time."""
 
     model_config = _STRICT
     production_ps: float  # production counted per field so far

@@ -188,6 +188,32 @@ def mirrored_field(f: FieldResult) -> FieldResult:
         "charge_crossings_e": neg(f.charge_crossings_e), "species": species})
 
 
+def _reciprocal(x: float, ci: tuple[float, float | None], censored: bool, upper: bool):
+    """(x, ci, censored, upper_censored) of 1/ICR given ICR's: "> a" becomes "< 1/a", "< b" becomes "> 1/b", an
+    unresolved ICR (censored at 0: nothing known) stays unresolved."""
+    lo, hi = ci
+    if censored:
+        return (x, ci, True, False) if lo <= 0 else (1 / lo, (0.0, 1 / lo), False, True)
+    if upper:
+        return 1 / hi, (1 / hi, None), True, False
+    return 1 / x, (1 / hi, 1 / lo), False, False
+
+
+def mirrored_icr(r: ICRResult) -> ICRResult:
+    """The ICR row of the mirror-image membrane at the opposite fields: 1/ICR with the reciprocal interval, the
+    censoring swapped. Exact for both estimators (the counts' interval is symmetric in the two signs, the currents'
+    MOVER too), so a row is mirrored without the counts it was computed from."""
+    if r.by_symmetry:
+        return r
+    icr, ci, censored, upper = _reciprocal(r.icr, r.icr_ci, r.icr_censored, r.icr_upper_censored)
+    update = {"icr": icr, "icr_ci": ci, "icr_censored": censored, "icr_upper_censored": upper}
+    if r.icr_displacement is not None and r.icr_displacement_ci is not None:
+        d_ci, d_cens = r.icr_displacement_ci, bool(r.icr_displacement_censored)
+        d, d_ci, d_cens, _ = _reciprocal(r.icr_displacement, d_ci, d_cens, not d_cens and d_ci[0] <= 0)
+        update |= {"icr_displacement": d, "icr_displacement_ci": d_ci, "icr_displacement_censored": d_cens}
+    return r.model_copy(update=update)
+
+
 def oriented(m: Measurement, design: Design, conditions: Conditions) -> Measurement:
     """`m` as the answer to (design, conditions): as it is, or mirrored (z -> -z, fields reversed) when it measured
     the mirror image of that question (the same simulation, docs/physics.md §1). ValueError for another question."""
@@ -200,7 +226,7 @@ def oriented(m: Measurement, design: Design, conditions: Conditions) -> Measurem
         return m.model_copy(update={"design": design, "conditions": conditions})
     fields = [mirrored_field(f) for f in m.fields]
     run = None if m.run is None else m.run.model_copy(update={"history": [
-        h.model_copy(update={"fields": (hf := [mirrored_field(f) for f in h.fields]), "icr": icr_results(hf)})
+        h.model_copy(update={"fields": [mirrored_field(f) for f in h.fields], "icr": [mirrored_icr(r) for r in h.icr]})
         for h in m.run.history]})
     return m.model_copy(update={"design": design, "conditions": conditions, "fields": fields,
                                 "icr": icr_results(fields, bound=m.fidelity == "continuum"), "run": run})

@@ -256,8 +256,7 @@ class MDRun:
                     fields_ = self._assemble(results)
                     icr = icr_results(fields_)
                     if not history or abs(history[-1].production_ps - t) > TIME_TOL_PS:
-                        history.append(ChunkRecord(production_ps=t, icr=icr,
-                                                   fields=[f.model_copy(update={"species": {}}) for f in fields_]))
+                        history.append(ChunkRecord(production_ps=t, icr=icr, fields=fields_))
                     verdict = self._verdict(t, fields_)
                     worked = sum(counted_ps(self.out, e) for e in self.fields) > done_sum + TIME_TOL_PS
                     ext = [Extension(started_utc=started, from_ps=done, to_ps=t, cpu_s=time.process_time() - c0,

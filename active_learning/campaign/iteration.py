@@ -363,22 +363,32 @@ def extension_options(snap: Snapshot, study: Study) -> list[dict]:
     worst = [sign * e[0] for e in ends if e[0] is not None]
     best_low = max(worst) if worst else -math.inf
     out = []
-    for k, (r, (_, high)) in enumerate(zip(rows, ends, strict=True)):
+    for r, end in zip(rows, ends, strict=True):
         busy = snap.busy_s.get(r.design_id)
         if busy is None:
             continue
         run = snap.measurement(r).run
         if run is None or run.stopped not in ("cap", "fixed") or run.production_ps <= 0:
             continue
-        length = run.production_ps
-        to = min(2.0 * length, study.acquisition.extend_max_ps)
-        if to <= length * (1 + 1e-6) or (high is not None and sign * high <= best_low):
-            continue
-        lo, hi = ends[k][::int(sign)]
-        s = (hi - lo) / (2 * 1.96) if hi is not None and lo is not None else spread
-        out.append({"design_id": r.design_id, "extend_ps": to, "value": s ** 2 * (1.0 - length / to),
-                    "cost_s": max(busy, 1e-9) * (to - length) / length})
+        option = extension_option(run.production_ps, study.acquisition.extend_max_ps, end, sign, best_low, spread,
+                                  busy)
+        if option is not None:
+            out.append({"design_id": r.design_id, **option})
     return out
+
+
+def extension_option(length: float, extend_max_ps: float, end: tuple[float | None, float | None], sign: float,
+                     best_low: float, spread: float, busy_s: float) -> dict | None:
+    """{extend_ps, value, cost_s} of extending one run of `length` ps per field (`extension_options`' rule), None
+    when it is not worth it: already at extend_max_ps, or its objective interval `end` (pessimistic, optimistic end
+    in the goal's direction, None where unknown) cannot pass `best_low`, the best pessimistic end measured."""
+    to = min(2.0 * length, extend_max_ps)
+    low, high = end
+    if to <= length * (1 + 1e-6) or (high is not None and sign * high <= best_low):
+        return None
+    s = abs(high - low) / (2 * 1.96) if high is not None and low is not None else spread
+    return {"extend_ps": to, "value": s ** 2 * (1.0 - length / to),
+            "cost_s": max(busy_s, 1e-9) * (to - length) / length}
 
 
 def choose_extensions(snap: Snapshot, study: Study, pick_value: np.ndarray, step: int) -> tuple[list[int], list[dict]]:

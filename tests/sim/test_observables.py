@@ -7,10 +7,15 @@ import pytest
 
 from porelab.sim.continuum import run_continuum
 from porelab.sim.design import design_id, make_conditions, make_design
+from porelab.sim.estimators import crossing_current_nA
+from porelab.sim.measurement import ChunkRecord, FieldResult, RunRecord, SpeciesResult
 from porelab.sim.observables import (
     current_from_fluxes_nA,
+    icr_results,
     log_icr,
     log_on_current,
+    mirrored_field,
+    mirrored_icr,
     on_current,
     oriented,
     ratio_interval,
@@ -72,3 +77,47 @@ def test_the_mirror_measurement_answers_the_mirror_question():
     assert oriented(m, JANUS, KCL) is m
     with pytest.raises(ValueError, match="another question"):
         oriented(m, make_design({"layers": ["COO-"]}, "tiny"), KCL)
+
+
+def _md_field(e: float, k: tuple[int, int], cl: tuple[int, int], t: float = 0.1) -> FieldResult:
+    """An MD result with crossing counts (up, down) of K+ and Cl- in t ns."""
+    i, ci = crossing_current_nA({"K+": k, "Cl-": cl}, {"K+": 1.0, "Cl-": -1.0}, t)
+    species = {s: SpeciesResult(crossings_up=u, crossings_down=d, crossings=float(u - d), flux_per_ns=(u - d) / t,
+                                flux_ci_per_ns=((u - d) / t - 1.0, (u - d) / t + 1.0))
+               for s, (u, d) in (("K+", k), ("Cl-", cl))}
+    return FieldResult(field_V_per_nm=e, time_ns=t, current_nA=i, current_ci_nA=ci, species=species)
+
+
+@pytest.mark.parametrize("plus, minus", [(((9, 0), (0, 4)), ((0, 2), (1, 0))),  # exact
+                                         (((7, 0), (0, 4)), ((0, 0), (0, 0))),  # "> x"
+                                         (((0, 0), (0, 0)), ((0, 6), (3, 0))),  # "< x"
+                                         (((0, 0), (0, 0)), ((0, 0), (0, 0)))])  # unresolved
+def test_an_icr_row_mirrors_without_the_counts_it_was_computed_from(plus, minus):
+    """The mirror image's ICR row equals the row computed from the mirrored fields, for the counts' estimator and
+    for the currents' (a record's chunk history kept no counts before 2026-12-06)."""
+    fields = [_md_field(2.0, *plus), _md_field(-2.0, *minus)]
+    for fs in (fields, [f.model_copy(update={"species": {}}) for f in fields]):
+        (row,) = icr_results(fs)
+        (want,) = icr_results([mirrored_field(f) for f in fs])
+        got = mirrored_icr(row)
+        assert (got.icr_censored, got.icr_upper_censored) == (want.icr_censored, want.icr_upper_censored)
+        assert got.icr == pytest.approx(want.icr, rel=1e-9)
+        assert got.icr_ci[0] == pytest.approx(want.icr_ci[0], rel=1e-9, abs=1e-12)
+        assert (got.icr_ci[1] is None) == (want.icr_ci[1] is None)
+        if want.icr_ci[1] is not None:
+            assert got.icr_ci[1] == pytest.approx(want.icr_ci[1], rel=1e-9)
+
+
+def test_a_mirrored_record_keeps_the_counted_icr_of_its_history():
+    """A record's chunk history answered for the mirror question keeps the ICR the counts gave, though an older
+    history holds no counts (recomputing it from the currents would change the estimator)."""
+    cond = make_conditions({"fields_V_per_nm": [2.0, -2.0]})
+    fields = [_md_field(2.0, (2, 0), (0, 0)), _md_field(-2.0, (0, 10), (4, 0))]
+    rows = icr_results(fields)
+    run = RunRecord(rule={"until": "fixed"}, production_ps=100.0, stopped="fixed", reason="fixed", cpu_s=1.0,
+                    wall_s=1.0, history=[ChunkRecord(production_ps=100.0, icr=rows,
+                                                     fields=[f.model_copy(update={"species": {}}) for f in fields])])
+    m = run_continuum(JANUS, cond).model_copy(update={"fields": fields, "icr": rows, "run": run})
+    flipped = oriented(m, JANUS.mirrored(), cond)
+    assert flipped.run.history[0].icr == [mirrored_icr(r) for r in rows]
+    assert flipped.run.history[0].icr[0].icr == pytest.approx(flipped.icr[0].icr)  # the counts' 14/2 both

@@ -199,8 +199,7 @@ def test_a_fixed_run_records_its_currents_every_chunk_and_stops_only_at_its_leng
     assert [h.production_ps for h in m.run.history] == pytest.approx([0.04, 0.08, 0.1])
     assert all(f.time_ns == pytest.approx(1e-4) for f in m.fields)
     last = m.run.history[-1]
-    assert [(f.current_nA, f.current_ci_nA) for f in last.fields] == [(f.current_nA, f.current_ci_nA) for f in m.fields]
-    assert last.icr == m.icr
+    assert last.fields == m.fields and last.icr == m.icr  # the species' counts too: a shorter length can be learnt
 
 
 def test_a_symmetric_design_is_simulated_at_plus_e_only_and_its_icr_is_one_by_symmetry(tmp_path):
