@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from report import ROOT, shown_path, write_report  # benchmarks/report.py
 from scipy.stats import norm
 
 from porelab.active_learning.campaign.acquisition import resolve_acquisition, select_batch
@@ -51,7 +52,6 @@ from porelab.active_learning.campaign.study import Goal
 from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, targets, upper_censored
 from porelab.active_learning.campaign.twin import Twin
 
-ROOT = Path(__file__).resolve().parents[1]
 REPLAY = "porelab.sim.replay:ReplayOracle"
 STRATEGIES = ("ucb", "ei", "max_uncertainty")
 PARAMS = {"gnn": {"n_members": 3}, "rf": {"n_estimators": 100}, "gp": {}}  # the GNN trains its default 300 epochs
@@ -331,8 +331,7 @@ def main() -> None:
     pf = perfect(pool, args.random_seeds, args.initial)
     doc = {"date": datetime.date.today().isoformat(),
            "command": command_line(),
-           "store": str(args.store.resolve().relative_to(ROOT)) if args.store.resolve().is_relative_to(ROOT)
-           else str(args.store), "pool_size": n, "pool": pool.ids, "ranking": pool.ranking,
+           "store": shown_path(args.store), "pool_size": n, "pool": pool.ids, "ranking": pool.ranking,
            "feasible": int(pool.feasible.sum()), "on_min_nA": args.on_min, "initial": args.initial,
            "random_seeds": args.random_seeds, "seeds": args.seeds, "best": best, "model_params": PARAMS,
            "random": summarise(r_evals) | {"per_seed": r_evals[: args.seeds].tolist(),
@@ -375,12 +374,7 @@ def main() -> None:
             f"- The twin calibrated on the whole pool (eps_r {w['eps_r'] or 'water'}, D scale {w['d_scale']:.3g}) "
             f"ranks the best design {w['best_rank']} of {n} by its |ln ICR|; Spearman correlation of its |ln ICR| "
             f"with MD's over the pool {w['spearman']:.2f}.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float))
-    args.out.with_suffix(".md").write_text(markdown(doc))
-    plot(doc, args.out.with_suffix(".png"))
-    print(markdown(doc))
-    print(f"wrote {args.out}.{{json,md,png}} ({doc['seconds']:.0f} s)")
+    write_report(args.out, doc, json.dumps(doc, indent=1, default=float), markdown, plot)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import ROOT, shown_path, write_report  # benchmarks/report.py
 
 from porelab.active_learning.campaign.iteration import extension_option
 from porelab.active_learning.campaign.measured import ranked, row_of
@@ -43,7 +44,6 @@ from porelab.active_learning.campaign.targets import ICR_OBJECTIVE, bounds, targ
 from porelab.sim.measurement import Measurement
 from porelab.sim.store import MeasurementStore
 
-ROOT = Path(__file__).resolve().parents[1]
 LADDER = (20.0, 40.0, 80.0, 100.0)  # ps per field: 20 ps, doubled, capped at the recorded 100 ps
 GOAL = Goal()  # |ln ICR| at the largest |E| measured (the dataset's +-2 V/nm), no ON-current constraint
 
@@ -171,16 +171,10 @@ def main() -> None:
              for i in range(n)]
     doc = {"date": datetime.date.today().isoformat(),
            "command": " ".join(["nice -n 10 .venv/bin/python benchmarks/md_extension_replay.py", *sys.argv[1:]]),
-           "store": str(args.store.resolve().relative_to(ROOT)) if args.store.resolve().is_relative_to(ROOT)
-           else str(args.store), "ladder_ps": LADDER, "designs": n, "best": d.best, "seeds": args.seeds,
+           "store": shown_path(args.store), "ladder_ps": LADDER, "designs": n, "best": d.best, "seeds": args.seeds,
            "budgets_ps": budgets.tolist(), "policies": results, "full_over_extend": ratio, "objective_by_length": table,
            "seconds": time.time() - t0}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float))
-    args.out.with_suffix(".md").write_text(markdown(doc))
-    plot(doc, args.out.with_suffix(".png"))
-    print(markdown(doc))
-    print(f"wrote {args.out}.{{json,md,png}} ({doc['seconds']:.0f} s)")
+    write_report(args.out, doc, json.dumps(doc, indent=1, default=float), markdown, plot)
 
 
 def _iv(v: list) -> str:

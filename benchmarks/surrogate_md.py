@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from report import ROOT, shown_path, write_report  # benchmarks/report.py
 from scipy.stats import norm
 
 from porelab.active_learning.campaign.model import CampaignModel, ModelError
@@ -70,7 +71,6 @@ from porelab.sim.measurement import Measurement
 from porelab.sim.store import MeasurementStore
 from porelab.surrogate.metrics import regression_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 GOAL = Goal()  # ICR and ON current at the largest |E| measured; no constraint
 TARGETS = ("log_on_current", "log_icr")
@@ -570,8 +570,7 @@ def main() -> None:
     import platform
 
     doc = {"date": datetime.date.today().isoformat(), "command": command_line("benchmarks/surrogate_md.py"),
-           "store": str(args.store.resolve().relative_to(ROOT)) if args.store.resolve().is_relative_to(ROOT)
-           else str(args.store), "n_designs": n, "design_ids": [m.design_id for m in ms],
+           "store": shown_path(args.store), "n_designs": n, "design_ids": [m.design_id for m in ms],
            "split": "leave-one-design-out" if n <= 8 else "4-fold grouped CV by design",
            "models": list(models), "extra_continuum_designs": len(extra), "eps_grid": list(EPS_GRID),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with the MD job)",
@@ -586,12 +585,7 @@ def main() -> None:
            "scores": scores, "learning_curve": curve, "calibration": cals, "goals": GOALS}
     doc["seconds"] = time.time() - t0
     doc["conclusions"] = conclusions(doc)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(_clean(doc), indent=1, allow_nan=False))
-    args.out.with_suffix(".md").write_text(markdown(doc))
-    plot(doc, args.out.with_suffix(".png"))
-    print(markdown(doc))
-    print(f"wrote {args.out}.{{json,md,png}} ({doc['seconds']:.0f} s)")
+    write_report(args.out, doc, json.dumps(_clean(doc), indent=1, allow_nan=False), markdown, plot)
 
 
 if __name__ == "__main__":
