@@ -10,7 +10,9 @@ time). Units: nm, ps, fs for steps, kJ/mol, K.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -78,6 +80,21 @@ class Engine:
         self.friction_per_ps, self.cpu_threads = friction_per_ps, cpu_threads
         self.platform = choose_platform(platform)
         self.dof = mobile_dof(system)
+
+    def split(self, n: int) -> Engine | None:
+        """An engine for each of n Simulations stepped at once from n Python threads (OpenMM releases the GIL while
+        it steps), or None when they should run one after another: the CPU platform's threads (cpu_threads, else
+        OPENMM_CPU_THREADS, else the cores this process may use) shared out, at least one each. On 2 cores two
+        1-thread contexts step 1.2-1.4x more ps than one 2-thread context (benchmarks/md_concurrent_fields.py).
+        Not the Reference platform: its random numbers come from one generator shared by all contexts."""
+        if n < 2 or self.platform.getName() != "CPU":
+            return None
+        total = self.cpu_threads or int(os.environ.get("OPENMM_CPU_THREADS") or 0) or len(os.sched_getaffinity(0))
+        if total < n:
+            return None
+        each = copy.copy(self)
+        each.cpu_threads = total // n
+        return each
 
     def simulation(self, temperature_K: float, dt_fs: float, seed: int) -> app.Simulation:
         """A Simulation at `temperature_K` with step `dt_fs` and thermostat seed `seed` (no positions yet)."""

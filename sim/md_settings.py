@@ -43,13 +43,15 @@ class MDSettings(Settings):
     seed: int = 0
     platform: str | None = None  # None: CUDA when present, else CPU
     cpu_threads: int | None = None  # CPU platform threads (None: all cores); 1 makes runs bitwise reproducible
+    concurrent_fields: bool = True  # step the fields at once, the CPU threads shared out (Engine.split)
     report_interval_steps: int = 25
     traj_interval_ps: float = 1.0
     checkpoint_ps: float = 10.0
     max_retries: int = 2
     cutoff_nm: float = 1.0
 
-    #: the settings that change the numbers (run length, platform, threads, checkpoints and retries do not)
+    #: the settings that change the numbers (run length, platform, threads, concurrency, checkpoints and retries do
+    #: not)
     IDENTITY: ClassVar[tuple[str, ...]] = (
         "seed", "timestep_fs", "friction_per_ps", "cutoff_nm", "equil_ps", "minimise_max_iterations", "ramp_ps",
         "settle_window_ps", "settle_tol_e", "settle_max_ps", "report_interval_steps", "traj_interval_ps")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import platform as _platform
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +104,8 @@ class MDRun:
         self.ss: SolvatedSystem = build_system(structure, self.conditions, seed=s.seed, cutoff_nm=s.cutoff_nm)
         self.engine = Engine(self.ss.system, self.ss.topology, s.friction_per_ps, s.platform, s.cpu_threads)
         self.platform = self.engine.platform
+        # the fields' productions step at once, each on its share of the threads, when the platform allows it
+        self.field_engine = self.engine.split(len(self.fields)) if s.concurrent_fields else None
         if not (self.out / "system.pdb").exists():
             structure.write_pdb(self.out / "membrane.pdb")
             write_pdb(self.ss, self.out / "system.pdb")
@@ -166,8 +169,32 @@ class MDRun:
         return self.design.stack_thickness_nm() / 2 + 0.2
 
     def _production(self, field: float) -> FieldProduction:
-        return FieldProduction(self.engine, self.ss, self.out, field, self.settings, self.conditions.temperature_K,
-                               z_mid=self.z_mid, half_width=self.half_width)
+        return FieldProduction(self.field_engine or self.engine, self.ss, self.out, field, self.settings,
+                               self.conditions.temperature_K, z_mid=self.z_mid, half_width=self.half_width)
+
+    def _advance(self, runs: list[FieldProduction], t: float, equilibrated: str, bar) -> list[FieldResult]:
+        """Every field's production advanced to t ps: one thread each when `field_engine` is set (OpenMM releases
+        the GIL while it steps; daemon threads, so that Ctrl-C stops the run at once: the checkpoints are atomic),
+        else one after another. The first field's error is raised once all have stopped."""
+        if self.field_engine is None:
+            return [p.advance(t, equilibrated, bar) for p in runs]
+        out: list = [None] * len(runs)
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            try:
+                out[k] = runs[k].advance(t, equilibrated, bar)
+            except BaseException as err:  # re-raised in the calling thread
+                errors.append(err)
+
+        workers = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(len(runs))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if errors:
+            raise errors[0]
+        return out
 
     def done_ps(self) -> float:
         """Production already counted in the directory (the most any simulated field has), ps."""
@@ -190,8 +217,10 @@ class MDRun:
             "equilibration": json.loads(eq.read_text()) if eq.exists() else None,
             "friction_per_ps": s.friction_per_ps, "cutoff_nm": s.cutoff_nm, "n_atoms": self.ss.system.getNumParticles(),
             "counts": self.ss.counts, "box_nm": self.ss.box.tolist(), "python": _platform.python_version(),
-            "host": _platform.node(), "simulated": {"mirror_image_of_asked": self.mirrored,
-                                                     "fields_V_per_nm": self.fields, "symmetric": self.symmetric},
+            "host": _platform.node(), "fields_at_once": len(self.fields) if self.field_engine else 1,
+            "threads_per_field": (self.field_engine or self.engine).cpu_threads,
+            "simulated": {"mirror_image_of_asked": self.mirrored, "fields_V_per_nm": self.fields,
+                          "symmetric": self.symmetric},
         }
 
     def _assemble(self, results: dict[float, FieldResult]) -> list[FieldResult]:
@@ -248,11 +277,9 @@ class MDRun:
                 t, verdict = done, None
                 while verdict is None:
                     t = self._next_target(t) if t <= 0 else t
-                    results = {}
-                    for e, p in zip(self.fields, runs, strict=True):
-                        results[e] = p.advance(t, equilibrated, bar)
-                        bar.n = sum(q.done_ps() for q in runs)
-                        bar.refresh()
+                    results = dict(zip(self.fields, self._advance(runs, t, equilibrated, bar), strict=True))
+                    bar.n = sum(q.done_ps() for q in runs)
+                    bar.refresh()
                     fields_ = self._assemble(results)
                     icr = icr_results(fields_)
                     if not history or abs(history[-1].production_ps - t) > TIME_TOL_PS:

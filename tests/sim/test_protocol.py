@@ -6,7 +6,7 @@ import openmm
 import pytest
 
 from porelab.sim.design import DesignError, canonical, make_conditions, make_design
-from porelab.sim.measurement import Measurement
+from porelab.sim.measurement import FieldResult, Measurement
 from porelab.sim.production import FieldProduction
 from porelab.sim.protocol import MDRun, MDSettings, run_md
 
@@ -131,6 +131,56 @@ def log_steps(path) -> list[int]:
     lines = path.read_text().splitlines()
     assert lines[0].startswith("#") and sum(ln.startswith("#") for ln in lines) == 1
     return [int(ln.split(",")[0]) for ln in lines[1:]]
+
+
+def test_fields_are_stepped_at_once_each_into_its_own_result_and_an_error_in_one_stops_the_run(tmp_path,
+                                                                                               monkeypatch):
+    """With 2 CPU threads, +E and -E advance at once (a barrier both must reach before either steps would time
+    out one after another), each result lands at its own field, and a blow-up at one field is a failed
+    measurement once the other has stopped, its work kept."""
+    import threading
+
+    from porelab.sim.engine import SimulationBlowUp
+
+    design = make_design({"layers": ["COO-", "NH3+"], **SMALL})
+    cond = make_conditions({"fields_V_per_nm": [4.0, -4.0]})
+    settings = MDSettings(production_ps=0.04, **{**QUICK, "cpu_threads": 2})
+    barrier, original, fail = threading.Barrier(2, timeout=60), FieldProduction.advance, {"at": None}
+
+    def advance(self, target_ps, equilibrated, bar):
+        barrier.wait()  # BrokenBarrierError unless the other field is advancing at the same time
+        if self.field == fail["at"]:
+            raise SimulationBlowUp("energy blow-up (injected)")
+        return original(self, target_ps, equilibrated, bar)
+
+    monkeypatch.setattr(FieldProduction, "advance", advance)
+    m = run_md(design, cond, tmp_path / "ok", settings, progress=False)
+    assert m.status == "ok" and [f.field_V_per_nm for f in m.fields] == [4.0, -4.0]
+    assert m.provenance["fields_at_once"] == 2 and m.provenance["threads_per_field"] == 1
+    for f in m.fields:
+        assert f.time_ns == pytest.approx(4e-5)
+        saved = FieldResult.model_validate_json((tmp_path / "ok" / "state" / f"E{f.field_V_per_nm:+g}" /
+                                                 "result.json").read_text())
+        assert saved == f
+    fail["at"] = -4.0
+    bad = run_md(design, cond, tmp_path / "bad", settings, progress=False)
+    assert bad.status == "failed" and "injected" in bad.error
+    assert (tmp_path / "bad" / "state" / "E+4" / "result.json").exists()  # the field that ran is kept
+
+
+@pytest.mark.parametrize(("platform", "threads", "n", "each"), [
+    ("CPU", 2, 2, 1), ("CPU", 5, 2, 2), ("CPU", 1, 2, None), ("CPU", 2, 1, None), ("Reference", 2, 2, None)])
+def test_an_engine_shares_its_threads_among_fields_stepped_at_once(platform, threads, n, each):
+    from porelab.sim.engine import Engine
+
+    system = openmm.System()
+    system.addParticle(1.0)
+    engine = Engine(system, platform=platform, cpu_threads=threads)
+    split = engine.split(n)
+    if each is None:  # fewer threads than fields, one field, or the Reference platform: one after another
+        assert split is None
+    else:
+        assert split is not engine and split.cpu_threads == each and engine.cpu_threads == threads
 
 
 def test_a_longer_run_extends_in_place_and_never_reports_old_numbers(tmp_path):
