@@ -441,10 +441,13 @@ class Campaign:
         """`[######----] 12/18 (md 3/4, continuum 9/14) · 4 min 10 s · ETA ~3 min`: finished trials against the
         caps, the driver's time, and the rest estimated from the median worker seconds of each rung's completed
         trials over the workers (an upper estimate: cheaper rungs may end below their caps; none until every rung
-        with work left has completed one), or the wall-clock budget's rest when that ends the campaign first (once
-        it is spent, the runs going finish: nothing computed is lost)."""
+        with work left has completed one) or from the campaign's own pace so far (elapsed / finished: model
+        training counted too), whichever is longer, or the wall-clock budget's rest when that ends the campaign
+        first (once it is spent, the runs going finish: nothing computed is lost). A pool smaller than the budget
+        caps the last rung (no extensions: each design is one trial)."""
         stats = self._rung_stats()
-        caps = {None: self.budget, **{r.name: r.simulations for r in self.rungs[:-1]}}
+        last = self.budget if self.study.acquisition.extend_max_ps is not None else min(self.budget, len(self.pool))
+        caps = {None: last, **{r.name: r.simulations for r in self.rungs[:-1]}}
         done = {k: min(stats.get(k, {}).get("finished", 0), cap) for k, cap in caps.items()}
         n, total = sum(done.values()), sum(caps.values())
         bar = "#" * round(10 * n / total) + "-" * (10 - round(10 * n / total))
@@ -453,6 +456,7 @@ class Campaign:
         eta = ""
         if busy and all(b is not None for b in busy.values()):
             left = sum((caps[k] - done[k]) * b for k, b in busy.items()) / self.study.executor.workers
+            left = max(left, self._elapsed() * (total - n) / n) if n else left
             clock = self.wall_clock_s - self._elapsed()  # the wall-clock budget may end it first
             eta = f" · ETA ~{_minutes(left)}" if left <= clock else f" · ETA ~{_minutes(clock)} (wall-clock budget)" \
                 if clock > 0 else " · wall-clock budget reached: the runs going finish"

@@ -97,7 +97,8 @@ def test_round_trip_through_a_campaign_stamp_and_file(store, tmp_path):
 def test_a_campaign_replays_a_recorded_pool(tmp_path):
     """acquisition.pool_from + the replay oracle: a campaign over recorded answers only (nothing refused, nothing
     simulated), stopped when its pool is exhausted, and the summary says when it reached the pool's best design
-    against random's (n + 1) / 2; a pool directory without measurements is refused in one line."""
+    against random's (n + 1) / 2, its progress counted against the pool, not the larger budget; a pool directory
+    without measurements is refused in one line."""
     from al_helpers import write_study
 
     from porelab.active_learning.campaign.directory import create
@@ -118,8 +119,11 @@ def test_a_campaign_replays_a_recorded_pool(tmp_path):
                                    acquisition={"kind": "ucb", "pool_from": str(root)}, base={"conditions": {
                                        "electrolyte": {"K+": 0.1, "Cl-": 0.1}, "fields_V_per_nm": [0.2, -0.2]}}))
     d = create(study, tmp_path / "r")
-    s = Campaign(d, log=lambda m: None).run()
+    lines = []
+    s = Campaign(d, log=lines.append).run()
     assert s["completed"] == len(stacks) and s["failed"] == 0 and s["finished"] == "pool"
+    done = [x for x in lines if x.startswith("done")]
+    assert "[##########] 6/6 " in done[-1] and "1/6 " in done[0]
     led = Ledger(d / "ledger.sqlite")
     rows = led.measurements()
     led.close()
