@@ -6,6 +6,8 @@ stopped."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from porelab.active_learning.campaign.iteration import Snapshot, prospective
 from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import ranked
@@ -49,14 +51,19 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study), "best_found": found}
 
 
-def prospective_by_round(ledger: Ledger, study: Study) -> list[dict]:
+def prospective_by_round(ledger: Ledger, study: Study, window: int = 5) -> list[dict]:
     """The surrogate's prospective error per round of picks: for the designs picked in round r >= 1 and measured
     by the study's own oracle, the objective (ln scale) against what the model predicted when it picked them
-    (iteration.prospective, surrogate.metrics.regression_metrics): [{round, n, rmse, coverage_95}]."""
-    snap, objective, out = Snapshot.read(ledger, study.goal), objective_name(study.goal), []
+    (iteration.prospective, surrogate.metrics.regression_metrics), and the RMSE of the picks of this round and the
+    `window` - 1 scored rounds before it pooled (one pick per round jumps; the window shows the trend):
+    [{round, n, rmse, coverage_95, rmse_window}]."""
+    snap, objective, out, scored = Snapshot.read(ledger, study.goal), objective_name(study.goal), [], []
     for rnd in sorted({rnd for rnd, _ in snap.predicted.values() if rnd >= 1}):
         y, mu, sd = prospective(snap, objective, None, only_round=rnd)
         if len(y):
             m = regression_metrics(y, mu, sd)
-            out.append({"round": rnd, "n": m["n"], "rmse": m["rmse"], "coverage_95": m["coverage_95"]})
+            scored.append((y, mu, sd))
+            pooled = regression_metrics(*(np.concatenate(a) for a in zip(*scored[-window:], strict=True)))
+            out.append({"round": rnd, "n": m["n"], "rmse": m["rmse"], "coverage_95": m["coverage_95"],
+                        "rmse_window": pooled["rmse"]})
     return out

@@ -267,10 +267,12 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
         label = "|ln ICR|" if s["objective"] == "icr" else f"ln {s['objective']}"
         r = Table(title=f"surrogate's prospective error per round ({label} of each round's picks, predicted before "
                         "they ran)", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("round", "designs", "RMSE", "95 % coverage"):
+        for col in ("round", "designs", "RMSE", "95 % coverage", "RMSE, last 5 rounds"):
             r.add_column(col, justify="right")
         for x in s["rounds"]:
-            r.add_row(str(x["round"]), str(x["n"]), _fmt(x["rmse"]), _fmt(x["coverage_95"], ".0%"))
+            r.add_row(str(x["round"]), str(x["n"]), _fmt(x["rmse"]), _fmt(x["coverage_95"], ".0%"),
+                      _fmt(x.get("rmse_window")))
+        r.caption = "last 5 rounds: the picks of this round and the 4 scored rounds before it, pooled"
         print_table(r)
     if f := s.get("best_found"):
         console.print(f"the whole pool evaluated: the best design was evaluation {f['evaluation']} of {f['of']}; "

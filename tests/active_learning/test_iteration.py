@@ -147,8 +147,8 @@ def test_part_of_each_guided_batch_continues_the_pools_sobol_order(snapshot):
 
 def test_prospective_error_per_round_has_known_answers(tmp_path):
     """Round 1's picks were predicted ln ICR = measured |ln ICR| + 1 with std 0.6 (its fold inside 1.96 std), round
-    2's measured + 1 with std 0.2 (outside): RMSE about 1 in both (the fold's mean lies a little above |mean|),
-    coverage 100 % then 0 %; round 0 (no prediction) is not a row."""
+    2's measured + 2 with std 0.2 (outside): RMSE about 1 then 2 (the fold's mean lies a little above |mean|),
+    coverage 100 % then 0 %, and the two rounds pooled sqrt((1 + 4) / 2); round 0 (no prediction) is not a row."""
     from porelab.active_learning.campaign.summary import prospective_by_round
 
     study = load_study(write_study(tmp_path / "s.yaml"))
@@ -159,7 +159,7 @@ def test_prospective_error_per_round_has_known_answers(tmp_path):
         m = run_continuum(c.design, c.conditions)
         tg = targets(m, study.goal)
         rnd = k // 2
-        pred = None if rnd == 0 else {"log_icr_mean": tg["abs_log_icr"] + 1.0,
+        pred = None if rnd == 0 else {"log_icr_mean": tg["abs_log_icr"] + float(rnd),
                                       "log_icr_std": 0.6 if rnd == 1 else 0.2}
         led.add_trial(c.design_id, c.design.model_dump(mode="json"), c.conditions.model_dump(mode="json"), rnd,
                       "ucb", prediction=pred)
@@ -168,8 +168,9 @@ def test_prospective_error_per_round_has_known_answers(tmp_path):
     rows = prospective_by_round(led, study)
     led.close()
     assert [(r["round"], r["n"]) for r in rows] == [(1, 2), (2, 2)]
-    assert [r["rmse"] for r in rows] == pytest.approx([1.0, 1.0], abs=0.05)
+    assert [r["rmse"] for r in rows] == pytest.approx([1.0, 2.0], abs=0.05)
     assert [r["coverage_95"] for r in rows] == [1.0, 0.0]
+    assert [r["rmse_window"] for r in rows] == pytest.approx([1.0, 2.5**0.5], abs=0.05)
 
 
 def test_a_decaying_floor_is_weighted_by_the_share_of_the_budget_left(snapshot):
