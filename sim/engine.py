@@ -84,8 +84,8 @@ class Engine:
     def split(self, n: int) -> Engine | None:
         """An engine for each of n Simulations stepped at once from n Python threads (OpenMM releases the GIL while
         it steps), or None when they should run one after another: the CPU platform's threads (cpu_threads, else
-        OPENMM_CPU_THREADS, else the cores this process may use) shared out, at least one each. On 2 cores two
-        1-thread contexts step 1.2-1.4x more ps than one 2-thread context (benchmarks/md_concurrent_fields.py).
+        OPENMM_CPU_THREADS, else the cores this process may use) shared out, at least one each. On 2 cores both
+        fields of a run step 1.20x more ps per wall second than one after another (benchmarks/md_concurrent_fields.py).
         Not the Reference platform: its random numbers come from one generator shared by all contexts."""
         if n < 2 or self.platform.getName() != "CPU":
             return None
