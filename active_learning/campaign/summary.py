@@ -51,7 +51,11 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study), "best_found": found}
 
 
-def prospective_by_round(ledger: Ledger, study: Study, window: int = 5) -> list[dict]:
+#: rounds pooled in the prospective error's trend column (`prospective_by_round`, `porelab campaign status`)
+PROSPECTIVE_WINDOW = 5
+
+
+def prospective_by_round(ledger: Ledger, study: Study, window: int = PROSPECTIVE_WINDOW) -> list[dict]:
     """The surrogate's prospective error per round of picks: for the designs picked in round r >= 1 and measured
     by the study's own oracle, the objective (ln scale) against what the model predicted when it picked them
     (iteration.prospective, surrogate.metrics.regression_metrics), and the RMSE of the picks of this round and the

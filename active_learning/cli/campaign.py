@@ -264,15 +264,18 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
                   "same design id)")) if m in notes) or None
         print_table(b)
     if s.get("rounds"):
+        from porelab.active_learning.campaign.summary import PROSPECTIVE_WINDOW
+
         label = "|ln ICR|" if s["objective"] == "icr" else f"ln {s['objective']}"
         r = Table(title=f"surrogate's prospective error per round ({label} of each round's picks, predicted before "
                         "they ran)", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("round", "designs", "RMSE", "95 % coverage", "RMSE, last 5 rounds"):
+        for col in ("round", "designs", "RMSE", "95 % coverage", f"RMSE, last {PROSPECTIVE_WINDOW} rounds"):
             r.add_column(col, justify="right")
         for x in s["rounds"]:
             r.add_row(str(x["round"]), str(x["n"]), _fmt(x["rmse"]), _fmt(x["coverage_95"], ".0%"),
                       _fmt(x.get("rmse_window")))
-        r.caption = "last 5 rounds: the picks of this round and the 4 scored rounds before it, pooled"
+        r.caption = (f"last {PROSPECTIVE_WINDOW} rounds: the picks of this round and the {PROSPECTIVE_WINDOW - 1} "
+                     "scored rounds before it, pooled")
         print_table(r)
     if f := s.get("best_found"):
         console.print(f"the whole pool evaluated: the best design was evaluation {f['evaluation']} of {f['of']}; "
