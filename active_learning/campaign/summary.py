@@ -1,10 +1,12 @@
 """A campaign's summary, read from its ledger only: trials by status, the best designs (each value with its 95 %
 interval, ranked by the objective's pessimistic bound, each design in the orientation that rectifies for an ICR goal:
 campaign.measured; those of the study's own oracle first, then those of the cheaper rungs of its fidelity ladder,
-each with the fidelity that measured it), the last model's prospective quality, worker utilisation and why it
-stopped."""
+each with the fidelity that measured it), the surrogate's prospective error over the campaign's picks and per round,
+worker utilisation and why it stopped."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -13,14 +15,16 @@ from porelab.active_learning.campaign.ledger import Ledger
 from porelab.active_learning.campaign.measured import ranked
 from porelab.active_learning.campaign.study import Study
 from porelab.active_learning.campaign.targets import objective_name
-from porelab.surrogate.metrics import regression_metrics
+from porelab.surrogate.metrics import metric_intervals, regression_metrics
 
 
 def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
     """Counts by status, the `top` best designs (natural units, flat: icr, icr_lo, icr_hi, icr_censored,
     icr_upper_censored, the same for on_current_nA, objective and selectivity, measured_by, symmetric, mirrored,
     on_field, and layers, design, conditions in the orientation shown), the best objective with its interval, the
-    last iteration's prospective metrics, utilisation, the stop reason and the driver's time (s). When the campaign
+    prospective error of every pick measured with a value (`heldout_*`: regression_metrics of the objective
+    against what the model predicted when it picked it, n, and `heldout_<metric>_ci`, 95 % bootstrap intervals),
+    utilisation, the stop reason and the driver's time (s). When the campaign
     stopped having evaluated its whole pool, `best_found`: {evaluation, of, random_mean}, the dispatch position of
     the best design among the study's oracle's measurements and what uniform random picks need on average to
     reach it, (of + 1) / 2."""
@@ -39,16 +43,24 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             found = {"evaluation": order.index(best[0]["design_id"]) + 1, "of": len(order),
                      "random_mean": (len(order) + 1) / 2}
     its = ledger.iterations()
-    last = its[-1]["metrics"] if its else {}
+    y, mu, sd = prospective(Snapshot.read(ledger, study.goal), objective_name(study.goal), None)
+    point, cis = regression_metrics(y, mu, sd), metric_intervals(y, mu, sd)
     counts = ledger.counts()
     top1 = best[0] if best else {}
     return {**counts, "trials": sum(counts.values()), "iterations": len(its), "best": best,
             "best_objective": top1.get("objective"), "best_objective_lo": top1.get("objective_lo"),
             "best_objective_hi": top1.get("objective_hi"), "best_objective_censored": top1.get("objective_censored"),
-            **{f"heldout_{k}": last.get(f"heldout_{k}") for k in ("rmse", "r2", "nll", "coverage_68", "n")},
+            **{f"heldout_{k}": _finite(point[k]) for k in ("rmse", "r2", "nll", "coverage_68", "n")},
+            **{f"heldout_{k}_ci": [_finite(v) for v in cis[k]] for k in ("rmse", "r2", "nll", "coverage_68")},
             "utilisation": ledger.get("utilisation"), "finished": ledger.get("finished"),
             "driver_seconds": ledger.get("driver_seconds"), "objective": study.goal.objective,
             "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study), "best_found": found}
+
+
+
+def _finite(x):
+    """x, or None where it is NaN (no value: too few picks)."""
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 #: rounds pooled in the prospective error's trend column (`prospective_by_round`, `porelab campaign status`)

@@ -281,10 +281,13 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
         console.print(f"the whole pool evaluated: the best design was evaluation {f['evaluation']} of {f['of']}; "
                       f"random picks reach it after {f['random_mean']:.1f} on average", highlight=False)
     u = s.get("utilisation") or {}
-    n = s.get("heldout_n")
-    console.print(f"model (prospective, last iteration{f', {n} designs' if n else ''}): "
-                  f"held-out RMSE {_fmt(s['heldout_rmse'])}, R² {_fmt(s['heldout_r2'])}, "
-                  f"NLL {_fmt(s.get('heldout_nll'))}, 68 % interval coverage {_fmt(s['heldout_coverage_68'])}; "
+    def ci(k: str) -> str:  # value [95 % bootstrap interval]
+        lo, hi = s.get(f"heldout_{k}_ci") or (None, None)
+        return _fmt(s.get(f"heldout_{k}")) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else "")
+
+    console.print(f"surrogate's prospective error over {s.get('heldout_n') or 0} picks (each predicted before it "
+                  f"ran; 95 % bootstrap intervals): RMSE {ci('rmse')}, R² {ci('r2')}, NLL {ci('nll')}, 68 % "
+                  f"interval coverage {ci('coverage_68')}; "
                   f"worker utilisation {_fmt(u.get('fraction'), '.0%')}; "
                   f"stopped: {s['finished'] or 'not finished'}"
                   + (f"; wall time {wall_s:.0f} s" if wall_s is not None else ""), highlight=False)

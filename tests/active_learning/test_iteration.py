@@ -80,6 +80,22 @@ def test_prospective_metrics_are_regression_metrics_with_known_answers(snapshot)
     assert m["completed"] == 6 and m["best_objective"] == pytest.approx(math.exp(max(y)))
 
 
+def test_the_summary_gives_the_prospective_error_of_every_pick_with_its_interval(snapshot, tmp_path):
+    """Every pick predicted 1 too high with std 0.1: RMSE 1 and no 68 % interval holding its label, in every
+    bootstrap resample too, so both intervals are points; R² has an interval around its value."""
+    from porelab.active_learning.campaign.summary import summarize
+
+    study, _, snap = snapshot
+    led = Ledger(tmp_path / "c" / "ledger.sqlite")
+    s = summarize(led, study)
+    led.close()
+    y, mu, _ = prospective(snap, "abs_log_icr", None)
+    r2 = 1 - ((y - mu) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert s["heldout_n"] == 6 and s["heldout_rmse"] == pytest.approx(1.0) and s["heldout_r2"] == pytest.approx(r2)
+    assert s["heldout_rmse_ci"] == pytest.approx([1.0, 1.0]) and s["heldout_coverage_68_ci"] == [0.0, 0.0]
+    assert s["heldout_r2_ci"][0] <= r2 <= s["heldout_r2_ci"][1]
+
+
 def test_prospective_scores_values_not_bounds(snapshot):
     """A measured objective known only from below (`_hi` None: censored, or unresolved) is left out of the
     prospective rows, as the champion leaves it out."""

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from porelab.surrogate.metrics import calibration_curve, regression_metrics
+from porelab.surrogate.metrics import calibration_curve, metric_intervals, regression_metrics
 
 
 def test_perfect_predictions():
@@ -41,6 +41,23 @@ def test_overconfident_predictions_undercover():
     y = rng.normal(size=5000)
     r = regression_metrics(y, np.zeros(5000), np.full(5000, 0.5))
     assert r["coverage_95"] < 0.75 and r["spearman"] != r["spearman"]  # constant std: no ranking (NaN)
+
+
+def test_metric_intervals_cover_the_known_answers():
+    """Errors N(0, 1) predicted with std 1: the true RMSE is 1, NLL 0.5 ln(2 pi e) = 1.419, 68 % coverage 0.683.
+    Over 200 replicates of 150 entries each 95 % interval holds its true value in 0.9-0.99 of them (0.935-0.96
+    measured; a percentile bootstrap undercovers a little), and each interval holds the point estimate."""
+    rng = np.random.default_rng(3)
+    truth = {"rmse": 1.0, "nll": 0.5 * math.log(2 * math.pi * math.e), "coverage_68": 0.6827}
+    hits = dict.fromkeys(truth, 0)
+    for _ in range(200):
+        y, mu = rng.normal(size=150), np.zeros(150)
+        ci, point = metric_intervals(y, mu, np.ones(150)), regression_metrics(y, mu, np.ones(150))
+        for k, v in truth.items():
+            hits[k] += ci[k][0] <= v <= ci[k][1]
+            assert ci[k][0] <= point[k] <= ci[k][1]
+    assert all(0.9 <= h / 200 <= 0.99 for h in hits.values()), hits
+    assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in metric_intervals(y[:4], mu[:4], np.ones(4)).values())
 
 
 def test_plots_are_written_without_touching_matplotlib_state(tmp_path):
