@@ -8,6 +8,7 @@ predicted. ln ICR, measured and predicted, comes from porelab.sim.observables (v
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,10 @@ def metric_intervals(y: np.ndarray, mean: np.ndarray, std: np.ndarray, level: fl
     out = {}
     for name in names:
         data, stat = per_entry[name]
-        ci = stats.bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples, batch=100,
-                             confidence_level=level, method="percentile", random_state=seed).confidence_interval
+        with warnings.catch_warnings():  # all resamples alike (e.g. no interval covers): the interval is a point
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            ci = stats.bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples, batch=100,
+                                 confidence_level=level, method="percentile", random_state=seed).confidence_interval
         out[name] = (float(ci.low), float(ci.high))
     return out
 
