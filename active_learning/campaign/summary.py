@@ -57,7 +57,6 @@ def summarize(ledger: Ledger, study: Study, top: int = 5) -> dict:
             "maximize": study.goal.maximize, "rounds": prospective_by_round(ledger, study), "best_found": found}
 
 
-
 def _finite(x):
     """x, or None where it is NaN (no value: too few picks)."""
     return None if isinstance(x, float) and math.isnan(x) else x

@@ -281,6 +281,7 @@ def _print_summary(s: dict, directory: Path, wall_s: float | None, champion: str
         console.print(f"the whole pool evaluated: the best design was evaluation {f['evaluation']} of {f['of']}; "
                       f"random picks reach it after {f['random_mean']:.1f} on average", highlight=False)
     u = s.get("utilisation") or {}
+
     def ci(k: str) -> str:  # value [95 % bootstrap interval]
         lo, hi = s.get(f"heldout_{k}_ci") or (None, None)
         return _fmt(s.get(f"heldout_{k}")) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else "")
