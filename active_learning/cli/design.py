@@ -190,9 +190,10 @@ def _print(study, scores, ranking, verified) -> None:
                   _iv(r, name), f"{r[f'{name}_risk_bound']:.3g}", _iv(r, "on_current_nA"))
     print_table(t)
     if verified:
+        listed = ", in the orientation listed above: < 1 where it rectifies the other way" if name == "icr" else ""
         v = Table(title=f"verified with the {study.oracle.kind} oracle (predicted: 95 % epistemic interval; "
-                        "measured: 95 % interval, '> x' a lower bound, '< x' an upper one)", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
+                        f"measured: 95 % interval{listed}; '> x' a lower bound, '< x' an upper one)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for col in ("rank", "design id", f"predicted {label}", f"measured {label}", "predicted ON nA",
                     "measured ON nA", "measured by"):
             v.add_column(col, justify="right", no_wrap=col not in ("rank", "measured by"))

@@ -34,7 +34,7 @@ import yaml
 
 import porelab
 from porelab.active_learning.campaign import plots
-from porelab.active_learning.campaign.measured import Measured, measured, row_of
+from porelab.active_learning.campaign.measured import Measured, inverted, measured, row_of
 from porelab.active_learning.campaign.space import Candidate
 from porelab.active_learning.campaign.targets import objective_name
 from porelab.active_learning.inverse.search import Ranking, Scores, Verified
@@ -123,7 +123,8 @@ def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) 
         pred_obj, pred_on = predicted(sign * scores.mean[i, 0], scores.std[i, 0], ln_floor(study)), \
             predicted(scores.mean[i, 1], scores.std[i, 1])
         got = measured_of(v, study)
-        obj, on = (got.objective, got.on_current_nA) if got is not None else (None, None)
+        obj, on = (_as_listed(got, bool(scores.flipped[i]), study), got.on_current_nA) if got is not None \
+            else (None, None)
         out.append({"rank": v.rank, "design_id": v.candidate.design_id,
                     f"predicted_{name}": pred_obj[0], f"predicted_{name}_lo": pred_obj[1],
                     f"predicted_{name}_hi": pred_obj[2], f"predicted_ln_{name}_std": scores.std[i, 0],
@@ -135,6 +136,15 @@ def verified_rows(study: DesignStudy, scores: Scores, verified: list[Verified]) 
                     / max(scores.std[i, 0], 1e-12) if got else "",
                     "status": "ok" if got else "failed", "error": v.error or ""})
     return out
+
+
+def _as_listed(got: Measured, flipped: bool, study: DesignStudy) -> Interval:
+    """The measured objective beside its prediction; for an ICR goal the measured ICR itself in the orientation the
+    candidate is listed in (flipped: its mirror image, predicted to rectify with ON at +E), not max(ICR, 1/ICR):
+    a design measured to rectify the other way shows ICR < 1, and one whose ICR is unresolved "> 0"."""
+    if study.goal.objective != "icr":
+        return got.objective
+    return got.icr if got.mirrored == flipped else inverted(got.icr)
 
 
 def _measured_columns(key: str, iv: Interval | None) -> dict:

@@ -187,7 +187,31 @@ def test_a_verified_on_current_known_only_from_above_prints_as_a_bound():
     assert row["measured_on_current_nA_upper_censored"] and not row["measured_on_current_nA_censored"]
     assert row["measured_on_current_nA_lo"] == 0.0 and row["measured_on_current_nA_hi"] == on
     assert _iv(row, "measured_on_current_nA") == f"< {on:.3g}"
-    assert row["measured_icr_censored"] and not row["measured_icr_upper_censored"] and _iv(row, "measured_icr") == "> 1"
+    assert row["measured_icr_censored"] and not row["measured_icr_upper_censored"] and _iv(row, "measured_icr") == "> 0"
+
+
+def test_a_verified_icr_is_measured_in_the_orientation_listed_not_folded():
+    """REVERSED rectifies with ON at -E (ICR ~0.25). Listed as drawn (predicted ON at +E) its measured ICR is < 1,
+    the prediction's direction wrong; listed as its mirror image (flipped) it is ~4. max(ICR, 1/ICR) would read ~4
+    both ways and hide the wrong direction."""
+    from al_helpers import REVERSED
+
+    from porelab.active_learning.campaign.space import Candidate
+    from porelab.active_learning.campaign.targets import targets
+    from porelab.active_learning.inverse import report
+    from porelab.active_learning.inverse.study import DesignStudy
+
+    doc = {k: v for k, v in SMALL.items() if k not in ("budget", "executor", "model", "acquisition")}
+    study = parse_study(doc, "test", DesignStudy)
+    m = REVERSED
+    c = Candidate(design=m.design, conditions=m.conditions, design_id=m.design_id)
+    icr = {}
+    for flipped in (False, True):
+        s = inverse.Scores([c], np.zeros((1, 2)), np.ones((1, 2)), 0.0, np.array([flipped]))
+        row = report.verified_rows(study, s, [inverse.Verified(1, c, m, targets(m, study.goal), None)])[0]
+        icr[flipped] = (row["measured_icr"], row["measured_icr_lo"], row["measured_icr_hi"])
+    assert icr[False][2] < 1 < icr[True][1]
+    assert icr[True] == pytest.approx((1 / icr[False][0], 1 / icr[False][2], 1 / icr[False][1]))
 
 
 def test_verify_measures_resumes_and_reports_failures(tmp_path, user_oracle):
