@@ -42,7 +42,7 @@ from porelab.active_learning.campaign.targets import (
     upper_censored,
 )
 from porelab.sim.measurement import Measurement
-from porelab.surrogate.metrics import regression_metrics
+from porelab.surrogate.metrics import metric_intervals, regression_metrics
 
 SPACE_FILLING = "space_filling"  # the source of the picks taken from the pool's Sobol order
 P_FEASIBLE_MIN = 0.05  # below this predicted probability of meeting on_current_min_nA a candidate ranks last
@@ -418,6 +418,19 @@ def space_filling_count(q: int, fraction: float) -> int:
     return min(q, max(n, 1 if fraction > 0 and q >= 2 else 0))
 
 
+def heldout_metrics(y: np.ndarray, mu: np.ndarray, sd: np.ndarray, intervals: bool = False) -> dict:
+    """`heldout_<metric>`: surrogate.metrics.regression_metrics of the measured objective y against the predicted
+    mean and std (each (n,), `prospective`), None where a metric has no value; with `intervals` also
+    `heldout_<metric>_ci`, [low, high] of surrogate.metrics.metric_intervals (95 % bootstrap)."""
+    def value(x):
+        return None if isinstance(x, float) and math.isnan(x) else x
+
+    out = {f"heldout_{k}": value(v) for k, v in regression_metrics(y, mu, sd).items()}
+    if intervals:
+        out |= {f"heldout_{k}_ci": [value(lo), value(hi)] for k, (lo, hi) in metric_intervals(y, mu, sd).items()}
+    return out
+
+
 def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | None) -> dict:
     objective = objective_name(study.goal)
     best, who = best_observed(snap.measured, study)
@@ -427,8 +440,7 @@ def _metrics(snap: Snapshot, study: Study, pred, n_train: int, max_round: int | 
            if who and not upper_censored(who, "log_on_current") else None}
     y, mu, sd = prospective(snap, objective, max_round)
     if len(y) >= 2:
-        out |= {f"heldout_{k}": (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in regression_metrics(y, mu, sd).items()}
+        out |= heldout_metrics(y, mu, sd)
     if pred is not None and len(pred):
         out["mean_uncertainty"] = float(np.mean(pred.epistemic[objective]))
     return out

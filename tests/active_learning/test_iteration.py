@@ -181,7 +181,7 @@ def test_prospective_error_per_round_has_known_answers(tmp_path):
                       "ucb", prediction=pred)
         led.start(c.design_id)
         led.finish(c.design_id, "completed", m.to_json(), "continuum", targets=tg)
-    rows = prospective_by_round(led, study)
+    rows = prospective_by_round(Snapshot.read(led, study.goal), study.goal)
     led.close()
     assert [(r["round"], r["n"]) for r in rows] == [(1, 2), (2, 2)]
     assert [r["rmse"] for r in rows] == pytest.approx([1.0, 2.0], abs=0.05)
